@@ -1,0 +1,9 @@
+"""Checkers for the lessons' exercises: instant, friendly feedback in one sentence.
+
+One module per lesson; everything is re-exported here, so a notebook writes
+``from fedkd_lessons.exercises import check_softmax_with_temperature``.
+See :mod:`fedkd_lessons.exercises.feedback` for the convention every checker follows.
+"""
+
+from .feedback import Feedback, Wrong, checker
+from .lesson1_temperature import check_entropy, check_softmax_with_temperature, check_temperature_for_entropy

@@ -1,0 +1,67 @@
+"""The temperature-softened softmax and the entropy that measures how soft it is (lesson 1)."""
+
+import torch
+
+from .validation import as_logits, check_positive_finite
+
+
+def _scaled_shifted_logits(logits, temperature, dim):
+    temperature = check_positive_finite(temperature, "temperature")
+    logits = as_logits(logits, dim=dim)
+    # Subtract the maximum *before* dividing by T: every entry is then <= 0, so neither a huge
+    # logit (1e4) nor a tiny temperature (1e-30) can overflow exp(). The result is unchanged
+    # because softmax is invariant to adding a constant to every logit.
+    shift = logits.amax(dim=dim, keepdim=True)
+    if torch.isneginf(shift).any():
+        raise ValueError("logits: every class is -inf in some row; at least one must be finite")
+    return (logits - shift) / temperature
+
+
+def softmax_with_temperature(logits, temperature: float = 1.0, dim: int = -1) -> torch.Tensor:
+    """Softened class probabilities ``q_i = exp(z_i / T) / sum_j exp(z_j / T)``.
+
+    Hinton, Vinyals & Dean 2015, Eq. 1. ``T = 1`` is the ordinary softmax; ``T -> 0`` tends to
+    the one-hot argmax, ``T -> inf`` to the uniform distribution.
+
+    Args:
+        logits: tensor (or array) of shape ``(..., C, ...)``, classes along ``dim``.
+        temperature: ``T``, a finite number > 0.
+        dim: the class dimension.
+
+    Returns:
+        A tensor of the same shape whose entries along ``dim`` are >= 0 and sum to 1.
+        Stable for logits of any size (the log-sum-exp trick).
+    """
+    shifted = _scaled_shifted_logits(logits, temperature, dim)
+    exponentials = shifted.exp()
+    return exponentials / exponentials.sum(dim=dim, keepdim=True)
+
+
+def log_softmax_with_temperature(logits, temperature: float = 1.0, dim: int = -1) -> torch.Tensor:
+    """``log q_i = z_i / T - log sum_j exp(z_j / T)``, computed without forming ``q``.
+
+    Same arguments and shapes as :func:`softmax_with_temperature`; used by the distillation loss
+    (lesson 2), where ``log q`` of a tiny ``q`` must not underflow to ``-inf``.
+    """
+    shifted = _scaled_shifted_logits(logits, temperature, dim)
+    return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()
+
+
+def entropy(probs, dim: int = -1) -> torch.Tensor:
+    """Shannon entropy ``H(q) = -sum_i q_i log q_i`` in nats, with ``0 log 0 = 0``.
+
+    Args:
+        probs: tensor of shape ``(..., C, ...)`` whose entries along ``dim`` are >= 0 and sum to 1.
+        dim: the class dimension.
+
+    Returns:
+        Tensor with ``dim`` removed; 0 for a one-hot row, ``log C`` for a uniform one.
+    """
+    probs = as_logits(probs, name="probs", dim=dim)
+    if (probs < 0).any() or torch.isinf(probs).any():
+        raise ValueError("probs must be finite and >= 0 (did you pass logits instead of probabilities?)")
+    sums = probs.sum(dim=dim)
+    if not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
+        worst = float((sums - 1).abs().max())
+        raise ValueError(f"probs must sum to 1 along dim={dim}; the worst row is off by {worst:.3g}")
+    return -torch.special.xlogy(probs, probs).sum(dim=dim)

@@ -1,0 +1,93 @@
+"""One training loop for every lesson, with a progress bar that tests can switch off (lesson 1)."""
+
+import os
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .validation import check_int_at_least, check_positive_finite
+
+
+def progress_enabled(progress: bool | None) -> bool:
+    """``progress`` if given, else on unless the environment sets ``FEDKD_PROGRESS=0`` (the tests do)."""
+    if progress is None:
+        return os.environ.get("FEDKD_PROGRESS", "1") != "0"
+    return bool(progress)
+
+
+def progress_bar(iterable, progress: bool | None = None, description: str = "", total: int | None = None):
+    """``iterable`` wrapped in a ``tqdm.auto`` bar (a widget in Jupyter, text in a terminal)."""
+    return tqdm(iterable, desc=description, total=total, disable=not progress_enabled(progress), leave=False)
+
+
+def make_optimizer(parameters, optimizer: str, lr: float, momentum: float = 0.9, weight_decay: float = 0.0):
+    """``"adam"`` or ``"sgd"`` (with ``momentum``) over ``parameters``."""
+    lr = check_positive_finite(lr, "lr")
+    if optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+    if optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+
+
+def train(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets,
+    *,
+    epochs: int,
+    lr: float = 1e-3,
+    batch_size: int = 32,
+    loss_fn: Callable | None = None,
+    penalty: Callable[[nn.Module], torch.Tensor] | None = None,
+    optimizer: str = "adam",
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    generator: torch.Generator | None = None,
+    progress: bool | None = None,
+    description: str = "training",
+) -> list[float]:
+    """Train ``model`` in place with mini-batches; return the mean loss of each epoch.
+
+    Args:
+        images: inputs ``(N, ...)``.
+        targets: a tensor ``(N, ...)`` or a tuple of such tensors, sliced per batch alongside
+            ``images`` and passed to ``loss_fn(logits, *batch_targets)``.
+        loss_fn: defaults to ``F.cross_entropy`` (targets are integer labels).
+        penalty: optional ``penalty(model)`` added to every batch's loss (EWC, lesson 4).
+        optimizer: ``"adam"`` or ``"sgd"``; only parameters with ``requires_grad`` are trained.
+        generator: the random stream that shuffles the batches (default: torch's global one).
+    """
+    check_int_at_least(epochs, "epochs", 0)
+    check_int_at_least(batch_size, "batch_size", 1)
+    targets = targets if isinstance(targets, tuple) else (targets,)
+    for target in targets:
+        if len(target) != len(images):
+            raise ValueError(f"targets have {len(target)} rows but images have {len(images)}")
+    if len(images) == 0:
+        raise ValueError("cannot train on zero examples")
+    loss_fn = loss_fn or F.cross_entropy
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(trainable, optimizer, lr, momentum, weight_decay)
+    model.train()
+    history = []
+    bar = progress_bar(range(epochs), progress, description)
+    for _ in bar:
+        order = torch.randperm(len(images), generator=generator)
+        total = 0.0
+        for start in range(0, len(images), batch_size):
+            batch = order[start : start + batch_size]
+            loss = loss_fn(model(images[batch]), *(t[batch] for t in targets))
+            if penalty is not None:
+                loss = loss + penalty(model)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(batch)
+        history.append(total / len(images))
+        bar.set_postfix(loss=f"{history[-1]:.3f}")
+    model.eval()
+    return history

@@ -1,0 +1,43 @@
+import pytest
+import torch
+
+from fedkd_lessons.models import accuracy, count_parameters, last_linear_layer, make_cnn, make_mlp, predict_logits
+
+
+@pytest.mark.parametrize("factory", [lambda: make_mlp((32, 16)), lambda: make_cnn((8, 16)), lambda: make_cnn((4, 8, 8))])
+def test_models_map_images_to_logits(factory):
+    model = factory()
+    assert model(torch.rand(5, 1, 8, 8)).shape == (5, 10)
+
+
+def test_parameter_count_matches_hand_count():
+    assert count_parameters(make_mlp((32,))) == 64 * 32 + 32 + 32 * 10 + 10
+
+
+def test_last_linear_layer_is_the_head():
+    model = make_mlp((32, 16), num_classes=16)
+    assert last_linear_layer(model).out_features == 16
+
+
+def test_predict_logits_is_eval_mode_and_batched():
+    model = make_mlp((16,), dropout=0.5).train()
+    images = torch.rand(10, 1, 8, 8)
+    torch.testing.assert_close(predict_logits(model, images, batch_size=3), predict_logits(model, images))
+    assert model.training
+
+
+def test_accuracy_against_hand_count():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Identity())
+    images = torch.eye(3).reshape(3, 1, 1, 3)
+    assert accuracy(model, images, torch.tensor([0, 1, 0])) == pytest.approx(2 / 3)
+
+
+def test_bad_arguments_are_rejected():
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 2"):
+        make_mlp(num_classes=1)
+    with pytest.raises(ValueError, match="dropout must be in"):
+        make_cnn(dropout=1.0)
+    with pytest.raises(ValueError, match="channels must list"):
+        make_cnn(channels=())
+    with pytest.raises(ValueError, match="differ in length"):
+        accuracy(make_mlp(), torch.rand(3, 1, 8, 8), torch.tensor([1]))
