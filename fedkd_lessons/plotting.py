@@ -1,11 +1,7 @@
-"""The course's one look: colours per method, a digit image, the softened-probabilities figure."""
-
-import math
+"""The course's one look: colours per method, the style, a digit image, probability bars."""
 
 import matplotlib.pyplot as plt
 import torch
-
-from .temperature import entropy, softmax_with_temperature
 
 # One colour per method, the same in every lesson (colour-blind-safe Okabe-Ito palette).
 COLOURS = {
@@ -24,6 +20,11 @@ COLOURS = {
     "upper bound": "#009E73",
     "control": "#D55E00",
     "uniform": "#D55E00",
+    "iid": "#009E73",
+    "mild non-iid": "#56B4E9",
+    "non-iid": "#0072B2",
+    "median": "#CC79A7",
+    "dp": "#D55E00",
 }
 
 COURSE_STYLE = {
@@ -65,32 +66,6 @@ def draw_probability_bars(ax, probs, class_names, highlight: int | None = None) 
     ax.axhline(1 / len(probs), color=COLOURS["uniform"], linestyle="--", linewidth=1)
     ax.set_xticks(range(len(probs)), class_names)
     ax.set_ylim(0, 1.05)
-
-
-def temperature_figure(image, logits, temperatures=(0.5, 1, 2, 5, 20), class_names=None, label=None):
-    """The lesson 1 picture: one digit, then its softened class probabilities at each temperature.
-
-    ``logits`` is one ``(C,)`` vector. Each panel's title gives ``T`` and the entropy in nats;
-    the dashed line is the uniform level ``1/C``. Returns the figure.
-    """
-    logits = torch.as_tensor(logits)
-    class_names = class_names or [str(c) for c in range(len(logits))]
-    fig, axes = plt.subplots(1, len(temperatures) + 1, figsize=(2.3 * (len(temperatures) + 1), 2.6),
-                             gridspec_kw={"width_ratios": [0.8] + [1] * len(temperatures)})
-    show_digit(axes[0], image, f"input (label {label})" if label is not None else "input")
-    predicted = int(logits.argmax())
-    for ax, temperature in zip(axes[1:], temperatures):
-        probs = softmax_with_temperature(logits, temperature)
-        draw_probability_bars(ax, probs, class_names, highlight=predicted)
-        ax.set_title(f"T = {temperature:g}\nH = {float(entropy(probs)):.2f} nats")
-        ax.tick_params(axis="x", labelsize=7)
-    axes[1].set_ylabel("probability")
-    fig.suptitle(
-        f"Raising T softens the same logits towards uniform (dashed, 1/{len(logits)}; max H = {math.log(len(logits)):.2f})",
-        y=1.02,
-    )
-    fig.tight_layout()
-    return fig
 
 
 def save_figure(fig, path) -> None:

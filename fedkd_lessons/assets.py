@@ -1,0 +1,53 @@
+"""Draw the pictures in ``assets/`` (the README's lesson map) from the package's own code.
+
+Run from the repository root: ``python -m fedkd_lessons.assets`` (or give another folder).
+Each picture is made from a fixed seed, so re-running gives the same files.
+"""
+
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from .data import load_digits_split  # noqa: E402
+from .models import make_mlp, predict_logits  # noqa: E402
+from .plotting import save_figure, use_course_style  # noqa: E402
+from .seeding import seed_everything  # noqa: E402
+from .temperature_figures import temperature_figure  # noqa: E402
+from .training import train  # noqa: E402
+
+
+def lesson1_temperature():
+    """Lesson 1: a trained MLP's logits for the most ambiguous test digit, softened at five T."""
+    seed_everything(0)
+    split = load_digits_split()
+    model = make_mlp((64,))
+    train(model, split.train_images, split.train_labels, epochs=20, lr=1e-2, batch_size=64, progress=False)
+    logits = predict_logits(model, split.test_images)
+    top_two = logits.topk(2, dim=1).values
+    ambiguous = int((top_two[:, 0] - top_two[:, 1]).argmin())
+    return temperature_figure(split.test_images[ambiguous], logits[ambiguous], label=int(split.test_labels[ambiguous]))
+
+
+FIGURES = {
+    "01_temperature.png": lesson1_temperature,
+}
+
+
+def write_assets(folder) -> list[Path]:
+    """Draw every figure in ``FIGURES`` into ``folder``; return the paths written."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    use_course_style()
+    written = []
+    for name, draw in FIGURES.items():
+        save_figure(draw(), folder / name)
+        written.append(folder / name)
+    return written
+
+
+if __name__ == "__main__":
+    for path in write_assets(sys.argv[1] if len(sys.argv) > 1 else "assets"):
+        print("wrote", path)
