@@ -1,0 +1,116 @@
+"""The student edition and the nbgrader source folder, built from the real lesson notebooks."""
+
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from fedkd_lessons.classroom import (BEGIN_SOLUTION, is_check_cell, is_solution_cell, main, with_nbgrader_metadata,
+                                     write_nbgrader_source, write_student_edition)
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+LESSONS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def solution_lines(nb) -> list[str]:
+    """The non-trivial lines of every reference answer (between the markers)."""
+    lines = []
+    for cell in nb.cells:
+        if is_solution_cell(cell):
+            inside = cell.source.split(BEGIN_SOLUTION, 1)[1].split("### END SOLUTION", 1)[0]
+            lines += [line.strip() for line in inside.splitlines() if len(line.strip()) > 12]
+    return lines
+
+
+@pytest.fixture(scope="module")
+def student_edition(tmp_path_factory):
+    outdir = tmp_path_factory.mktemp("student")
+    main(["student-edition", str(outdir), "--source", str(NOTEBOOKS)])
+    return {path.name: nbformat.read(path, as_version=4) for path in sorted(outdir.glob("*.ipynb"))}, outdir
+
+
+def test_every_lesson_has_two_to_four_checked_exercises():
+    for path in LESSONS:
+        nb = nbformat.read(path, as_version=4)
+        count = sum(is_solution_cell(cell) for cell in nb.cells)
+        assert 2 <= count <= 4, f"{path.name} has {count} exercises"
+        checks = [cell for cell in nb.cells if is_check_cell(cell)]
+        assert len(checks) == count
+        for cell in checks:  # the reference answers pass their own checkers
+            shown = "".join(output.get("data", {}).get("text/plain", "") for output in cell.outputs)
+            assert shown.startswith("✅ Correct"), f"{path.name}: a check cell shows {shown[:80]!r}"
+
+
+def test_student_edition_has_no_solutions_and_no_outputs(student_edition):
+    notebooks, _ = student_edition
+    assert sorted(notebooks) == [path.name for path in LESSONS]
+    for path in LESSONS:
+        student = notebooks[path.name]
+        nbformat.validate(student)
+        text = "\n".join(cell.source for cell in student.cells)
+        assert BEGIN_SOLUTION not in text and "raise NotImplementedError()" in text
+        for line in solution_lines(nbformat.read(path, as_version=4)):
+            assert line not in text, f"{path.name}: solution line {line!r} survived"
+        for cell in student.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None
+        assert "widgets" not in student.metadata
+
+
+def execute(path: Path) -> nbformat.NotebookNode:
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    return nb
+
+
+def test_student_edition_runs_top_to_bottom_saying_not_solved(student_edition):
+    _, outdir = student_edition
+    # two kernels of one torch thread each: the two cores, never oversubscribed
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        executed = dict(zip([path.name for path in LESSONS], pool.map(execute, [outdir / path.name for path in LESSONS])))
+    for name, nb in executed.items():
+        checks = [cell for cell in nb.cells if is_check_cell(cell)]
+        for cell in checks:
+            shown = "".join(output.get("data", {}).get("text/plain", "") for output in cell.outputs)
+            assert "Not solved yet" in shown, f"{name}: a check cell shows {shown[:120]!r}"
+        errors = [output for cell in nb.cells for output in cell.get("outputs", []) if output.output_type == "error"]
+        assert not errors, f"{name}: {errors[0]['ename']}"
+
+
+def test_nbgrader_generates_the_assignment_from_our_source_folder(tmp_path):
+    written = write_nbgrader_source(NOTEBOOKS, tmp_path)
+    assert written[0] == tmp_path / "source" / "lesson01" / LESSONS[0].name
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run([str(Path(sys.executable).parent / "nbgrader"), "generate_assignment", "lesson01",
+                    f"--CourseDirectory.root={tmp_path}"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    released = nbformat.read(tmp_path / "release" / "lesson01" / LESSONS[0].name, as_version=4)
+    assert BEGIN_SOLUTION not in "\n".join(cell.source for cell in released.cells)
+    graded = [cell.metadata["nbgrader"]["grade_id"] for cell in released.cells if "nbgrader" in cell.metadata]
+    assert graded[:2] == [f"{LESSONS[0].stem}-exercise-1", f"{LESSONS[0].stem}-check-1"]
+
+
+def test_an_exercise_without_a_check_cell_is_refused():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION"),
+                                         nbformat.v4.new_code_cell("print(f())")])
+    with pytest.raises(ValueError, match="exercise 1 .* is not followed by a check cell"):
+        with_nbgrader_metadata(nb, "lesson")
+
+
+def test_an_unclosed_solution_is_named(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1"),
+                                         nbformat.v4.new_code_cell("check_f(f)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    nbformat.write(nb, tmp_path / "01_broken.ipynb")
+    with pytest.raises(ValueError, match=re.escape("01_broken.ipynb: no end solution")):
+        write_student_edition(tmp_path, tmp_path / "out")
+
+
+def test_an_empty_source_folder_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="no lesson notebooks"):
+        write_student_edition(tmp_path, tmp_path / "out")
