@@ -78,3 +78,34 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
     if len(labels) == 0:
         raise ValueError("cannot measure accuracy on zero examples")
     return (predict_logits(model, images).argmax(dim=1) == labels).float().mean().item()
+
+
+# FedMD's parties each bring their own architecture (Li & Wang 2019, fact 17: 2- and 3-layer CNNs
+# of different widths and dropout); at 8x8 the course mixes MLPs of different depth and width with
+# CNNs of one to three convolutions. Every model has 16 outputs: 10 public + 6 private classes (fact 19).
+FEDMD_ZOO = (
+    ("mlp 32", "mlp", {"hidden": (32,)}),
+    ("mlp 64", "mlp", {"hidden": (64,)}),
+    ("mlp 128-64", "mlp", {"hidden": (128, 64), "dropout": 0.2}),
+    ("mlp 64-32-32", "mlp", {"hidden": (64, 32, 32)}),
+    ("cnn 8", "cnn", {"channels": (8,)}),
+    ("cnn 16", "cnn", {"channels": (16,), "dropout": 0.2}),
+    ("cnn 8-16", "cnn", {"channels": (8, 16)}),
+    ("cnn 16-32", "cnn", {"channels": (16, 32), "dropout": 0.3}),
+    ("cnn 8-16-16", "cnn", {"channels": (8, 16, 16)}),
+    ("cnn 16-16-32", "cnn", {"channels": (16, 16, 32), "dropout": 0.2}),
+)
+
+
+def make_fedmd_zoo(num_classes: int = 16, image_size: int = 8) -> list[tuple[str, nn.Sequential]]:
+    """FedMD's ten parties' models (lesson 5), as ``(name, model)`` pairs in party order.
+
+    Four MLPs (one to three hidden layers, 32-128 units) and six CNNs (one to three convolutions,
+    8-32 channels), some with dropout: ten models, eight architectures, no two alike enough to
+    average their weights. Each maps ``(N, 1, image_size, image_size)`` to ``(N, num_classes)``.
+    """
+    factories = {"mlp": make_mlp, "cnn": make_cnn}
+    return [
+        (name, factories[kind](**settings, num_classes=num_classes, image_size=image_size))
+        for name, kind, settings in FEDMD_ZOO
+    ]

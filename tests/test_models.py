@@ -41,3 +41,16 @@ def test_bad_arguments_are_rejected():
         make_cnn(channels=())
     with pytest.raises(ValueError, match="differ in length"):
         accuracy(make_mlp(), torch.rand(3, 1, 8, 8), torch.tensor([1]))
+
+
+def test_fedmd_zoo_has_ten_models_five_plus_architectures_sixteen_outputs():
+    from fedkd_lessons.models import make_fedmd_zoo
+
+    zoo = make_fedmd_zoo()
+    assert len(zoo) == 10
+    architectures = {tuple(type(m).__name__ for m in model) + (count_parameters(model),) for _, model in zoo}
+    assert len(architectures) >= 5
+    assert {len([m for m in model if isinstance(m, torch.nn.Conv2d)]) for _, model in zoo} == {0, 1, 2, 3}
+    for _, model in zoo:
+        assert model(torch.rand(3, 1, 8, 8)).shape == (3, 16)
+    assert make_fedmd_zoo(image_size=28)[4][1](torch.rand(2, 1, 28, 28)).shape == (2, 16)

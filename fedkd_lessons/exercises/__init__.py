@@ -7,3 +7,4 @@ See :mod:`fedkd_lessons.exercises.feedback` for the convention every checker fol
 
 from .feedback import Feedback, Wrong, checker
 from .lesson1_temperature import check_entropy, check_softmax_with_temperature, check_temperature_for_entropy
+from .lesson5_fedmd import check_consensus, check_fedmd_round_bytes

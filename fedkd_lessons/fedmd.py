@@ -1,0 +1,434 @@
+"""FedMD: parties with different models learn together through class scores on public data (lesson 5).
+
+Li & Wang 2019, Algorithm 1 (facts 16-19). Every party first learns the public task and then its
+own private task (transfer learning). Then, each round:
+
+1. communicate: every party computes its logits on a fresh random subset of the public data;
+2. aggregate: the server averages them into the consensus ``f = 1/m sum_k f_k``;
+3. digest: every party trains its own model towards the consensus on that subset;
+4. revisit: every party trains a few epochs on its private data.
+
+Only class scores cross the wire, so the parties' architectures may all differ. The per-party
+steps (:func:`party_logits`, :func:`digest`, :func:`revisit`) are separate functions acting on a
+:class:`Party`, so lesson 6 can run each party in its own process.
+"""
+
+import copy
+from dataclasses import dataclass, field
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models import accuracy, count_parameters, predict_logits
+from .plotting import COLOURS
+from .temperature import log_softmax_with_temperature, softmax_with_temperature
+from .training import progress_bar, train
+from .validation import as_logits, check_int_at_least, check_positive_finite
+
+NUM_PUBLIC_CLASSES = 10
+NUM_PRIVATE_CLASSES = 6
+NUM_CLASSES = NUM_PUBLIC_CLASSES + NUM_PRIVATE_CLASSES  # fact 19: 10 digits + letters a-f
+CONSENSUS_KINDS = ("logits", "probabilities")
+DIGEST_TARGETS = ("consensus", "none", "own logits")
+
+
+@dataclass
+class Party:
+    """One FedMD participant: its own model, its private data and how it trains.
+
+    ``generator`` shuffles this party's mini-batches, so a party's training does not depend on
+    what the other parties drew. Adam with ``lr`` as in the paper's code (fact 17).
+    """
+
+    name: str
+    model: nn.Module
+    private_images: torch.Tensor
+    private_labels: torch.Tensor
+    seed: int = 0
+    lr: float = 1e-3
+    batch_size: int = 32
+    generator: torch.Generator = field(init=False, repr=False)
+
+    def __post_init__(self):
+        if len(self.private_labels) == 0:
+            raise ValueError(f"party {self.name!r}: the private set is empty; every party needs private data")
+        if len(self.private_images) != len(self.private_labels):
+            raise ValueError(
+                f"party {self.name!r}: {len(self.private_images)} private images but {len(self.private_labels)} labels"
+            )
+        outputs = predict_logits(self.model, self.private_images[:1]).shape[-1]
+        if outputs != NUM_CLASSES:
+            raise ValueError(
+                f"party {self.name!r}: the model has {outputs} outputs, but FedMD needs "
+                f"{NUM_PUBLIC_CLASSES} public + {NUM_PRIVATE_CLASSES} private = {NUM_CLASSES}"
+            )
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+
+def make_parties(named_models, private_sets, seed: int = 0) -> list[Party]:
+    """Pair each ``(name, model)`` with its ``(images, labels)`` private set; party ``k`` shuffles
+    with seed ``seed + k``."""
+    named_models, private_sets = list(named_models), list(private_sets)
+    if len(named_models) != len(private_sets):
+        raise ValueError(f"{len(named_models)} models but {len(private_sets)} private sets: give one per party")
+    return [
+        Party(name, model, images, labels, seed=seed + k)
+        for k, ((name, model), (images, labels)) in enumerate(zip(named_models, private_sets))
+    ]
+
+
+def pretrain_on_public(parties, public_images, public_labels, *, epochs: int, batch_size: int = 64) -> None:
+    """Transfer learning, first half (fact 16): each party learns the public task (cross-entropy)."""
+    for party in parties:
+        train(party.model, public_images, public_labels, epochs=epochs, lr=party.lr, batch_size=batch_size,
+              generator=party.generator, progress=False)
+
+
+def transfer_learning(parties, public_images, public_labels, *, public_epochs: int, private_epochs: int) -> None:
+    """Algorithm 1's first step, in place: public data, then ``private_epochs`` on private data."""
+    pretrain_on_public(parties, public_images, public_labels, epochs=public_epochs)
+    for party in parties:
+        revisit(party, epochs=private_epochs)
+
+
+def party_logits(party: Party, public_images: torch.Tensor, indices) -> torch.Tensor:
+    """Communicate: the party's raw logits ``(S, C)`` on ``public_images[indices]``, without the
+    softmax (fact 18), in eval mode (dropout off)."""
+    return predict_logits(party.model, public_images[torch.as_tensor(indices)])
+
+
+def compute_consensus(logits, kind: str = "logits", temperature: float = 1.0) -> torch.Tensor:
+    """Aggregate: the server's equal-weight mean over the ``m`` parties (fact 16: f = 1/m sum_k f_k).
+
+    Args:
+        logits: ``(m, S, C)`` every party's logits on the same ``S`` public samples (or a list of
+            ``m`` tensors ``(S, C)``).
+        kind: ``"logits"`` averages the raw logits (the paper's code, fact 18); ``"probabilities"``
+            averages the softened probabilities ``softmax(z_k / T)`` (Hinton et al. 2015, Eq. 1).
+        temperature: ``T`` for ``kind="probabilities"``.
+
+    Returns:
+        ``(S, C)``: mean logits, or mean probabilities (rows sum to 1).
+    """
+    if isinstance(logits, (list, tuple)):
+        if not logits:
+            raise ValueError("logits: need at least one party's logits")
+        logits = torch.stack([torch.as_tensor(z) for z in logits])
+    logits = as_logits(logits)
+    if logits.ndim != 3:
+        raise ValueError(f"logits must have shape (parties, samples, classes), got {tuple(logits.shape)}")
+    if kind == "logits":
+        return logits.mean(dim=0)
+    if kind == "probabilities":
+        return softmax_with_temperature(logits, temperature).mean(dim=0)
+    raise ValueError(f"kind must be one of {CONSENSUS_KINDS}, got {kind!r}")
+
+
+def consensus_loss(logits, consensus, kind: str = "logits", temperature: float = 1.0) -> torch.Tensor:
+    """How far a party's logits ``(S, C)`` are from the consensus ``(S, C)``.
+
+    ``kind="logits"``: mean absolute error, the paper's code (fact 18). ``kind="probabilities"``:
+    ``T^2 KL(consensus || softmax(z / T))``, Hinton's soft-target loss (facts 2-3).
+    """
+    if kind == "logits":
+        return F.l1_loss(logits, consensus)
+    if kind == "probabilities":
+        log_probs = log_softmax_with_temperature(logits, temperature)
+        return F.kl_div(log_probs, consensus, reduction="batchmean") * temperature**2
+    raise ValueError(f"kind must be one of {CONSENSUS_KINDS}, got {kind!r}")
+
+
+def digest(party: Party, public_images: torch.Tensor, consensus: torch.Tensor, *, epochs: int = 1,
+           batch_size: int = 64, kind: str = "logits", temperature: float = 1.0) -> list[float]:
+    """Digest, in place: train the party's model towards ``consensus`` on ``public_images``
+    (the subset's images, aligned row by row); returns the loss per epoch."""
+    if len(public_images) != len(consensus):
+        raise ValueError(f"public_images has {len(public_images)} rows but consensus has {len(consensus)}")
+
+    def loss_fn(logits, target):
+        return consensus_loss(logits, target, kind, temperature)
+
+    return train(party.model, public_images, consensus, epochs=epochs, lr=party.lr, batch_size=batch_size,
+                 loss_fn=loss_fn, generator=party.generator, progress=False)
+
+
+def revisit(party: Party, *, epochs: int) -> list[float]:
+    """Revisit, in place: ``epochs`` of cross-entropy on the party's private data only."""
+    return train(party.model, party.private_images, party.private_labels, epochs=epochs, lr=party.lr,
+                 batch_size=party.batch_size, generator=party.generator, progress=False)
+
+
+@dataclass(frozen=True)
+class FedMDHistory:
+    """What :func:`run_fedmd` measured: ``accuracy[r, k]`` is party ``k``'s test accuracy after
+    round ``r`` (row 0: before the first round, i.e. the private-only baseline)."""
+
+    accuracy: np.ndarray
+    party_names: tuple[str, ...]
+    parties: list[Party]
+    settings: dict
+
+    @property
+    def mean_accuracy(self) -> np.ndarray:
+        """``(rounds + 1,)`` the parties' mean test accuracy after each round."""
+        return self.accuracy.mean(axis=1)
+
+
+def run_fedmd(
+    parties,
+    public_images: torch.Tensor,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    *,
+    rounds: int = 10,
+    subset_size: int = 500,
+    digest_epochs: int = 1,
+    revisit_epochs: int = 2,
+    digest_batch_size: int = 64,
+    consensus: str = "logits",
+    temperature: float = 1.0,
+    digest_target: str = "consensus",
+    public_labels: torch.Tensor | None = None,
+    transfer_epochs: tuple[int, int] | None = None,
+    seed: int = 0,
+    progress: bool | None = None,
+    description: str = "FedMD rounds",
+) -> FedMDHistory:
+    """FedMD (Li & Wang 2019, Algorithm 1) on deep copies of ``parties``; the originals are untouched.
+
+    Args:
+        parties: :class:`Party` objects. Already transfer-learned unless ``transfer_epochs`` is given.
+        public_images: the public data ``(N0, 1, H, W)``.
+        test_images, test_labels: the private task's test set, used to *report* accuracy after each
+            round, never to choose anything.
+        rounds: number of communicate/aggregate/digest/revisit rounds (0 allowed).
+        subset_size: public samples drawn afresh each round (fact 17: 5,000 of MNIST's 60,000).
+        digest_epochs, revisit_epochs: epochs of the digest and revisit steps (fact 18: 1 and 2-10).
+        consensus: ``"logits"`` (mean raw logits, fitted with MAE) or ``"probabilities"`` (mean
+            softened probabilities at ``temperature``, fitted with ``T^2`` KL).
+        digest_target: ``"consensus"`` is FedMD. The controls keep every other step and epoch:
+            ``"none"`` skips digest (parties only revisit: the gain from more private training alone);
+            ``"own logits"`` digests the party's own logits instead of the average (the same public
+            data, loss and steps, but nothing learned from the others: self-distillation).
+        public_labels: ``(N0,)``, needed only with ``transfer_epochs``.
+        transfer_epochs: ``(public_epochs, private_epochs)`` to run transfer learning first.
+        seed: seeds the server's choice of public subsets.
+    """
+    check_int_at_least(rounds, "rounds", 0)
+    check_int_at_least(subset_size, "subset_size", 1)
+    if subset_size > len(public_images):
+        raise ValueError(f"subset_size must be at most the public set's size {len(public_images)}, got {subset_size}")
+    check_int_at_least(digest_epochs, "digest_epochs", 0)
+    check_int_at_least(revisit_epochs, "revisit_epochs", 0)
+    check_positive_finite(temperature, "temperature")
+    if consensus not in CONSENSUS_KINDS:
+        raise ValueError(f"consensus must be one of {CONSENSUS_KINDS}, got {consensus!r}")
+    if digest_target not in DIGEST_TARGETS:
+        raise ValueError(f"digest_target must be one of {DIGEST_TARGETS}, got {digest_target!r}")
+    if public_labels is None and transfer_epochs is not None:
+        raise ValueError("public_labels is needed for transfer learning (transfer_epochs)")
+    parties = copy.deepcopy(list(parties))
+    if not parties:
+        raise ValueError("parties: FedMD needs at least one party")
+    if transfer_epochs is not None:
+        public_epochs, private_epochs = transfer_epochs
+        transfer_learning(parties, public_images, public_labels, public_epochs=public_epochs,
+                          private_epochs=private_epochs)
+
+    server = torch.Generator().manual_seed(seed)
+    history = [[accuracy(p.model, test_images, test_labels) for p in parties]]
+    for _ in progress_bar(range(rounds), progress, description):
+        indices = torch.randperm(len(public_images), generator=server)[:subset_size]
+        subset = public_images[indices]
+        scores = torch.stack([party_logits(p, public_images, indices) for p in parties])
+        if digest_target == "consensus":
+            shared = compute_consensus(scores, consensus, temperature)
+        for k, party in enumerate(parties):
+            if digest_target != "none":
+                # the control "own logits" feeds each party its own scores through the same code
+                target = shared if digest_target == "consensus" else compute_consensus(scores[k : k + 1], consensus, temperature)
+                digest(party, subset, target, epochs=digest_epochs, batch_size=digest_batch_size,
+                       kind=consensus, temperature=temperature)
+            revisit(party, epochs=revisit_epochs)
+        history.append([accuracy(p.model, test_images, test_labels) for p in parties])
+    settings = dict(rounds=rounds, subset_size=subset_size, digest_epochs=digest_epochs,
+                    revisit_epochs=revisit_epochs, consensus=consensus, temperature=temperature,
+                    digest_target=digest_target, seed=seed)
+    return FedMDHistory(np.array(history), tuple(p.name for p in parties), parties, settings)
+
+
+def pooled_upper_bound(parties, test_images, test_labels, *, epochs: int) -> np.ndarray:
+    """The pooled upper bound (fact 21): each party's architecture trained on *all* parties' private
+    data together, for a fixed ``epochs`` (no early stopping on the test set: fact 23's leak is not
+    copied). Give the parties after :func:`pretrain_on_public`; they are copied, not changed.
+    Returns each architecture's test accuracy ``(m,)``."""
+    check_int_at_least(epochs, "epochs", 1)
+    images = torch.cat([p.private_images for p in parties])
+    labels = torch.cat([p.private_labels for p in parties])
+    scores = []
+    for party in parties:
+        pooled = copy.deepcopy(party)
+        pooled.private_images, pooled.private_labels = images, labels
+        revisit(pooled, epochs=epochs)
+        scores.append(accuracy(pooled.model, test_images, test_labels))
+    return np.array(scores)
+
+
+@dataclass(frozen=True)
+class RoundBytes:
+    """Bytes one round moves, uploads plus downloads over all parties."""
+
+    fedmd: int
+    fedavg: int
+
+
+def bytes_per_round(models, subset_size: int, num_classes: int = NUM_CLASSES, bytes_per_number: int = 4) -> RoundBytes:
+    """What crosses the network in one round, counting 32-bit floats by default.
+
+    FedMD: each of the ``m`` parties uploads its logits ``(S, C)`` and downloads the consensus
+    ``(S, C)``: ``2 m S C`` numbers (the subset's indices can travel as one seed).
+    FedAvg, had the models been averageable: each party uploads and downloads its weights,
+    ``2 sum_k |theta_k|`` numbers.
+    """
+    check_int_at_least(subset_size, "subset_size", 1)
+    check_int_at_least(num_classes, "num_classes", 1)
+    check_int_at_least(bytes_per_number, "bytes_per_number", 1)
+    models = list(models)
+    fedmd = 2 * len(models) * subset_size * num_classes * bytes_per_number
+    fedavg = 2 * sum(count_parameters(m) for m in models) * bytes_per_number
+    return RoundBytes(fedmd, fedavg)
+
+
+# ---- the lesson's figures (each returns a matplotlib Figure; the notebook shows it) ----
+
+
+def fedmd_diagram(model_names=("mlp 32", "cnn 8-16", "mlp 128-64", "cnn 16-16-32")):
+    """Algorithm 1 drawn: the public data, parties with different models and private letters,
+    the server, and the four steps of a round. Returns the figure."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    fig, ax = plt.subplots(figsize=(10, 5.2))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 5.6)
+    ax.axis("off")
+
+    def box(x, y, w, h, text, colour, size=9):
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05", facecolor=colour, edgecolor="#333333",
+                                    alpha=0.9))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size)
+
+    def arrow(start, end, text, colour, offset=(0, 0)):
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=14, color=colour, linewidth=1.6))
+        middle = ((start[0] + end[0]) / 2 + offset[0], (start[1] + end[1]) / 2 + offset[1])
+        ax.text(*middle, text, fontsize=8, color=colour, ha="center", va="center",
+                bbox=dict(facecolor="white", edgecolor="none", pad=0.5))
+
+    box(3.6, 4.4, 2.8, 0.9, "server\n2. aggregate: $\\tilde f = \\frac{1}{m}\\sum_k f_k$", "#F0F0F0")
+    box(0.1, 4.4, 2.6, 0.9, "public data $D_0$ (digits 0-9)\na fresh random subset\neach round", "#FFF3D6", 8)
+    names = list(model_names)
+    width = 9.6 / len(names)
+    for k, name in enumerate(names):
+        x = 0.2 + k * width
+        label = f"party {k + 1}" if k < len(names) - 1 else "party m"
+        box(x, 1.5, width - 0.4, 1.0, f"{label}\nmodel: {name}", "#DCEBF7", 8)
+        box(x, 0.2, width - 0.4, 0.75, "private data $D_k$\nletters a-f, own hand", "#FDE3CF", 8)
+        centre = x + (width - 0.4) / 2
+        arrow((centre - 0.35, 2.55), (4.4 + 0.4 * k, 4.35), "1. communicate\nlogits $f_k$" if k == 0 else "",
+              COLOURS["fedmd"], offset=(-0.5, 0))
+        arrow((5.2 + 0.3 * k, 4.35), (centre + 0.35, 2.55), "3. digest:\nfit $\\tilde f$ on $D_0$" if k == len(names) - 1 else "",
+              COLOURS["upper bound"], offset=(0.6, 0))
+        arrow((centre, 0.97), (centre, 1.47), "4. revisit" if k == 0 else "", COLOURS["local"], offset=(0.45, 0))
+    ax.set_title("FedMD: parties with different models share only class scores on public data", fontsize=12)
+    ax.text(5.0, 3.1, "0. transfer learning first: every party trains on $D_0$, then on its $D_k$",
+            ha="center", fontsize=8, style="italic", color="#444444",
+            bbox=dict(facecolor="white", edgecolor="none", pad=1))
+    fig.tight_layout()
+    return fig
+
+
+def zoo_figure(parties):
+    """Parameter count of each party's model (log scale), MLPs and CNNs coloured apart."""
+    names = [p.name for p in parties]
+    counts = [count_parameters(p.model) for p in parties]
+    colours = [COLOURS["fedmd"] if name.startswith("cnn") else COLOURS["local"] for name in names]
+    fig, ax = plt.subplots(figsize=(8, 3))
+    ax.bar(range(len(names)), counts, color=colours)
+    ax.set_xticks(range(len(names)), [f"{k}: {n}" for k, n in enumerate(names)], rotation=35, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel("parameters (log scale)")
+    ax.set_title(f"Ten parties, {len(set(names))} architectures from {min(counts):,} to {max(counts):,} parameters")
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_rounds_figure(fedmd: FedMDHistory, control: FedMDHistory, upper_bound: np.ndarray):
+    """Left: mean test accuracy per round of FedMD and the no-consensus control, with the
+    private-only start and the pooled upper bound as lines. Right: every party's final accuracy."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1, 1.4]})
+    rounds = np.arange(len(fedmd.mean_accuracy))
+    for k in range(fedmd.accuracy.shape[1]):
+        left.plot(rounds, fedmd.accuracy[:, k], color=COLOURS["fedmd"], alpha=0.15, linewidth=1)
+    left.plot(rounds, fedmd.mean_accuracy, color=COLOURS["fedmd"], linewidth=2.5, marker="o", label="FedMD (mean)")
+    left.plot(rounds, control.mean_accuracy, color=COLOURS["control"], linewidth=2, marker="s",
+              label="control: same epochs, no consensus")
+    left.axhline(fedmd.mean_accuracy[0], color=COLOURS["local"], linestyle="--", label="private-only (round 0)")
+    left.axhline(upper_bound.mean(), color=COLOURS["upper bound"], linestyle=":", linewidth=2, label="pooled upper bound")
+    left.set_xlabel("round")
+    left.set_ylabel("test accuracy on letters (fraction)")
+    left.legend(fontsize=8, loc="lower right")
+    left.set_title("Most of the climb is more training; the consensus adds a little")
+
+    parties = np.arange(fedmd.accuracy.shape[1])
+    width = 0.2
+    bars = [("private-only", fedmd.accuracy[0], COLOURS["local"]), ("control", control.accuracy[-1], COLOURS["control"]),
+            ("FedMD", fedmd.accuracy[-1], COLOURS["fedmd"]), ("upper bound", upper_bound, COLOURS["upper bound"])]
+    for i, (label, values, colour) in enumerate(bars):
+        right.bar(parties + (i - 1.5) * width, values, width, color=colour, label=label)
+    right.set_xticks(parties, [f"{k}: {n}" for k, n in enumerate(fedmd.party_names)], fontsize=7, rotation=35, ha="right")
+    right.set_ylabel("test accuracy (fraction)")
+    right.set_ylim(0, 1.05)
+    right.legend(fontsize=8, ncols=4, loc="upper center", bbox_to_anchor=(0.5, 1.13), frameon=False)
+    right.set_title("Per party after the last round", pad=24)
+    fig.tight_layout()
+    return fig
+
+
+def bytes_figure(parties, subset_sizes=(100, 500, 1437)):
+    """Bytes one round moves: FedMD at several public subset sizes against FedAvg's weights for
+    the same models (log scale)."""
+    models = [p.model for p in parties]
+    fedavg = bytes_per_round(models, 1).fedavg
+    labels = [f"FedMD\nS = {s:,}" for s in subset_sizes] + ["FedAvg\n(weights)"]
+    values = [bytes_per_round(models, s).fedmd for s in subset_sizes] + [fedavg]
+    colours = [COLOURS["fedmd"]] * len(subset_sizes) + [COLOURS["global"]]
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    ax.bar(range(len(values)), values, color=colours)
+    for i, value in enumerate(values):
+        ax.text(i, value * 1.1, f"{value / 1e6:.2f} MB", ha="center", fontsize=8)
+    ax.set_xticks(range(len(values)), labels)
+    ax.set_yscale("log")
+    ax.set_ylabel("bytes per round (log scale)")
+    ax.set_title("FedMD's traffic grows with the subset, not with the models")
+    fig.tight_layout()
+    return fig
+
+
+def compare_runs_figure(runs: dict, title: str, reference: float | None = None):
+    """Mean test accuracy per round of several labelled runs (``{label: FedMDHistory}``);
+    ``reference`` is drawn as the dashed private-only level."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    palette = [COLOURS["fedmd"], COLOURS["control"], COLOURS["ewc"], COLOURS["upper bound"], COLOURS["finetune"],
+               COLOURS["teacher"]]
+    for (label, history), colour in zip(runs.items(), palette):
+        ax.plot(history.mean_accuracy, marker="o", markersize=3, color=colour, label=label)
+    if reference is not None:
+        ax.axhline(reference, color=COLOURS["local"], linestyle="--", label="private-only")
+    ax.set_xlabel("round")
+    ax.set_ylabel("mean test accuracy (fraction)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

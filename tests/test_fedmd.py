@@ -1,0 +1,171 @@
+import matplotlib
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fedkd_lessons.fedmd as fedmd
+from fedkd_lessons.fedmd import (
+    Party, accuracy_rounds_figure, bytes_figure, bytes_per_round, compare_runs_figure, compute_consensus,
+    consensus_loss, digest, fedmd_diagram, make_parties, party_logits, pooled_upper_bound, pretrain_on_public,
+    revisit, run_fedmd, zoo_figure,
+)
+from fedkd_lessons.letters import make_letter_parties
+from fedkd_lessons.models import make_cnn, make_fedmd_zoo, make_mlp
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def small_world(digits):
+    """Three parties on a few letters, the public digits, a small test set."""
+    torch.manual_seed(0)
+    letters = make_letter_parties(num_parties=3, per_class=4, evaluation_per_class=3, seed=0)
+    models = [("mlp", make_mlp((16,), num_classes=16)), ("cnn", make_cnn((4,), num_classes=16)),
+              ("mlp2", make_mlp((8, 8), num_classes=16))]
+    parties = make_parties(models, letters.private, seed=0)
+    pretrain_on_public(parties, digits.train_images[:300], digits.train_labels[:300], epochs=1)
+    return parties, digits.train_images[:300], letters
+
+
+def test_consensus_is_the_exact_mean_of_the_parties_logits():
+    logits = torch.tensor([[[1.0, -2.0, 4.0]], [[3.0, 0.0, -4.0]]])
+    torch.testing.assert_close(compute_consensus(logits), torch.tensor([[2.0, -1.0, 0.0]]))
+    many = torch.randn(5, 7, 16)
+    torch.testing.assert_close(compute_consensus(list(many)), (many[0] + many[1] + many[2] + many[3] + many[4]) / 5)
+
+
+def test_probability_consensus_averages_softened_softmaxes():
+    logits = torch.randn(3, 4, 16)
+    expected = sum(torch.softmax(logits[k] / 2.5, dim=-1) for k in range(3)) / 3
+    torch.testing.assert_close(compute_consensus(logits, "probabilities", 2.5), expected)
+
+
+def test_consensus_losses_match_hand_formulas():
+    logits, target = torch.randn(6, 16), torch.randn(6, 16)
+    torch.testing.assert_close(consensus_loss(logits, target), (logits - target).abs().mean())
+    probs = torch.softmax(torch.randn(6, 16), dim=-1)
+    student = torch.log_softmax(logits / 3.0, dim=-1)
+    expected = 9.0 * (probs * (probs.log() - student)).sum() / 6
+    torch.testing.assert_close(consensus_loss(logits, probs, "probabilities", 3.0), expected)
+
+
+def test_digest_lowers_each_partys_distance_to_the_consensus(small_world):
+    parties, public, _ = small_world
+    indices = torch.arange(200)
+    scores = torch.stack([party_logits(p, public, indices) for p in parties])
+    consensus = compute_consensus(scores)
+    for party in parties:
+        party = fedmd.copy.deepcopy(party)
+        before = F.l1_loss(party_logits(party, public, indices), consensus).item()
+        digest(party, public[indices], consensus, epochs=2, batch_size=32)
+        after = F.l1_loss(party_logits(party, public, indices), consensus).item()
+        assert after < before
+
+
+def test_revisit_trains_on_private_data_only(small_world, monkeypatch):
+    parties, _, _ = small_world
+    seen = []
+    monkeypatch.setattr(fedmd, "train", lambda model, images, targets, **kw: seen.append((images, targets)) or [])
+    revisit(parties[1], epochs=3)
+    assert len(seen) == 1
+    assert seen[0][0] is parties[1].private_images and seen[0][1] is parties[1].private_labels
+
+
+def test_a_round_is_communicate_aggregate_digest_then_revisit(small_world, monkeypatch):
+    parties, public, letters = small_world
+    calls = []
+    real_digest, real_revisit = fedmd.digest, fedmd.revisit
+    monkeypatch.setattr(fedmd, "digest", lambda party, *a, **k: calls.append(("digest", party.name)) or real_digest(party, *a, **k))
+    monkeypatch.setattr(fedmd, "revisit", lambda party, **k: calls.append(("revisit", party.name)) or real_revisit(party, **k))
+    run_fedmd(parties, public, letters.test_images, letters.test_labels, rounds=1, subset_size=50, progress=False)
+    assert calls == [(step, name) for name in ("mlp", "cnn", "mlp2") for step in ("digest", "revisit")]
+
+
+def test_same_seed_same_history_and_inputs_untouched(small_world):
+    parties, public, letters = small_world
+    before = [p.model.state_dict()["1.weight"].clone() if "1.weight" in p.model.state_dict() else None for p in parties]
+    kwargs = dict(rounds=2, subset_size=60, seed=3, progress=False)
+    first = run_fedmd(parties, public, letters.test_images, letters.test_labels, **kwargs)
+    second = run_fedmd(parties, public, letters.test_images, letters.test_labels, **kwargs)
+    np.testing.assert_array_equal(first.accuracy, second.accuracy)
+    assert first.accuracy.shape == (3, 3)
+    for party, weight in zip(parties, before):
+        if weight is not None:
+            assert torch.equal(party.model.state_dict()["1.weight"], weight)
+
+
+def test_controls_run_with_the_same_steps(small_world):
+    parties, public, letters = small_world
+    for target in ("none", "own logits"):
+        history = run_fedmd(parties, public, letters.test_images, letters.test_labels, rounds=1, subset_size=40,
+                            digest_target=target, progress=False)
+        assert history.settings["digest_target"] == target and history.accuracy.shape == (2, 3)
+
+
+def test_pooled_upper_bound_trains_copies_on_everyones_letters(small_world):
+    parties, _, letters = small_world
+    weights = parties[0].model[1].weight.clone()
+    scores = pooled_upper_bound(parties, letters.test_images, letters.test_labels, epochs=1)
+    assert scores.shape == (3,) and ((0 <= scores) & (scores <= 1)).all()
+    assert torch.equal(parties[0].model[1].weight, weights)
+
+
+def test_bytes_per_round_against_hand_count():
+    models = [make_mlp((4,), num_classes=16), make_mlp((2,), num_classes=16)]
+    weights = (64 * 4 + 4 + 4 * 16 + 16) + (64 * 2 + 2 + 2 * 16 + 16)
+    counted = bytes_per_round(models, subset_size=10)
+    assert counted.fedmd == 2 * 2 * 10 * 16 * 4
+    assert counted.fedavg == 2 * weights * 4
+
+
+def test_bad_inputs_are_rejected(small_world):
+    parties, public, letters = small_world
+    images, labels = letters.private[0]
+    with pytest.raises(ValueError, match="the model has 10 outputs, but FedMD needs 10 public \\+ 6 private = 16"):
+        Party("ten", make_mlp((4,), num_classes=10), images, labels)
+    with pytest.raises(ValueError, match="the private set is empty"):
+        Party("empty", make_mlp((4,), num_classes=16), images[:0], labels[:0])
+    test = (letters.test_images, letters.test_labels)
+    with pytest.raises(ValueError, match="subset_size must be at most the public set's size 300, got 301"):
+        run_fedmd(parties, public, *test, subset_size=301)
+    with pytest.raises(ValueError, match="rounds must be an integer >= 0, got -1"):
+        run_fedmd(parties, public, *test, rounds=-1)
+    with pytest.raises(ValueError, match="consensus must be one of"):
+        run_fedmd(parties, public, *test, subset_size=10, consensus="median")
+    with pytest.raises(ValueError, match="digest_target must be one of"):
+        run_fedmd(parties, public, *test, subset_size=10, digest_target="labels")
+    with pytest.raises(ValueError, match="logits must have shape \\(parties, samples, classes\\)"):
+        compute_consensus(torch.zeros(3, 16))
+    with pytest.raises(ValueError, match="2 models but 3 private sets"):
+        make_parties([("a", make_mlp(num_classes=16))] * 2, letters.private)
+
+
+def test_fedmd_beats_private_only_and_the_no_consensus_control_at_the_notebooks_settings(digits):
+    """The lesson's claim at exactly notebook 05's settings (seed 0): the consensus helps."""
+    from fedkd_lessons import seed_everything
+
+    seed_everything(0)
+    letters = make_letter_parties(num_parties=10, per_class=10, evaluation_per_class=10, seed=0)
+    parties = make_parties(make_fedmd_zoo(), letters.private, seed=0)
+    pretrain_on_public(parties, digits.train_images, digits.train_labels, epochs=10)
+    for party in parties:
+        revisit(party, epochs=30)
+    test = (letters.test_images, letters.test_labels)
+    common = dict(rounds=10, subset_size=500, digest_epochs=1, revisit_epochs=2, seed=0, progress=False)
+    result = run_fedmd(parties, digits.train_images, *test, **common)
+    control = run_fedmd(parties, digits.train_images, *test, **common, digest_target="none")
+    private_only = result.mean_accuracy[0]
+    assert result.mean_accuracy[-1] > private_only
+    assert result.mean_accuracy[-1] > control.mean_accuracy[-1]
+
+
+def test_figures_are_returned(small_world):
+    parties, public, letters = small_world
+    history = run_fedmd(parties, public, letters.test_images, letters.test_labels, rounds=1, subset_size=30, progress=False)
+    figures = [fedmd_diagram(), zoo_figure(parties), bytes_figure(parties, (10, 30)),
+               accuracy_rounds_figure(history, history, np.array([0.5, 0.6, 0.7])),
+               compare_runs_figure({"a": history}, "title", reference=0.3)]
+    for figure in figures:
+        assert isinstance(figure, matplotlib.figure.Figure)
+        matplotlib.pyplot.close(figure)
