@@ -40,8 +40,8 @@ def softmax_with_temperature(logits, temperature: float = 1.0, dim: int = -1) ->
 def log_softmax_with_temperature(logits, temperature: float = 1.0, dim: int = -1) -> torch.Tensor:
     """``log q_i = z_i / T - log sum_j exp(z_j / T)``, computed without forming ``q``.
 
-    Same arguments and shapes as :func:`softmax_with_temperature`; used by the distillation loss
-    (lesson 2), where ``log q`` of a tiny ``q`` must not underflow to ``-inf``.
+    Same arguments and shapes as :func:`softmax_with_temperature`; for losses (FedMD's consensus
+    on softened probabilities, lesson 5) where ``log q`` of a tiny ``q`` must not underflow to ``-inf``.
     """
     shifted = _scaled_shifted_logits(logits, temperature, dim)
     return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()

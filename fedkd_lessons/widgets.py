@@ -14,6 +14,7 @@ import matplotlib as mpl
 import torch
 from matplotlib.figure import Figure
 
+from .distillation import distillation_loss
 from .plotting import COLOURS, COURSE_STYLE, show_digit
 from .temperature import entropy, softmax_with_temperature
 from .validation import as_logits
@@ -150,10 +151,9 @@ def distillation_widget(images, teacher_logits, student_logits, labels, class_na
         ``alpha_slider`` (``FloatSlider``, 0-1), ``digit_picker`` (``Dropdown``), ``readout``
         (``HTML``: the soft term ``alpha T^2 KL(p||q)``, the hard term ``(1-alpha) CE`` and their sum
         for this one digit, as :func:`fedkd_lessons.distillation.distillation_loss` computes them),
-        ``figure``, ``teacher_bars``, ``student_bars`` (``C`` bars each) and ``image`` (the PNG shown).
+        ``figure``, ``teacher_bars``, ``student_bars`` (``C`` bars each), ``term_bars`` (soft and hard
+        term) and ``image`` (the PNG shown).
     """
-    from .distillation import distillation_loss
-
     teacher_logits = as_logits(teacher_logits, "teacher_logits")
     student_logits = as_logits(student_logits, "student_logits")
     if teacher_logits.ndim != 2 or teacher_logits.shape != student_logits.shape:
@@ -188,8 +188,8 @@ def distillation_widget(images, teacher_logits, student_logits, labels, class_na
     image = widgets.Image(format="png", layout=widgets.Layout(width="680px"))
 
     with mpl.rc_context(COURSE_STYLE):
-        fig = Figure(figsize=(7.6, 2.8))
-        image_ax, bar_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 3]})
+        fig = Figure(figsize=(9.0, 2.8))
+        image_ax, bar_ax, loss_ax = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 3, 1.1]})
         positions = torch.arange(num_classes, dtype=torch.float64)
         teacher_bars = bar_ax.bar(positions - 0.2, [0.0] * num_classes, 0.4, color=COLOURS["teacher"], label="teacher p")
         student_bars = bar_ax.bar(positions + 0.2, [0.0] * num_classes, 0.4, color=COLOURS["soft targets"], label="student q")
@@ -198,6 +198,12 @@ def distillation_widget(images, teacher_logits, student_logits, labels, class_na
         bar_ax.set_ylim(0, 1.05)
         bar_ax.set_ylabel("probability at T")
         bar_ax.legend(loc="upper right", fontsize=8, frameon=False)
+        term_bars = loss_ax.bar([0, 1], [0.0, 0.0], color=[COLOURS["soft targets"], COLOURS["hard labels"]])
+        loss_ax.set_xticks([0, 1], ["soft\nαT²KL", "hard\n(1−α)CE"])
+        loss_ax.set_ylabel("loss term")
+        # Placeholder titles, so that tight_layout leaves room for the ones update() writes.
+        for ax in (image_ax, bar_ax, loss_ax):
+            ax.set_title("#0 (label 0)")
         fig.tight_layout()
 
     def update(_change=None):
@@ -211,6 +217,10 @@ def distillation_widget(images, teacher_logits, student_logits, labels, class_na
         one = slice(index, index + 1)
         soft = float(distillation_loss(student_logits[one], teacher_logits[one], None, temperature, 1.0)) * alpha
         hard = float(distillation_loss(student_logits[one], teacher_logits[one], labels[one], temperature, 0.0)) * (1 - alpha)
+        for bar, value in zip(term_bars, (soft, hard)):
+            bar.set_height(value)
+        loss_ax.set_ylim(0, max(1.0, 1.1 * max(soft, hard)))
+        loss_ax.set_title(f"total {soft + hard:.3f}")
         image_ax.clear()
         show_digit(image_ax, images[index], f"#{index} (label {class_names[label]})")
         bar_ax.set_title(f"softmax(logits / {temperature:.3g}): teacher vs student")
@@ -224,5 +234,6 @@ def distillation_widget(images, teacher_logits, student_logits, labels, class_na
     box = widgets.VBox([picker, widgets.HBox([temperature_slider, alpha_slider]), readout, image])
     box.temperature_slider, box.alpha_slider, box.digit_picker, box.readout = temperature_slider, alpha_slider, picker, readout
     box.figure, box.teacher_bars, box.student_bars, box.image = fig, list(teacher_bars), list(student_bars), image
+    box.term_bars = list(term_bars)
     return box
 
