@@ -1,0 +1,111 @@
+"""Checkers for lesson 3's exercises: FedAvg's weighted average, the class skew of a partition,
+and clipping an update to norm S (the first step of DP-style FedAvg)."""
+
+import math
+
+import numpy as np
+import torch
+
+from ..data import class_skew
+from ..federated import fedavg
+from .feedback import Wrong, as_tensor_answer, assert_close_answer, checker
+
+
+def _as_state_answer(value, keys, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise Wrong(f"{what} should return a dict of tensors (a state dict), got {type(value).__name__}.")
+    if set(value) != set(keys):
+        raise Wrong(f"{what} returned the keys {sorted(value)}; keep exactly the keys of the inputs, {sorted(keys)}.")
+    return {name: as_tensor_answer(value[name], f"{what}[{name!r}]") for name in keys}
+
+
+@checker("Your weighted average is FedAvg: each client counts in proportion to its examples.")
+def check_weighted_average(average_fn) -> None:
+    """Lesson 3: ``average_fn(client_states: list[dict[str, Tensor]], weights: list[float]) -> dict``
+    with ``w = sum_k n_k w_k / sum_k n_k`` for every entry."""
+    states = [{"w": torch.tensor([1.0, 2.0])}, {"w": torch.tensor([5.0, -2.0])}]
+    got = _as_state_answer(average_fn(states, [1, 3]), ["w"], "average_fn(states, [1, 3])")
+    expected = torch.tensor([4.0, -1.0])
+    if torch.allclose(got["w"], torch.tensor([3.0, 0.0])):
+        raise Wrong("with weights [1, 3] you returned the plain mean [3, 0]; the client with 3x the examples must "
+                    "count 3x as much: multiply each state by its weight.")
+    if torch.allclose(got["w"], torch.tensor([16.0, -4.0])) or torch.allclose(got["w"], torch.tensor([8.0, -2.0])):
+        raise Wrong(f"with weights [1, 3] you returned {got['w'].tolist()}, expected [4, -1]: divide the weighted sum "
+                    "by the total weight sum_k n_k (here 4).")
+    assert_close_answer(got["w"], expected, "two clients, weights [1, 3]",
+                        "(1 * [1, 2] + 3 * [5, -2]) / (1 + 3) = [4, -1].")
+    generator = torch.Generator().manual_seed(3)
+    states = [{"layer.weight": torch.randn(4, 3, generator=generator), "layer.bias": torch.randn(4, generator=generator)}
+              for _ in range(5)]
+    for weights, case in (([10, 40, 5, 25, 20], "five clients of different sizes"),
+                          ([0, 7, 0, 0, 0], "one client with all the weight"),
+                          ([0.5, 0.25, 0.125, 0.0625, 0.0625], "weights that are shares summing to 1")):
+        got = _as_state_answer(average_fn(states, weights), states[0].keys(), f"average_fn(states, {weights})")
+        for name, value in fedavg(states, weights).items():
+            assert_close_answer(got[name], value, f"{case}, entry {name!r}",
+                                "Average every entry of the state dict the same way, weights normalised by their sum.")
+
+
+@checker("Your class skew measures how far each client's class mix is from the pooled one.")
+def check_class_skew(skew_fn) -> None:
+    """Lesson 3: ``skew_fn(client_labels: list of label arrays, num_classes) -> float``: the mean
+    over clients of the total-variation distance ``1/2 sum_c |p_k(c) - p(c)|``."""
+    def ask(client_labels, num_classes, case):
+        value = skew_fn([np.asarray(labels) for labels in client_labels], num_classes)
+        if isinstance(value, (torch.Tensor, np.ndarray)):
+            value = float(value)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise Wrong(f"{case}: return one finite number, got {value!r}.")
+        return float(value)
+
+    same = ask([[0, 1, 2], [2, 1, 0], [0, 1, 2, 0, 1, 2]], 3, "three clients with identical mixes")
+    if abs(same) > 1e-9:
+        raise Wrong(f"clients whose class mix equals the pooled mix should give 0, got {same:.4f}: compare class "
+                    "shares (counts / client size), not raw counts.")
+    single = ask([[c] * 5 for c in range(10)], 10, "ten clients of one class each")
+    if math.isclose(single, 1.8, rel_tol=1e-6):
+        raise Wrong("ten one-class clients give 1.8 but should give 0.9: total variation is HALF the sum of |p_k - p|.")
+    if not math.isclose(single, 0.9, rel_tol=1e-6):
+        raise Wrong(f"ten clients holding one class each should give 0.9 (= 1/2 (0.9 + 9 x 0.1)), got {single:.4f}.")
+    unbalanced = ask([[0, 0, 0, 1], [0, 0, 0, 0]], 2, "pooled mix 7/8 class 0, 1/8 class 1")
+    if math.isclose(unbalanced, 0.375, abs_tol=1e-9):
+        raise Wrong("clients [0,0,0,1] and [0,0,0,0] gave 0.375, the distance from the UNIFORM mix; compare each client "
+                    "with the POOLED mix of all clients (here 7/8 class 0), which gives 0.125.")
+    if not math.isclose(unbalanced, 0.125, abs_tol=1e-9):
+        raise Wrong(f"clients [0,0,0,1] and [0,0,0,0] pool to 7/8 class 0, so each is 1/8 away; expected 0.125, got "
+                    f"{unbalanced:.4f}.")
+    rng = np.random.default_rng(0)
+    clients = [rng.integers(0, 10, size=n) for n in (5, 40, 17, 80)]
+    got = ask(clients, 10, "four random clients")
+    if not math.isclose(got, class_skew(clients, 10), rel_tol=1e-6):
+        raise Wrong(f"on four random clients of different sizes you gave {got:.4f}, expected "
+                    f"{class_skew(clients, 10):.4f}: average the distances over clients, each client counting once.")
+
+
+@checker("Your clip keeps small updates as they are and shrinks large ones to norm S, direction kept.")
+def check_clip_update(clip_fn) -> None:
+    """Lesson 3: ``clip_fn(update: dict[str, Tensor], clip_norm) -> dict``: the whole update times
+    ``min(1, S / ||update||)``, the norm taken over all entries together."""
+    small = {"w": torch.tensor([0.3, 0.4])}
+    got = _as_state_answer(clip_fn(small, 1.0), ["w"], "clip_fn(update of norm 0.5, 1.0)")
+    if torch.allclose(got["w"], torch.tensor([0.6, 0.8])):
+        raise Wrong("an update of norm 0.5 with S = 1 was stretched to norm 1; clipping only ever SHRINKS: "
+                    "scale by min(1, S / norm).")
+    assert_close_answer(got["w"], small["w"], "an update already inside the ball (norm 0.5, S = 1)",
+                        "Leave updates with norm <= S unchanged.")
+    large = {"w": torch.tensor([3.0, 4.0])}
+    got = _as_state_answer(clip_fn(large, 1.0), ["w"], "clip_fn(update of norm 5, 1.0)")
+    if torch.allclose(got["w"], torch.tensor([1.0, 1.0])):
+        raise Wrong("each coordinate was clamped to [-S, S]; that changes the update's direction. Scale the "
+                    "whole update by S / norm instead.")
+    assert_close_answer(got["w"], torch.tensor([0.6, 0.8]), "an update of norm 5 with S = 1",
+                        "[3, 4] has norm 5, so it becomes [3, 4] / 5 = [0.6, 0.8].")
+    # Two tensors of norm 3 and 4: the WHOLE update has norm 5, so both shrink by 1/5.
+    split = {"a.weight": torch.tensor([[3.0, 0.0]]), "a.bias": torch.tensor([0.0, 4.0])}
+    got = _as_state_answer(clip_fn(split, 2.0), split.keys(), "clip_fn(two-tensor update of norm 5, 2.0)")
+    if torch.allclose(got["a.bias"], torch.tensor([0.0, 2.0])):
+        raise Wrong("each tensor was clipped on its own; the norm S bounds the WHOLE update: "
+                    "||Delta|| = sqrt(sum over every entry of every tensor of the squares).")
+    for name, value in split.items():
+        assert_close_answer(got[name], value * 2.0 / 5.0, f"a two-tensor update of total norm 5, S = 2, entry {name!r}",
+                            "Take the norm over all entries together, then scale every tensor by S / norm.")

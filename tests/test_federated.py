@@ -1,0 +1,242 @@
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+with warnings.catch_warnings():  # flwr's command-line dependencies warn about click on import
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from flwr.server.strategy.aggregate import aggregate, aggregate_median
+
+from fedkd_lessons import accuracy, make_mlp, train  # noqa: E402
+from fedkd_lessons.data import client_datasets, dirichlet_partition, iid_partition, local_train_test_split  # noqa: E402
+from fedkd_lessons.federated import (  # noqa: E402
+    dp_fedavg,
+    fedavg,
+    median_aggregate,
+    plot_accuracy_curves,
+    class_accuracies,
+    plot_aggregator_cost,
+    plot_client_accuracy_histogram,
+    plot_client_examples,
+    plot_partition,
+    plot_partitions_by_alpha,
+    run_fedavg,
+    update_norm,
+)
+
+
+def random_states(count, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [{"layer.weight": torch.randn(4, 3, generator=generator), "layer.bias": torch.randn(4, generator=generator)}
+            for _ in range(count)]
+
+
+def as_ndarrays(state):
+    return [state[name].numpy() for name in ("layer.weight", "layer.bias")]
+
+
+def test_fedavg_is_the_hand_computed_weighted_mean():
+    states = [{"w": torch.tensor([1.0, 2.0])}, {"w": torch.tensor([5.0, -2.0])}]
+    # (1 * [1, 2] + 3 * [5, -2]) / 4 = [4, -1]
+    assert torch.equal(fedavg(states, [1, 3])["w"], torch.tensor([4.0, -1.0]))
+    assert torch.equal(fedavg(states, [0, 2])["w"], torch.tensor([5.0, -2.0]))  # a zero weight drops a client
+
+
+@pytest.mark.parametrize("count", [1, 3, 10])
+def test_fedavg_equals_flowers_aggregate(count):
+    states = random_states(count)
+    sizes = [int(n) for n in np.random.default_rng(count).integers(1, 200, size=count)]
+    ours = fedavg(states, sizes)
+    flower = aggregate([(as_ndarrays(s), n) for s, n in zip(states, sizes)])
+    for name, expected in zip(("layer.weight", "layer.bias"), flower):
+        np.testing.assert_allclose(ours[name].numpy(), expected, rtol=1e-6, atol=1e-6)
+        assert ours[name].dtype == torch.float32
+
+
+@pytest.mark.parametrize("count", [3, 4])
+def test_median_equals_numpy_and_flowers_aggregate_median(count):
+    states = random_states(count, seed=1)
+    ours = median_aggregate(states)
+    flower = aggregate_median([(as_ndarrays(s), 1) for s in states])
+    for name, expected in zip(("layer.weight", "layer.bias"), flower):
+        np.testing.assert_allclose(ours[name].numpy(), expected, rtol=1e-6)
+        np.testing.assert_allclose(ours[name].numpy(), np.median(np.stack([s[name].numpy() for s in states]), axis=0),
+                                   rtol=1e-6)
+
+
+def test_median_ignores_one_outlier_the_mean_follows():
+    states = [{"w": torch.tensor([1.0])}, {"w": torch.tensor([2.0])}, {"w": torch.tensor([1000.0])}]
+    assert median_aggregate(states)["w"].item() == 2.0
+    assert fedavg(states, [1, 1, 1])["w"].item() == pytest.approx(1003 / 3)
+
+
+def test_dp_fedavg_clips_each_update_to_norm_s_hand_computed():
+    global_state = {"w": torch.zeros(2)}
+    # updates of norm 5 ([3, 4]) and 0.5 ([0.3, 0.4]); S = 1 scales only the first by 1/5
+    states = [{"w": torch.tensor([3.0, 4.0])}, {"w": torch.tensor([0.3, 0.4])}]
+    result = dp_fedavg(global_state, states, [1, 1], clip_norm=1.0, noise_std=0.0)
+    torch.testing.assert_close(result["w"], (torch.tensor([0.6, 0.8]) + torch.tensor([0.3, 0.4])) / 2)
+    assert update_norm(states[0], global_state) == pytest.approx(5.0)
+
+
+def test_dp_fedavg_without_binding_clip_or_noise_is_fedavg():
+    states = random_states(4, seed=2)
+    start = random_states(1, seed=3)[0]
+    result = dp_fedavg(start, states, [1, 2, 3, 4], clip_norm=1e6, noise_std=0.0)
+    for name, value in fedavg(states, [1, 2, 3, 4]).items():
+        torch.testing.assert_close(result[name], value)
+
+
+def test_dp_fedavg_noise_has_std_sigma_on_every_coordinate():
+    global_state = {"w": torch.zeros(200, 100)}
+    states = [{"w": torch.full((200, 100), 0.01)}]
+    generator = torch.Generator().manual_seed(0)
+    result = dp_fedavg(global_state, states, [1], clip_norm=1e6, noise_std=0.1, generator=generator)
+    noise = (result["w"] - 0.01).flatten()
+    assert noise.mean().abs() < 0.005 and noise.std().item() == pytest.approx(0.1, rel=0.03)
+
+
+def test_states_with_different_keys_or_shapes_are_rejected():
+    with pytest.raises(ValueError, match=r"client_states\[1\] has different keys.*missing \['b'\]"):
+        fedavg([{"a": torch.zeros(2), "b": torch.zeros(1)}, {"a": torch.zeros(2)}], [1, 1])
+    with pytest.raises(ValueError, match=r"client_states\[1\]\['a'\] has shape \(3,\) but client_states\[0\]\['a'\] has \(2,\)"):
+        median_aggregate([{"a": torch.zeros(2)}, {"a": torch.zeros(3)}])
+    with pytest.raises(ValueError, match="floating-point tensor, got dtype torch.int64"):
+        fedavg([{"a": torch.zeros(2, dtype=torch.long)}], [1])
+    with pytest.raises(ValueError, match="empty"):
+        fedavg([], [])
+
+
+@pytest.mark.parametrize("weights, message", [([1, -1], ">= 0"), ([0, 0], "all be zero"), ([1], "one number per client"),
+                                              ([1, float("nan")], "finite")])
+def test_bad_weights_are_rejected(weights, message):
+    with pytest.raises(ValueError, match=message):
+        fedavg(random_states(2), weights)
+
+
+def test_dp_rejects_bad_clip_and_noise():
+    states = random_states(2)
+    with pytest.raises(ValueError, match="clip_norm"):
+        dp_fedavg(states[0], states, [1, 1], clip_norm=0.0, noise_std=0.1)
+    with pytest.raises(ValueError, match="noise_std must be a finite number >= 0, got -0.1"):
+        dp_fedavg(states[0], states, [1, 1], clip_norm=1.0, noise_std=-0.1)
+
+
+@pytest.fixture(scope="module")
+def federation(digits):
+    labels = digits.train_labels.numpy()
+    parts = dirichlet_partition(labels, 8, 1.0, seed=0, min_samples=30)
+    train_parts, test_parts = local_train_test_split(parts, test_share=0.3, min_test=8, seed=0)
+    return (client_datasets(digits.train_images, digits.train_labels, train_parts),
+            client_datasets(digits.train_images, digits.train_labels, test_parts),
+            (digits.test_images, digits.test_labels))
+
+
+def run_small(federation, **kwargs):
+    client_train, client_test, test_set = federation
+    settings = dict(rounds=4, client_fraction=0.5, local_epochs=1, lr=0.1, test_set=test_set, client_test=client_test)
+    settings.update(kwargs)
+    return run_fedavg(lambda: make_mlp((16,)), client_train, **settings)
+
+
+def test_run_fedavg_learns_records_history_and_is_deterministic(federation):
+    model, history = run_small(federation)
+    assert len(history.global_accuracy) == 5 and len(history.client_accuracy) == 5 and len(history.selected) == 4
+    assert all(len(chosen) == 4 and len(set(chosen)) == 4 for chosen in history.selected)  # 0.5 of 8 clients
+    assert history.global_accuracy[0] < 0.25 and history.global_accuracy[-1] > 0.6  # chance is 0.1
+    client_test, test_set = federation[1], federation[2]
+    assert history.global_accuracy[-1] == accuracy(model, *test_set)
+    np.testing.assert_allclose(history.final_client_accuracy, [accuracy(model, *pair) for pair in client_test])
+    assert history.global_accuracy_over_last(2) == pytest.approx(np.mean(history.global_accuracy[-2:]))
+    np.testing.assert_allclose(history.client_accuracy_over_last(5), np.mean(history.client_accuracy, axis=0))
+    _, again = run_small(federation)
+    assert again.global_accuracy == history.global_accuracy
+    assert all(np.array_equal(a, b) for a, b in zip(again.selected, history.selected))
+
+
+def test_run_fedavg_one_client_one_round_is_plain_local_training(federation):
+    images, labels = federation[0][0]
+    start = make_mlp((16,))
+    model, history = run_fedavg(start, [(images, labels)], rounds=1, lr=0.1, local_epochs=2, seed=5)
+    # the same local training by hand: run_fedavg's generator first picks the client, then shuffles
+    reference = make_mlp((16,))
+    reference.load_state_dict(start.state_dict())
+    generator = torch.Generator().manual_seed(5)
+    torch.randperm(1, generator=generator)
+    train(reference, images, labels, epochs=2, lr=0.1, batch_size=16, optimizer="sgd", generator=generator)
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], value)
+    assert not torch.equal(start.state_dict()["1.weight"], model.state_dict()["1.weight"])  # the start is copied
+    assert history.update_norms[0][0] == pytest.approx(update_norm(model.state_dict(), start.state_dict()), rel=1e-5)
+
+
+@pytest.mark.parametrize("aggregator, extra", [("median", {}), ("dp", {"clip_norm": 1.0, "noise_std": 0.01})])
+def test_run_fedavg_other_aggregators_run(federation, aggregator, extra):
+    _, history = run_small(federation, aggregator=aggregator, rounds=2, **extra)
+    assert len(history.global_accuracy) == 3
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"aggregator": "trimmed"}, "aggregator must be one of"),
+    ({"aggregator": "dp"}, "needs clip_norm"),
+    ({"aggregator": "dp", "clip_norm": 1.0, "noise_std": -1.0}, "noise_std"),
+    ({"client_fraction": 0.0}, "client_fraction"),
+    ({"client_fraction": 1.5}, "client_fraction"),
+    ({"rounds": 0}, "rounds"),
+    ({"client_test": []}, "one set per client"),
+])
+def test_run_fedavg_rejects_bad_settings(federation, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        run_small(federation, **kwargs)
+
+
+def test_history_without_test_sets_says_so(federation):
+    _, history = run_fedavg(lambda: make_mlp((4,)), federation[0][:2], rounds=1)
+    with pytest.raises(ValueError, match="no test_set"):
+        history.global_accuracy_over_last()
+    with pytest.raises(ValueError, match="no client test sets"):
+        history.final_client_accuracy
+
+
+def test_run_fedavg_rejects_bad_client_sets(digits):
+    with pytest.raises(ValueError, match="empty"):
+        run_fedavg(make_mlp(), [], rounds=1)
+    with pytest.raises(ValueError, match=r"client_train\[0\] must hold as many labels as images"):
+        run_fedavg(make_mlp(), [(digits.train_images[:5], digits.train_labels[:4])], rounds=1)
+
+
+def test_figures_are_returned(federation, digits):
+    labels = digits.train_labels.numpy()
+    parts = iid_partition(labels, 5, seed=0)
+    fig = plot_partition(parts, labels, title="five clients")
+    heights = sorted(round(sum(p.get_height() for p in fig.axes[0].patches if p.get_x() < k + 0.5 and p.get_x() > k - 0.5))
+                     for k in range(5))
+    assert heights == sorted(len(p) for p in parts)  # each stacked bar is as tall as its client's data
+    _, history = run_small(federation, rounds=1)
+    figures = [
+        fig,
+        plot_partitions_by_alpha(labels, alphas=(100, 0.1), num_clients=4, min_samples=5),
+        plot_accuracy_curves({"iid": history}, "curves"),
+        plot_client_accuracy_histogram({"non-iid": history.final_client_accuracy}, "spread"),
+        plot_aggregator_cost({"mean": np.full(10, 0.9), "median": np.linspace(0, 1, 10)},
+                             {"mean": history.final_client_accuracy, "median": history.final_client_accuracy * 0.5}, "cost"),
+        plot_client_examples(federation[0], clients=(0, 1), per_client=3),
+    ]
+    assert all(isinstance(f, Figure) for f in figures)
+    assert "alpha = 0.1" in figures[1].axes[1].get_title()
+    plt.close("all")
+
+
+def test_class_accuracies_hand_counted(digits):
+    model = make_mlp((8,))
+    predicted = model(digits.test_images).argmax(1)
+    expected = [(predicted[digits.test_labels == c] == c).float().mean().item() for c in range(10)]
+    np.testing.assert_allclose(class_accuracies(model, digits.test_images, digits.test_labels), expected)
+    assert np.isnan(class_accuracies(model, digits.test_images[:3], digits.test_labels[:3], num_classes=11)[10])
