@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 from .data import load_digits_split  # noqa: E402
 from .distillation_figures import readme_figure as lesson2_soft_targets  # noqa: E402
 from .federated import plot_partitions_by_alpha  # noqa: E402
-from .fedmd import fedmd_diagram  # noqa: E402
+from .fedmd_figures import fedmd_diagram  # noqa: E402
 from .models import make_mlp, predict_logits  # noqa: E402
 from .plotting import save_figure, use_course_style  # noqa: E402
 from .seeding import seed_everything  # noqa: E402

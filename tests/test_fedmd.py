@@ -5,10 +5,10 @@ import torch
 import torch.nn.functional as F
 
 import fedkd_lessons.fedmd as fedmd
+from fedkd_lessons.fedmd_figures import accuracy_rounds_figure, bytes_figure, compare_runs_figure, fedmd_diagram, zoo_figure
 from fedkd_lessons.fedmd import (
-    Party, accuracy_rounds_figure, bytes_figure, bytes_per_round, compare_runs_figure, compute_consensus,
-    consensus_loss, digest, fedmd_diagram, make_parties, party_logits, pooled_upper_bound, pretrain_on_public,
-    revisit, run_fedmd, zoo_figure,
+    Party, bytes_per_round, compute_consensus, consensus_loss, digest, make_parties, party_logits,
+    pooled_upper_bound, pretrain_on_public, revisit, run_fedmd,
 )
 from fedkd_lessons.letters import make_letter_parties
 from fedkd_lessons.models import make_cnn, make_fedmd_zoo, make_mlp
