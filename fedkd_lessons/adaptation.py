@@ -1,0 +1,527 @@
+"""Local adaptation of a federated model: every method Yu et al. (2020) compare, one client at a time
+(lesson 4).
+
+The federated (global) model serves the *average* client. Local adaptation turns it into a model for
+one client, using only that client's own training data. Every ``adapt_*`` function here takes the
+global model and one client's local training set and returns a NEW adapted model; the global model
+is never changed (it is copied, and its copy is what trains).
+
+The methods (PAPER_FACTS facts 10-12, settings from the authors' code):
+
+- ``local``: a model of the same architecture trained from scratch on the local data alone;
+- ``finetune``: plain cross-entropy, starting from the global weights;
+- ``freeze_base``: the same, but only the last layer trains;
+- ``ewc``: cross-entropy plus the elastic weight consolidation penalty that keeps the weights that
+  mattered for the global task near their global values;
+- ``distill``: the frozen global model is the teacher, the student starts from it (lesson 2's loss).
+"""
+
+import copy
+import functools
+import math
+from dataclasses import dataclass, field
+from numbers import Real
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Federation, ImageSplit, make_federation, stratified_indices
+from .distillation import train_student
+from .federated import FedAvgHistory, run_fedavg
+from .models import accuracy, last_linear_layer, make_mlp
+from .training import progress_bar, train
+from .validation import check_fraction, check_int_at_least, check_positive_finite
+
+METHODS = ("local", "finetune", "freeze_base", "ewc", "distill")
+
+# The adaptation optimiser of Yu et al.'s code is SGD with momentum 0.9 and batch 32 (fact 13); their
+# 200 epochs at lr 0.001 on CIFAR become 20 epochs at lr 0.01 on our clients of ~100 digits.
+ADAPTATION_DEFAULTS = {"epochs": 20, "lr": 0.01, "batch_size": 32, "momentum": 0.9}
+# A model trained from scratch needs more steps than one that starts from the global weights; these
+# settings fit every client's training set (training accuracy 1.0), so the local baseline is not starved.
+LOCAL_DEFAULTS = {"epochs": 100, "lr": 0.05, "batch_size": 32, "momentum": 0.9}
+EWC_LAMBDA = 5000.0  # fact 11
+DISTILL_TEMPERATURE = 6.0  # fact 10
+DISTILL_ALPHA = 0.95  # fact 10
+# Lesson 3's FedAvg settings (Yu et al.'s CIFAR-10 run scaled to the digits, fact 13).
+FEDAVG_SETTINGS = {"rounds": 20, "client_fraction": 1.0, "local_epochs": 2, "lr": 0.1, "batch_size": 16,
+                   "optimizer": "sgd", "momentum": 0.9}
+
+
+# --- Argument checks ---------------------------------------------------------------------------
+
+
+def check_method(method) -> str:
+    """``method`` if it names one of :data:`METHODS`, else a ``ValueError`` listing them."""
+    if method not in METHODS:
+        raise ValueError(f"unknown adaptation method {method!r}; choose one of {', '.join(METHODS)}")
+    return method
+
+
+def _check_client_data(images, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = torch.as_tensor(images), torch.as_tensor(labels)
+    if len(labels) == 0 or len(images) == 0:
+        raise ValueError(
+            f"this client has no local training data ({len(images)} images, {len(labels)} labels): "
+            "local adaptation needs at least one labelled example; use the global model as it is"
+        )
+    if len(images) != len(labels):
+        raise ValueError(f"images and labels differ in length: {len(images)} vs {len(labels)}")
+    return images, labels
+
+
+def _check_epochs(epochs) -> int:
+    return check_int_at_least(epochs, "epochs", 0)
+
+
+def _check_lambda(ewc_lambda) -> float:
+    if isinstance(ewc_lambda, torch.Tensor) and ewc_lambda.numel() == 1:
+        ewc_lambda = ewc_lambda.item()
+    if isinstance(ewc_lambda, bool) or not isinstance(ewc_lambda, Real) or not math.isfinite(ewc_lambda) or ewc_lambda < 0:
+        raise ValueError(f"ewc_lambda must be a finite number >= 0, got {ewc_lambda!r}")
+    return float(ewc_lambda)
+
+
+def _copy_of(global_model: nn.Module) -> nn.Module:
+    model = copy.deepcopy(global_model)
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    return model
+
+
+def _sgd(model, images, labels, *, epochs, lr, batch_size, momentum, seed, progress, description, **extra):
+    """The one training call every method shares: SGD with momentum, batches shuffled by ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    train(model, images, labels, epochs=epochs, lr=lr, batch_size=batch_size, optimizer="sgd", momentum=momentum,
+          generator=generator, progress=progress, description=description, **extra)
+    return model
+
+
+# --- The methods -------------------------------------------------------------------------------
+
+
+def adapt_local(global_model: nn.Module, images, labels, *, epochs: int = LOCAL_DEFAULTS["epochs"],
+                lr: float = LOCAL_DEFAULTS["lr"], batch_size: int = LOCAL_DEFAULTS["batch_size"],
+                momentum: float = LOCAL_DEFAULTS["momentum"], seed: int = 0, progress: bool | None = False) -> nn.Module:
+    """The local-only baseline (fact 12): the global model's architecture, re-initialised under
+    ``seed`` and trained with cross-entropy on the client's data alone. The global *weights* are not
+    used; only the architecture is. Images ``(n, ...)``, labels ``(n,)``."""
+    images, labels = _check_client_data(images, labels)
+    epochs = _check_epochs(epochs)
+    model = _copy_of(global_model)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for module in model.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    return _sgd(model, images, labels, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, seed=seed,
+                progress=progress, description="local from scratch")
+
+
+def adapt_finetune(global_model: nn.Module, images, labels, *, epochs: int = ADAPTATION_DEFAULTS["epochs"],
+                   lr: float = ADAPTATION_DEFAULTS["lr"], batch_size: int = ADAPTATION_DEFAULTS["batch_size"],
+                   momentum: float = ADAPTATION_DEFAULTS["momentum"], seed: int = 0,
+                   progress: bool | None = False) -> nn.Module:
+    r"""Fine-tuning (fact 12): start from the global weights :math:`\theta_{fed}` and minimise the
+    plain cross-entropy on the client's data, :math:`L = \frac1n \sum_n -\log \mathrm{softmax}(f_\theta(x_n))_{y_n}`,
+    with SGD (momentum ``momentum``), ``epochs`` passes in batches of ``batch_size`` shuffled by ``seed``."""
+    images, labels = _check_client_data(images, labels)
+    epochs = _check_epochs(epochs)
+    return _sgd(_copy_of(global_model), images, labels, epochs=epochs, lr=lr, batch_size=batch_size,
+                momentum=momentum, seed=seed, progress=progress, description="fine-tuning")
+
+
+def adapt_freeze_base(global_model: nn.Module, images, labels, *, epochs: int = ADAPTATION_DEFAULTS["epochs"],
+                      lr: float = ADAPTATION_DEFAULTS["lr"], batch_size: int = ADAPTATION_DEFAULTS["batch_size"],
+                      momentum: float = ADAPTATION_DEFAULTS["momentum"], seed: int = 0,
+                      progress: bool | None = False) -> nn.Module:
+    """Freeze-base (fact 12): fine-tuning in which only the last ``nn.Linear`` (the classifier head)
+    trains; every other weight keeps its global value bit for bit. The features stay the federation's;
+    the client re-weighs them for its own classes. Same arguments as :func:`adapt_finetune`."""
+    images, labels = _check_client_data(images, labels)
+    epochs = _check_epochs(epochs)
+    model = _copy_of(global_model)
+    head = last_linear_layer(model)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for parameter in head.parameters():
+        parameter.requires_grad_(True)
+    _sgd(model, images, labels, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, seed=seed,
+         progress=progress, description="freeze-base")
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    return model
+
+
+def fisher_diagonal(model: nn.Module, images, labels, batch_size: int = 1) -> dict[str, torch.Tensor]:
+    r"""The diagonal of the empirical Fisher information of ``model`` on labelled data (fact 11).
+
+    .. math::
+        F_i = \frac{1}{N} \sum_{b} |b| \, \Big(\frac{\partial L_b}{\partial \theta_i}\Big)^2,
+        \qquad L_b = \frac{1}{|b|} \sum_{n \in b} -\log p_\theta(y_n \mid x_n),
+
+    over consecutive batches ``b`` of ``batch_size``. With ``batch_size = 1`` this is the textbook
+    empirical Fisher, the mean of the squared per-example gradients; Yu et al.'s code
+    (``fisher_matrix_diag``) squares mini-batch gradients, which averages noise away and gives
+    smaller values. Large :math:`F_i` marks a weight the model's predictions depend on.
+
+    Args:
+        model: the (global) model, left unchanged; evaluated in eval mode.
+        images: ``(N, ...)`` auxiliary public data, kept out of every test set.
+        labels: ``(N,)`` their labels.
+
+    Returns:
+        ``{name: tensor}`` with one non-negative tensor per named parameter, of the parameter's shape.
+    """
+    images, labels = _check_client_data(images, labels)
+    check_int_at_least(batch_size, "batch_size", 1)
+    model = _copy_of(model)
+    model.eval()
+    fisher = {name: torch.zeros_like(parameter) for name, parameter in model.named_parameters()}
+    for start in range(0, len(images), batch_size):
+        batch_images, batch_labels = images[start : start + batch_size], labels[start : start + batch_size]
+        model.zero_grad()
+        F.cross_entropy(model(batch_images), batch_labels).backward()
+        for name, parameter in model.named_parameters():
+            fisher[name] += parameter.grad.detach() ** 2 * len(batch_labels)
+    return {name: value / len(images) for name, value in fisher.items()}
+
+
+def _check_fisher(fisher, model: nn.Module) -> dict[str, torch.Tensor]:
+    if not isinstance(fisher, dict):
+        raise ValueError(f"fisher must be a dict {{parameter name: tensor}} (see fisher_diagonal), got {type(fisher).__name__}")
+    parameters = dict(model.named_parameters())
+    if set(fisher) != set(parameters):
+        raise ValueError(f"fisher must have one entry per named parameter of the model {sorted(parameters)}, "
+                         f"got {sorted(fisher)}")
+    for name, value in fisher.items():
+        value = torch.as_tensor(value)
+        if value.shape != parameters[name].shape:
+            raise ValueError(f"fisher[{name!r}] has shape {tuple(value.shape)} but the parameter has "
+                             f"{tuple(parameters[name].shape)}")
+        if not torch.isfinite(value).all() or (value < 0).any():
+            raise ValueError(f"fisher[{name!r}] must be finite and >= 0 (squared gradients)")
+    return fisher
+
+
+def ewc_penalty(model: nn.Module, global_parameters: dict[str, torch.Tensor], fisher: dict[str, torch.Tensor],
+                ewc_lambda: float) -> torch.Tensor:
+    r"""The elastic weight consolidation penalty (Kirkpatrick et al. 2017; Yu et al. 2020, fact 11):
+
+    .. math::
+        \Omega(\theta) = \frac{\lambda}{2} \sum_i F_i \, (\theta_i - \theta_{fed,i})^2 .
+
+    A spring on every weight, pulling it back to its global value with a stiffness :math:`\lambda F_i`:
+    weights the global model relies on (large :math:`F_i`) barely move, the others are free.
+
+    Args:
+        model: the model being adapted; gradients flow into its parameters.
+        global_parameters: ``{name: tensor}`` the global weights :math:`\theta_{fed}` (constants).
+        fisher: ``{name: tensor}`` from :func:`fisher_diagonal`, same names and shapes.
+        ewc_lambda: :math:`\lambda \geq 0` (the paper's code: 5000).
+
+    Returns:
+        A scalar tensor.
+    """
+    ewc_lambda = _check_lambda(ewc_lambda)
+    total = 0.0
+    for name, parameter in model.named_parameters():
+        total = total + (fisher[name] * (parameter - global_parameters[name].detach()) ** 2).sum()
+    return ewc_lambda / 2 * total
+
+
+def ewc_stability_ratio(fisher: dict[str, torch.Tensor], ewc_lambda: float, lr: float) -> float:
+    r"""``lr * lambda * max_i F_i``: plain SGD on the penalty alone is stable only while this is
+    below 2, and SGD with momentum :math:`\beta` while it is below :math:`2(1 + \beta)`.
+
+    Near its minimum the penalty is a quadratic with curvature :math:`\lambda F_i` along weight
+    :math:`i`; a gradient step multiplies that weight's distance to :math:`\theta_{fed,i}` by
+    :math:`1 - \mathrm{lr}\,\lambda F_i`, which grows in size once :math:`\mathrm{lr}\,\lambda F_i > 2`:
+    the weight oscillates with growing amplitude and the loss explodes."""
+    ewc_lambda = _check_lambda(ewc_lambda)
+    lr = check_positive_finite(lr, "lr")
+    return lr * ewc_lambda * max(float(value.max()) for value in fisher.values())
+
+
+def adapt_ewc(global_model: nn.Module, images, labels, fisher: dict[str, torch.Tensor], *,
+              ewc_lambda: float = EWC_LAMBDA, epochs: int = ADAPTATION_DEFAULTS["epochs"],
+              lr: float = ADAPTATION_DEFAULTS["lr"], batch_size: int = ADAPTATION_DEFAULTS["batch_size"],
+              momentum: float = ADAPTATION_DEFAULTS["momentum"], seed: int = 0,
+              progress: bool | None = False) -> nn.Module:
+    r"""Multi-task learning with EWC (fact 11): fine-tuning whose every batch loss gets
+    :func:`ewc_penalty`,
+
+    .. math:: L = \mathrm{CE} + \frac{\lambda}{2} \sum_i F_i (\theta_i - \theta_{fed,i})^2 ,
+
+    with ``fisher`` the diagonal Fisher of the global model on auxiliary public data
+    (:func:`fisher_diagonal`). ``ewc_lambda = 0`` is exactly :func:`adapt_finetune`. With large
+    :math:`\lambda` plain SGD diverges once :func:`ewc_stability_ratio` passes 2 (or
+    :math:`2(1+\beta)` with momentum): the weights then oscillate with growing amplitude, end huge or
+    NaN, and the adapted model's accuracy collapses. Lesson 4 shows this rather than hiding it."""
+    images, labels = _check_client_data(images, labels)
+    epochs = _check_epochs(epochs)
+    ewc_lambda = _check_lambda(ewc_lambda)
+    fisher = _check_fisher(fisher, global_model)
+    model = _copy_of(global_model)
+    global_parameters = {name: parameter.detach().clone() for name, parameter in global_model.named_parameters()}
+    penalty = functools.partial(ewc_penalty, global_parameters=global_parameters, fisher=fisher, ewc_lambda=ewc_lambda)
+    return _sgd(model, images, labels, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, seed=seed,
+                progress=progress, description=f"EWC (lambda={ewc_lambda:g})", penalty=penalty)
+
+
+def adapt_distill(global_model: nn.Module, images, labels, *, temperature: float = DISTILL_TEMPERATURE,
+                  alpha: float = DISTILL_ALPHA, epochs: int = ADAPTATION_DEFAULTS["epochs"],
+                  lr: float = ADAPTATION_DEFAULTS["lr"], batch_size: int = ADAPTATION_DEFAULTS["batch_size"],
+                  momentum: float = ADAPTATION_DEFAULTS["momentum"], seed: int = 0,
+                  progress: bool | None = False) -> nn.Module:
+    r"""Local adaptation by knowledge distillation (fact 10): the frozen global model is the teacher,
+    the student starts from the global weights, and each batch minimises lesson 2's
+    :func:`fedkd_lessons.distillation.distillation_loss`,
+
+    .. math:: L = \alpha T^2 \,\mathrm{KL}\big(\mathrm{softmax}(v/T) \,\|\, \mathrm{softmax}(z/T)\big)
+              + (1 - \alpha)\, \mathrm{CE}(z, y),
+
+    ``v`` the teacher's and ``z`` the student's logits (defaults ``T = 6``, ``alpha = 0.95`` as the
+    paper's code). The soft term pulls the student back towards what the federation knew about every
+    class; the hard term moves it towards the client's own labels. ``alpha = 0`` is exactly
+    :func:`adapt_finetune`. The paper's code averages its KL over the ``C`` classes too
+    (``nn.KLDivLoss()``), a soft weight ``C`` times smaller than the true KL used here (lesson 2);
+    :func:`code_equivalent_alpha` gives the ``alpha`` that restores their balance (0.655 for 0.95)."""
+    images, labels = _check_client_data(images, labels)
+    epochs = _check_epochs(epochs)
+    model = _copy_of(global_model)
+    teacher = copy.deepcopy(global_model).eval()
+    train_student(model, images, teacher, labels, epochs=epochs, temperature=temperature, alpha=alpha, lr=lr,
+                  batch_size=batch_size, optimizer="sgd", momentum=momentum,
+                  generator=torch.Generator().manual_seed(seed), progress=progress)
+    return model
+
+
+def adapt(method: str, global_model: nn.Module, images, labels, *, fisher: dict | None = None,
+          ewc_lambda: float = EWC_LAMBDA, temperature: float = DISTILL_TEMPERATURE, alpha: float = DISTILL_ALPHA,
+          **training) -> nn.Module:
+    """Adapt ``global_model`` to one client with ``method``, one of :data:`METHODS`; return the new model.
+
+    ``training`` holds ``epochs``, ``lr``, ``batch_size``, ``momentum``, ``seed``, ``progress``
+    (defaults :data:`ADAPTATION_DEFAULTS`, or :data:`LOCAL_DEFAULTS` for ``"local"``); ``fisher`` and
+    ``ewc_lambda`` are used by ``"ewc"`` only, ``temperature`` and ``alpha`` by ``"distill"`` only.
+    Raises ``ValueError`` for an unknown method (listing the valid ones), a client with no training
+    data, a negative or non-integer epoch count, a negative or non-finite lambda, or ``"ewc"``
+    without a Fisher.
+    """
+    check_method(method)
+    _check_client_data(images, labels)
+    if "epochs" in training:
+        _check_epochs(training["epochs"])
+    if method == "local":
+        return adapt_local(global_model, images, labels, **training)
+    if method == "finetune":
+        return adapt_finetune(global_model, images, labels, **training)
+    if method == "freeze_base":
+        return adapt_freeze_base(global_model, images, labels, **training)
+    if method == "ewc":
+        _check_lambda(ewc_lambda)
+        if fisher is None:
+            raise ValueError("method 'ewc' needs fisher, the global model's diagonal Fisher (see fisher_diagonal)")
+        return adapt_ewc(global_model, images, labels, fisher, ewc_lambda=ewc_lambda, **training)
+    return adapt_distill(global_model, images, labels, temperature=temperature, alpha=alpha, **training)
+
+
+def code_equivalent_alpha(alpha: float = DISTILL_ALPHA, temperature: float = DISTILL_TEMPERATURE,
+                          num_classes: int = 10) -> tuple[float, float]:
+    r"""The ``alpha`` of :func:`~fedkd_lessons.distillation.distillation_loss` that balances soft and
+    hard terms as Yu et al.'s code does, and the factor by which their loss is smaller.
+
+    Their code (``criterion_kd``, fact 10) takes ``nn.KLDivLoss()`` with its default mean over all
+    ``N * C`` entries, i.e. the true KL divided by ``C``:
+
+    .. math::
+        L_{code} = \frac{\alpha}{C} T^2 \mathrm{KL} + (1 - \alpha)\,\mathrm{CE}
+                 = s \,\big[\alpha' T^2 \mathrm{KL} + (1 - \alpha')\,\mathrm{CE}\big],
+        \quad s = \frac{\alpha}{C} + 1 - \alpha, \quad \alpha' = \frac{\alpha / C}{s}.
+
+    With ``alpha = 0.95`` and ``C = 10``: ``alpha' = 0.655`` and ``s = 0.145``. ``temperature``
+    does not enter (it multiplies both forms alike); it is checked and kept for symmetry of the call.
+
+    Returns:
+        ``(alpha_prime, scale)``.
+    """
+    alpha = check_fraction(alpha, "alpha")
+    check_positive_finite(temperature, "temperature")
+    check_int_at_least(num_classes, "num_classes", 2)
+    scale = alpha / num_classes + 1 - alpha
+    return alpha / num_classes / scale, scale
+
+
+# --- The experiment ----------------------------------------------------------------------------
+
+
+def subsample_clients(client_sets, size: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each client's ``(images, labels)`` cut to at most ``size`` examples chosen at random (all of
+    them if it has fewer): the same clients with less local data, for the overfitting study."""
+    check_int_at_least(size, "size", 1)
+    rng = np.random.default_rng(seed)
+    cut = []
+    for images, labels in client_sets:
+        keep = torch.as_tensor(np.sort(rng.permutation(len(labels))[:size]), dtype=torch.long)
+        cut.append((images[keep], labels[keep]))
+    return cut
+
+
+def evaluate_methods(global_model: nn.Module, client_train, client_test, *, methods=METHODS,
+                     fisher: dict | None = None, ewc_lambda: float = EWC_LAMBDA,
+                     temperature: float = DISTILL_TEMPERATURE, alpha: float = DISTILL_ALPHA,
+                     adaptation: dict | None = None, local: dict | None = None, seed: int = 0,
+                     progress: bool | None = None, description: str = "adapting clients") -> dict[str, np.ndarray]:
+    """Adapt ``global_model`` to every client with every method and score each adapted model on that
+    client's own local test set.
+
+    Args:
+        client_train, client_test: ``K`` pairs ``(images, labels)`` each: local train and local test.
+        methods: names from :data:`METHODS`.
+        adaptation: ``epochs``, ``lr``, ``batch_size``, ``momentum`` for every method but ``local``
+            (default :data:`ADAPTATION_DEFAULTS`); ``local``: the same for ``local`` (default
+            :data:`LOCAL_DEFAULTS`).
+        seed: client ``k`` adapts with seed ``seed + k`` (the same for every method, so methods
+            see the same batch order).
+
+    Returns:
+        ``{"global": (K,), method: (K,) ...}`` accuracies in [0, 1].
+    """
+    for method in methods:
+        check_method(method)
+    if len(client_train) != len(client_test):
+        raise ValueError(f"client_train and client_test must list the same clients, got {len(client_train)} "
+                         f"and {len(client_test)}")
+    settings = {**ADAPTATION_DEFAULTS, **(adaptation or {})}
+    local_settings = {**LOCAL_DEFAULTS, **(local or {})}
+    scores = {"global": np.array([accuracy(global_model, *test) for test in client_test])}
+    scores.update({method: np.zeros(len(client_test)) for method in methods})
+    for k in progress_bar(range(len(client_train)), progress, description):
+        for method in methods:
+            model = adapt(method, global_model, *client_train[k], fisher=fisher, ewc_lambda=ewc_lambda,
+                          temperature=temperature, alpha=alpha, seed=seed + k,
+                          **(local_settings if method == "local" else settings))
+            scores[method][k] = accuracy(model, *client_test[k])
+    return scores
+
+
+def adaptation_curve(method: str, global_model: nn.Module, client_train, client_test, epochs_grid, *,
+                     progress: bool | None = None, **options) -> np.ndarray:
+    """``(len(epochs_grid), K)`` local test accuracies of ``method`` after each number of adaptation
+    epochs in ``epochs_grid`` (each point a fresh adaptation from the global model, so the point at
+    ``E`` epochs is exactly what ``adapt(..., epochs=E)`` returns). ``options`` go to :func:`evaluate_methods`'s
+    ``adaptation`` settings plus ``fisher``, ``ewc_lambda``, ``temperature``, ``alpha``, ``seed``."""
+    check_method(method)
+    grid = [_check_epochs(epochs) for epochs in epochs_grid]
+    adaptation = options.pop("adaptation", {})
+    rows = []
+    for epochs in progress_bar(grid, progress, f"{method}: epochs"):
+        key = "local" if method == "local" else "adaptation"
+        scores = evaluate_methods(global_model, client_train, client_test, methods=(method,), progress=False,
+                                  **{key: {**adaptation, "epochs": epochs}}, **options)
+        rows.append(scores[method])
+    return np.array(rows)
+
+
+@dataclass
+class AdaptationExperiment:
+    """What :func:`run_adaptation_experiment` built and measured."""
+
+    federation: Federation
+    """The clients' local train and local test sets."""
+    public: tuple
+    """``(images, labels)`` of the auxiliary public data the Fisher is computed on (in no test set)."""
+    central_test: tuple
+    """``(images, labels)`` of the central test set (the rest of the held-out digits)."""
+    global_model: nn.Module
+    history: FedAvgHistory
+    fisher: dict
+    accuracies: dict
+    """``{"global": (K,), method: (K,)}``: accuracy on each client's own local test set."""
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def train_sizes(self) -> np.ndarray:
+        return np.array([len(labels) for _, labels in self.federation.train])
+
+    @property
+    def test_sizes(self) -> np.ndarray:
+        return np.array([len(labels) for _, labels in self.federation.test])
+
+    def gains(self, baseline: str = "global") -> dict[str, np.ndarray]:
+        """``{method: (K,)}`` accuracy minus the ``baseline``'s, per client (every other entry)."""
+        reference = self.accuracies[baseline]
+        return {name: values - reference for name, values in self.accuracies.items() if name != baseline}
+
+    def fraction_improved(self, baseline: str = "global") -> dict[str, float]:
+        """``{method: share of clients whose accuracy is strictly above the baseline's}``."""
+        return {name: float((gain > 0).mean()) for name, gain in self.gains(baseline).items()}
+
+    def fraction_hurt(self, baseline: str = "global") -> dict[str, float]:
+        """``{method: share of clients whose accuracy is strictly below the baseline's}``."""
+        return {name: float((gain < 0).mean()) for name, gain in self.gains(baseline).items()}
+
+
+def run_adaptation_experiment(
+    split: ImageSplit,
+    *,
+    num_clients: int = 10,
+    alpha: float = 0.5,
+    seed: int = 0,
+    min_samples: int = 40,
+    test_share: float = 0.3,
+    min_test: int = 20,
+    public_fraction: float = 0.5,
+    model_factory=lambda: make_mlp(hidden=(32,)),
+    fedavg: dict | None = None,
+    aggregator: str = "mean",
+    clip_norm: float | None = None,
+    noise_std: float = 0.0,
+    methods=METHODS,
+    ewc_lambda: float = EWC_LAMBDA,
+    temperature: float = DISTILL_TEMPERATURE,
+    distill_alpha: float = DISTILL_ALPHA,
+    adaptation: dict | None = None,
+    local: dict | None = None,
+    progress: bool | None = None,
+) -> AdaptationExperiment:
+    """Yu et al.'s experiment at the digits' scale: partition, federate, adapt every client with every
+    method, and score each on the client's own local test data.
+
+    1. The training digits are split among ``num_clients`` clients with a Dirichlet(``alpha``) over
+       classes, and each client's share into local train and local test
+       (:func:`fedkd_lessons.data.make_federation` with ``min_samples``, ``test_share``, ``min_test``;
+       the defaults leave the median client about 40 local test images).
+    2. The held-out digits are split (stratified, ``public_fraction``) into auxiliary public data for
+       the EWC Fisher (as the paper's 10 % of the CIFAR-10 test set, fact 11) and a central test set.
+       The public data are in no client's test set.
+    3. The global model is trained by :func:`fedkd_lessons.federated.run_fedavg` with ``fedavg``
+       (default :data:`FEDAVG_SETTINGS`) and ``aggregator`` (``"mean"``, ``"median"`` or ``"dp"``
+       with ``clip_norm`` and ``noise_std``).
+    4. The Fisher of the global model on the public data, then :func:`evaluate_methods`.
+
+    ``seed`` fixes the partition, the public split, the federated training and the adaptation.
+    """
+    check_fraction(public_fraction, "public_fraction")
+    federation = make_federation(split.train_images, split.train_labels, num_clients, alpha=alpha, seed=seed,
+                                 min_samples=min_samples, test_share=test_share, min_test=min_test)
+    central, public = stratified_indices(split.test_labels.numpy(), public_fraction, seed)
+    public_set = (split.test_images[public], split.test_labels[public])
+    central_set = (split.test_images[central], split.test_labels[central])
+    settings = {**FEDAVG_SETTINGS, **(fedavg or {})}
+    global_model, history = run_fedavg(model_factory, federation.train, client_test=federation.test,
+                                       test_set=central_set, aggregator=aggregator, clip_norm=clip_norm,
+                                       noise_std=noise_std, seed=seed, progress=progress,
+                                       description=f"FedAvg ({aggregator})", **settings)
+    fisher = fisher_diagonal(global_model, *public_set)
+    accuracies = evaluate_methods(global_model, federation.train, federation.test, methods=methods, fisher=fisher,
+                                  ewc_lambda=ewc_lambda, temperature=temperature, alpha=distill_alpha,
+                                  adaptation=adaptation, local=local, seed=seed, progress=progress)
+    return AdaptationExperiment(federation, public_set, central_set, global_model, history, fisher, accuracies,
+                                {"aggregator": aggregator, "alpha": alpha, "ewc_lambda": ewc_lambda,
+                                 "temperature": temperature, "distill_alpha": distill_alpha,
+                                 "adaptation": {**ADAPTATION_DEFAULTS, **(adaptation or {})},
+                                 "local": {**LOCAL_DEFAULTS, **(local or {})}, "fedavg": settings})

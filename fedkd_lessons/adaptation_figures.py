@@ -1,0 +1,198 @@
+"""The figures of lesson 4 (local adaptation); each function returns a matplotlib Figure."""
+
+from typing import Mapping
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .plotting import COLOURS
+
+LABELS = {"global": "global model", "local": "local only", "finetune": "fine-tune", "freeze_base": "freeze-base",
+          "ewc": "EWC", "distill": "distill"}
+
+
+def _label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+def client_spread_figure(global_accuracy, local_accuracy, train_sizes, test_sizes,
+                         title: str = "One global model, very different clients"):
+    """Lesson 4, Fig. 1: per client (sorted by the global model's accuracy), the global model's and
+    the local-only model's accuracy (%) on the client's own test set; the tick labels give the
+    client's number of local training / test images."""
+    order = np.argsort(global_accuracy)
+    x = np.arange(len(order))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.bar(x - 0.2, 100 * np.asarray(global_accuracy)[order], 0.4, color=COLOURS["global"], label=_label("global"))
+    ax.bar(x + 0.2, 100 * np.asarray(local_accuracy)[order], 0.4, color=COLOURS["local"], label=_label("local"))
+    ax.set_xticks(x, [f"{k}\n{train_sizes[k]}/{test_sizes[k]}" for k in order], fontsize=8)
+    ax.set_xlabel("client (local train / local test images), worst-served first")
+    ax.set_ylabel("accuracy on the client's own test set (%)")
+    low = 100 * min(np.min(global_accuracy), np.min(local_accuracy))
+    ax.set_ylim(max(0, low - 10), 101)
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def method_comparison_figure(accuracies: Mapping[str, np.ndarray],
+                             title: str = "Mean local accuracy per method, one dot per client"):
+    """Lesson 4, Fig. 2: for each method (x) every client's local test accuracy (%) as a dot, the
+    clients' mean as a bar, a line joining each client's dots across methods. ``accuracies`` maps
+    method names (``"global"`` first) to ``(K,)`` arrays in [0, 1]."""
+    names = list(accuracies)
+    values = 100 * np.array([accuracies[name] for name in names])
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    x = np.arange(len(names))
+    ax.bar(x, values.mean(axis=1), 0.6, color=[COLOURS.get(name, "grey") for name in names], alpha=0.35)
+    ax.plot(x, values, color="black", alpha=0.15, linewidth=0.8)
+    jitter = np.linspace(-0.12, 0.12, values.shape[1])
+    for i, name in enumerate(names):
+        ax.scatter(x[i] + jitter, values[i], s=14, color=COLOURS.get(name, "grey"), zorder=3)
+        ax.text(x[i], values[i].min() - 1.5, f"{values[i].mean():.1f}", ha="center", va="top", fontsize=8)
+    ax.set_xticks(x, [_label(name) for name in names])
+    ax.set_ylabel("accuracy on the client's own test set (%)")
+    ax.set_ylim(max(0, values.min() - 8), 101)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def who_gains_figure(global_accuracy, gains: Mapping[str, np.ndarray],
+                     title: str = "Who gains from adaptation?"):
+    """Lesson 4, Fig. 3: per client, the global model's local accuracy (x, %) against each
+    method's gain over it (y, percentage points), one colour per method; dashed line: no gain."""
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    x = 100 * np.asarray(global_accuracy)
+    offsets = np.linspace(-0.3, 0.3, len(gains))
+    for offset, (name, gain) in zip(offsets, gains.items()):
+        ax.scatter(x + offset, 100 * np.asarray(gain), s=22, color=COLOURS.get(name, "grey"), label=_label(name),
+                   alpha=0.85)
+    ax.axhline(0, color=COLOURS["global"], linestyle="--", linewidth=1)
+    ax.set_xlabel("global model's accuracy on the client's test set (%)")
+    ax.set_ylabel("gain over the global model (points)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, ncols=2)
+    fig.tight_layout()
+    return fig
+
+
+def overfitting_figure(epochs_grid, curves: Mapping[str, np.ndarray], global_level: float, shots: int,
+                       sizes, size_gains: Mapping[str, np.ndarray], size_labels=None,
+                       title: str = "Fine-tuning overfits small local data; distillation holds"):
+    """Lesson 4, Fig. 4. Left: mean local test accuracy (%) over clients holding ``shots`` training
+    images each, against adaptation epochs (``curves[method]`` is ``(len(epochs_grid), K)``), the
+    global model dashed. Right: the mean gain over the global model (points) of each method against
+    the number of local training images (``size_gains[method]`` is ``(len(sizes),)``)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    x = np.array(epochs_grid, dtype=float)
+    for name, curve in curves.items():
+        curve = 100 * np.asarray(curve)
+        left.plot(x, curve.mean(axis=1), "o-", color=COLOURS.get(name, "grey"), label=_label(name))
+    left.axhline(100 * global_level, color=COLOURS["global"], linestyle="--", label=_label("global"))
+    left.set_xscale("symlog", linthresh=1)
+    left.set_xticks(x, [f"{e:g}" for e in x])
+    left.minorticks_off()
+    left.set_xlabel("adaptation epochs")
+    left.set_ylabel("mean accuracy on clients' tests (%)")
+    left.set_title(f"Clients with {shots} training images each")
+    left.legend(fontsize=8)
+    positions = np.arange(len(sizes))
+    for name, gain in size_gains.items():
+        right.plot(positions, 100 * np.asarray(gain), "o-", color=COLOURS.get(name, "grey"), label=_label(name))
+    right.axhline(0, color=COLOURS["global"], linestyle="--", linewidth=1)
+    right.set_xticks(positions, size_labels or [str(s) for s in sizes])
+    right.set_xlabel("local training images per client")
+    right.set_ylabel("mean gain over global (points)")
+    right.set_title("Gain as local data shrinks")
+    finite = [100 * np.asarray(g) for name, g in size_gains.items() if name != "local"]
+    if finite:
+        low, high = min(v.min() for v in finite), max(v.max() for v in finite)
+        right.set_ylim(low - 2, high + 2)
+    right.legend(fontsize=8, ncols=2)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def aggregator_recovery_figure(results: Mapping[str, Mapping[str, np.ndarray]],
+                               title: str = "After median or DP aggregation, adaptation recovers"):
+    """Lesson 4, Fig. 5: for each aggregator (group), the mean local accuracy (%) of the global model
+    and of every adaptation method; ``results[aggregator][method]`` are ``(K,)`` arrays in [0, 1]."""
+    aggregators = list(results)
+    methods = list(next(iter(results.values())))
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    for m, method in enumerate(methods):
+        means = [100 * np.mean(results[aggregator][method]) for aggregator in aggregators]
+        positions = np.arange(len(aggregators)) + (m - (len(methods) - 1) / 2) * width
+        ax.bar(positions, means, width * 0.92, color=COLOURS.get(method, "grey"), label=_label(method))
+        for position, mean in zip(positions, means):
+            ax.text(position, mean + 0.2, f"{mean:.1f}", ha="center", va="bottom", fontsize=7, rotation=90)
+    ax.set_xticks(np.arange(len(aggregators)), aggregators)
+    lows = [100 * np.mean(results[a][m]) for a in aggregators for m in methods]
+    ax.set_ylim(max(0, min(lows) - 5), min(100, max(lows) + 4))
+    ax.set_xlabel("how the global model was aggregated")
+    ax.set_ylabel("mean accuracy on clients' tests (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, ncols=3, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def distill_sweep_figure(gains, temperatures, alphas, marked=None,
+                         title: str = "Distillation's gain over T and alpha"):
+    """Lesson 4, Fig. 6: heatmap of the mean gain over the global model (points) of distillation,
+    ``gains`` ``(len(alphas), len(temperatures))`` in accuracy units; ``marked`` ``(alpha, T)`` pairs get a box."""
+    grid = 100 * np.asarray(gains, dtype=float)
+    limit = max(np.abs(grid).max(), 0.5)
+    fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")
+    image = ax.imshow(grid, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+    for (i, j), value in np.ndenumerate(grid):
+        ax.text(j, i, f"{value:+.1f}", ha="center", va="center", fontsize=8,
+                color="white" if abs(value) > 0.6 * limit else "black")
+    for alpha, temperature in marked or ():
+        i, j = list(alphas).index(alpha), list(temperatures).index(temperature)
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2))
+    ax.set_xticks(range(len(temperatures)), [f"{t:g}" for t in temperatures])
+    ax.set_yticks(range(len(alphas)), [f"{a:.3g}" for a in alphas])
+    ax.set_xlabel("temperature T")
+    ax.set_ylabel("alpha (soft weight)")
+    ax.grid(False)
+    fig.colorbar(image, ax=ax, label="mean gain over global (points)")
+    ax.set_title(title)
+    return fig
+
+
+def readme_figure():
+    """The lesson 4 picture for the README: mean local test accuracy against adaptation epochs for
+    fine-tuning and distillation on clients with 10 training images each (federates the offline
+    digits and adapts, seeded, in a few seconds; the same picture every time)."""
+    from .adaptation import adaptation_curve, code_equivalent_alpha, run_adaptation_experiment, subsample_clients
+    from .data import load_digits_split
+    from .seeding import seed_everything
+
+    seed_everything(0)
+    experiment = run_adaptation_experiment(load_digits_split(), methods=(), progress=False)
+    few = subsample_clients(experiment.federation.train, 10, seed=0)
+    grid = (0, 1, 2, 5, 10, 20, 50)
+    alpha, _ = code_equivalent_alpha()
+    curves = {"finetune": adaptation_curve("finetune", experiment.global_model, few, experiment.federation.test, grid,
+                                           progress=False),
+              "distill": adaptation_curve("distill", experiment.global_model, few, experiment.federation.test, grid,
+                                          alpha=alpha, progress=False)}
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    for name, curve in curves.items():
+        ax.plot(grid, 100 * curve.mean(axis=1), "o-", color=COLOURS[name], label=_label(name))
+    ax.axhline(100 * experiment.accuracies["global"].mean(), color=COLOURS["global"], linestyle="--",
+               label=_label("global"))
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xticks(grid, [str(e) for e in grid])
+    ax.minorticks_off()
+    ax.set_xlabel("adaptation epochs (10 local images per client)")
+    ax.set_ylabel("mean local test accuracy (%)")
+    ax.set_title("Fine-tuning overfits; distillation from the global model holds")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

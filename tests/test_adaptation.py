@@ -1,0 +1,243 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.stats import binomtest
+from torch import nn
+
+from fedkd_lessons.adaptation import (METHODS, adapt, adapt_distill, adapt_ewc, adapt_finetune, adapt_freeze_base,
+                                      adapt_local, adaptation_curve, code_equivalent_alpha, evaluate_methods,
+                                      ewc_penalty, ewc_stability_ratio, fisher_diagonal, run_adaptation_experiment,
+                                      subsample_clients)
+from fedkd_lessons.distillation import distillation_loss
+from fedkd_lessons.models import make_mlp, predict_logits
+
+
+@pytest.fixture
+def client():
+    """A tiny hand-made client: 12 random 2x2 'images' of 3 classes, and a small global MLP."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(12, 1, 2, 2, generator=generator)
+    labels = torch.arange(12) % 3
+    torch.manual_seed(0)
+    global_model = make_mlp(hidden=(5,), num_classes=3, image_size=2)
+    return global_model, images, labels
+
+
+def fake_fisher(model, value=0.1):
+    return {name: torch.full_like(p, value) for name, p in model.named_parameters()}
+
+
+def states_equal(a, b):
+    return all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+
+
+FAST = {"epochs": 3, "lr": 0.1, "batch_size": 5}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_leaves_the_global_model_unchanged_and_returns_a_new_trained_model(client, method):
+    global_model, images, labels = client
+    before = copy.deepcopy(global_model)
+    adapted = adapt(method, global_model, images, labels, fisher=fake_fisher(global_model), ewc_lambda=1.0,
+                    alpha=0.5, **FAST)
+    assert states_equal(global_model, before)
+    assert all(p.requires_grad for p in global_model.parameters())
+    assert adapted is not global_model
+    assert not states_equal(adapted, global_model)
+
+
+def test_freeze_base_leaves_all_but_the_last_layer_bit_identical(client):
+    global_model, images, labels = client
+    adapted = adapt_freeze_base(global_model, images, labels, **FAST)
+    names = [name for name, _ in global_model.named_parameters()]
+    last = names[-2:]  # the final nn.Linear's weight and bias
+    for name in names:
+        same = torch.equal(global_model.state_dict()[name], adapted.state_dict()[name])
+        assert same == (name not in last), name
+    assert all(p.requires_grad for p in adapted.parameters())
+
+
+def test_ewc_with_lambda_zero_equals_finetune_for_the_same_seed(client):
+    global_model, images, labels = client
+    ewc = adapt_ewc(global_model, images, labels, fake_fisher(global_model, 3.0), ewc_lambda=0.0, seed=4, **FAST)
+    finetune = adapt_finetune(global_model, images, labels, seed=4, **FAST)
+    for p, q in zip(ewc.parameters(), finetune.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_distill_with_alpha_zero_equals_finetune_for_the_same_seed(client):
+    global_model, images, labels = client
+    distill = adapt_distill(global_model, images, labels, alpha=0.0, temperature=6.0, seed=2, **FAST)
+    finetune = adapt_finetune(global_model, images, labels, seed=2, **FAST)
+    for p, q in zip(distill.parameters(), finetune.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-7)
+
+
+def test_distill_with_alpha_one_keeps_the_teachers_predictions(client):
+    # Soft targets only, student = teacher at the start: the gradient is zero, nothing moves.
+    global_model, images, labels = client
+    distill = adapt_distill(global_model, images, labels, alpha=1.0, **FAST)
+    torch.testing.assert_close(predict_logits(distill, images), predict_logits(global_model, images), atol=1e-5, rtol=0)
+
+
+def test_ewc_penalty_equals_a_hand_computation():
+    model = nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, 3.0]]))
+        model.bias.copy_(torch.tensor([2.0]))
+    anchor = {"weight": torch.tensor([[0.0, 1.0]]), "bias": torch.tensor([2.5])}
+    fisher = {"weight": torch.tensor([[2.0, 0.5]]), "bias": torch.tensor([4.0])}
+    # 10/2 * (2 * 1^2 + 0.5 * 2^2 + 4 * 0.5^2) = 5 * (2 + 2 + 1) = 25
+    assert ewc_penalty(model, anchor, fisher, 10.0).item() == pytest.approx(25.0)
+    assert ewc_penalty(model, anchor, fisher, 0.0).item() == 0.0
+
+
+def test_ewc_penalty_gradient_is_lambda_fisher_times_displacement():
+    model = nn.Linear(3, 2)
+    anchor = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+    fisher = {name: torch.rand_like(p) for name, p in model.named_parameters()}
+    ewc_penalty(model, anchor, fisher, 7.0).backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, 7.0 * fisher[name] * p.detach())
+
+
+def test_fisher_diagonal_matches_the_closed_form_of_a_softmax_regression():
+    # For logits W x + b: d(-log p_y)/dW = (p - e_y) x^T and d/db = p - e_y.
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(7, 4, generator=generator)
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 2])
+    model = nn.Linear(4, 3)
+    p = torch.softmax(model(x), dim=1).detach()
+    residual = p - F.one_hot(y, 3).float()
+    per_example_w = residual[:, :, None] * x[:, None, :]
+    fisher = fisher_diagonal(model, x, y)
+    torch.testing.assert_close(fisher["weight"], (per_example_w**2).mean(0))
+    torch.testing.assert_close(fisher["bias"], (residual**2).mean(0))
+    # The paper's code squares batch gradients: one batch of all N gives the squared mean gradient.
+    batch = fisher_diagonal(model, x, y, batch_size=7)
+    torch.testing.assert_close(batch["weight"], per_example_w.mean(0) ** 2)
+    assert model.weight.grad is None  # the model itself is left alone
+
+
+def test_ewc_stability_ratio_and_the_divergence_it_predicts(client):
+    global_model, images, labels = client
+    fisher = {name: torch.zeros_like(p) for name, p in global_model.named_parameters()}
+    fisher["1.weight"][0, 0] = 0.5
+    assert ewc_stability_ratio(fisher, 100.0, 0.01) == pytest.approx(0.5)
+    # Past 2 (1 + momentum) the stiffest weight oscillates with growing amplitude; below it, it settles.
+    wild = adapt_ewc(global_model, images, labels, fisher, ewc_lambda=2000.0, epochs=20, lr=0.01, batch_size=12)
+    calm = adapt_ewc(global_model, images, labels, fisher, ewc_lambda=100.0, epochs=20, lr=0.01, batch_size=12)
+    start = global_model.state_dict()["1.weight"][0, 0]
+    assert ewc_stability_ratio(fisher, 2000.0, 0.01) == pytest.approx(10.0)
+    assert (wild.state_dict()["1.weight"][0, 0] - start).abs() > 100
+    assert (calm.state_dict()["1.weight"][0, 0] - start).abs() < 1
+
+
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides the total loss")
+def test_code_equivalent_alpha_reproduces_the_papers_kl_mean_loss():
+    generator = torch.Generator().manual_seed(3)
+    student, teacher = torch.randn(6, 10, generator=generator), torch.randn(6, 10, generator=generator)
+    targets = torch.randint(0, 10, (6,), generator=generator)
+    temperature, alpha = 6.0, 0.95
+    # Yu et al.'s criterion_kd: nn.KLDivLoss() (mean over all N*C entries) * alpha T^2 + CE * (1 - alpha).
+    code = (nn.KLDivLoss()(F.log_softmax(student / temperature, 1), F.softmax(teacher / temperature, 1))
+            * alpha * temperature**2 + F.cross_entropy(student, targets) * (1 - alpha))
+    alpha_prime, scale = code_equivalent_alpha(alpha, temperature, 10)
+    assert alpha_prime == pytest.approx(0.095 / 0.145) and scale == pytest.approx(0.145)
+    ours = distillation_loss(student, teacher, targets, temperature=temperature, alpha=alpha_prime)
+    torch.testing.assert_close(code, scale * ours)
+
+
+def test_local_ignores_the_global_weights_but_not_the_seed(client):
+    global_model, images, labels = client
+    other = make_mlp(hidden=(5,), num_classes=3, image_size=2)
+    a = adapt_local(global_model, images, labels, seed=1, **FAST)
+    b = adapt_local(other, images, labels, seed=1, **FAST)
+    c = adapt_local(global_model, images, labels, seed=2, **FAST)
+    assert states_equal(a, b) and not states_equal(a, c)
+
+
+def test_adapt_with_zero_epochs_returns_an_equal_copy(client):
+    global_model, images, labels = client
+    for method in ("finetune", "freeze_base", "distill"):
+        assert states_equal(adapt(method, global_model, images, labels, epochs=0), global_model)
+
+
+def test_unknown_method_is_rejected_with_the_valid_names(client):
+    with pytest.raises(ValueError, match="unknown adaptation method 'fine_tune'.*local, finetune, freeze_base, ewc, distill"):
+        adapt("fine_tune", *client)
+
+
+def test_a_client_without_training_data_is_rejected(client):
+    global_model, images, labels = client
+    for method in METHODS:
+        with pytest.raises(ValueError, match="no local training data"):
+            adapt(method, global_model, images[:0], labels[:0], fisher=fake_fisher(global_model))
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "5000", True])
+def test_lambda_out_of_range_is_rejected(client, bad):
+    global_model, images, labels = client
+    with pytest.raises(ValueError, match="ewc_lambda"):
+        adapt("ewc", global_model, images, labels, fisher=fake_fisher(global_model), ewc_lambda=bad)
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, "3", None])
+def test_epoch_count_out_of_range_is_rejected(client, bad):
+    for method in METHODS:
+        with pytest.raises(ValueError, match="epochs"):
+            adapt(method, *client, fisher=fake_fisher(client[0]), epochs=bad)
+
+
+def test_ewc_needs_a_fisher_of_the_right_shape(client):
+    global_model, images, labels = client
+    with pytest.raises(ValueError, match="needs fisher"):
+        adapt("ewc", global_model, images, labels)
+    wrong = fake_fisher(global_model)
+    wrong["1.weight"] = torch.ones(2, 2)
+    with pytest.raises(ValueError, match="shape"):
+        adapt("ewc", global_model, images, labels, fisher=wrong)
+    negative = fake_fisher(global_model, -1.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        adapt("ewc", global_model, images, labels, fisher=negative)
+
+
+def test_subsample_clients_keeps_at_most_size_examples(client):
+    _, images, labels = client
+    cut = subsample_clients([(images, labels), (images[:3], labels[:3])], 5, seed=0)
+    assert [len(y) for _, y in cut] == [5, 3]
+    assert all(any(torch.equal(row, full) for full in images) for row in cut[0][0])
+
+
+def test_evaluate_methods_and_the_zero_epoch_curve_point(client):
+    global_model, images, labels = client
+    clients = [(images[:8], labels[:8]), (images[4:], labels[4:])]
+    tests = [(images[8:], labels[8:]), (images[:4], labels[:4])]
+    scores = evaluate_methods(global_model, clients, tests, methods=("finetune", "distill"), adaptation=FAST,
+                              progress=False)
+    assert set(scores) == {"global", "finetune", "distill"} and all(v.shape == (2,) for v in scores.values())
+    curve = adaptation_curve("finetune", global_model, clients, tests, (0, 2), progress=False)
+    assert curve.shape == (2, 2)
+    np.testing.assert_array_equal(curve[0], scores["global"])
+
+
+def test_distillation_improves_mean_local_accuracy_over_the_global_model(digits):
+    """Fixed seed, Dirichlet(0.5) over 10 clients, an early global model (3 FedAvg rounds) so there is
+    room to gain. One-sided sign test over the local test images whose verdict changes."""
+    alpha_prime, _ = code_equivalent_alpha()
+    experiment = run_adaptation_experiment(digits, num_clients=10, alpha=0.5, seed=0, fedavg={"rounds": 3},
+                                           methods=("distill",), distill_alpha=alpha_prime, progress=False)
+    fixed = broken = 0
+    for k, (train, test) in enumerate(zip(experiment.federation.train, experiment.federation.test)):
+        student = adapt("distill", experiment.global_model, *train, alpha=alpha_prime, seed=k)
+        before = predict_logits(experiment.global_model, test[0]).argmax(1) == test[1]
+        after = predict_logits(student, test[0]).argmax(1) == test[1]
+        fixed += int((after & ~before).sum())
+        broken += int((before & ~after).sum())
+    gain = experiment.accuracies["distill"] - experiment.accuracies["global"]
+    assert gain.mean() > 0
+    assert binomtest(fixed, fixed + broken, 0.5, alternative="greater").pvalue < 0.01
+    assert (gain > 0).sum() > (gain < 0).sum()

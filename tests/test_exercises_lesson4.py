@@ -1,0 +1,137 @@
+import torch
+
+from fedkd_lessons.distillation import distillation_loss
+from fedkd_lessons.exercises import check_distill_step, check_ewc_penalty, check_max_stable_lambda
+
+
+def unsolved(*args):
+    raise NotImplementedError()
+
+
+# --- the EWC penalty ------------------------------------------------------------------------------
+
+def reference_penalty(params, global_params, fisher, ewc_lambda):
+    return ewc_lambda / 2 * sum((fisher[n] * (params[n] - global_params[n]) ** 2).sum() for n in params)
+
+
+def test_ewc_penalty_checker_accepts_reference_and_reports_unsolved():
+    assert check_ewc_penalty(reference_penalty).passed
+    assert check_ewc_penalty(unsolved).status == "not solved"
+
+
+def test_ewc_penalty_checker_rejects_a_missing_half():
+    feedback = check_ewc_penalty(lambda p, g, f, lam: 2 * reference_penalty(p, g, f, lam))
+    assert not feedback.passed and "lambda / 2" in feedback.message
+
+
+def test_ewc_penalty_checker_rejects_a_missing_fisher():
+    feedback = check_ewc_penalty(lambda p, g, f, lam: reference_penalty(p, g, {n: torch.ones_like(v) for n, v in f.items()}, lam))
+    assert not feedback.passed and "Fisher is missing" in feedback.message
+
+
+def test_ewc_penalty_checker_rejects_an_unsquared_change():
+    feedback = check_ewc_penalty(lambda p, g, f, lam: lam / 2 * sum((f[n] * (p[n] - g[n]).abs()).sum() for n in p))
+    assert not feedback.passed and "square" in feedback.message
+
+
+def test_ewc_penalty_checker_rejects_a_detached_float():
+    feedback = check_ewc_penalty(lambda p, g, f, lam: torch.tensor(reference_penalty(p, g, f, lam).detach().item()))
+    assert not feedback.passed and "no gradient" in feedback.message
+
+
+def test_ewc_penalty_checker_rejects_only_the_first_tensor():
+    first = lambda p, g, f, lam: lam / 2 * (f[next(iter(p))] * (p[next(iter(p))] - g[next(iter(p))]) ** 2).sum()
+    feedback = check_ewc_penalty(first)
+    assert not feedback.passed and "EVERY tensor" in feedback.message
+
+
+# --- one distillation adaptation step ------------------------------------------------------------
+
+def reference_step(student, teacher, images, labels, temperature, alpha, lr):
+    with torch.no_grad():
+        teacher_logits = teacher(images)
+    loss = distillation_loss(student(images), teacher_logits, labels, temperature=temperature, alpha=alpha)
+    student.zero_grad()
+    loss.backward()
+    with torch.no_grad():
+        for parameter in student.parameters():
+            parameter -= lr * parameter.grad
+    return loss.item()
+
+
+def test_distill_step_checker_accepts_reference_and_reports_unsolved():
+    assert check_distill_step(reference_step).passed
+    assert check_distill_step(unsolved).status == "not solved"
+
+
+def test_distill_step_checker_rejects_gradient_ascent():
+    def ascent(student, teacher, images, labels, temperature, alpha, lr):
+        return reference_step(student, teacher, images, labels, temperature, alpha, -lr)
+    feedback = check_distill_step(ascent)
+    assert not feedback.passed and "UP the gradient" in feedback.message
+
+
+def test_distill_step_checker_rejects_a_teacher_that_trains_too():
+    def both(student, teacher, images, labels, temperature, alpha, lr):
+        loss = distillation_loss(student(images), teacher(images), labels, temperature=temperature, alpha=alpha)
+        params = list(student.parameters()) + list(teacher.parameters())
+        for p in params:
+            p.grad = None
+        # a learner who forgets the teacher is frozen: its output is treated as trainable, and it steps too
+        loss = loss + 0.0 * sum(p.sum() for p in teacher.parameters()) + (teacher(images) ** 2).mean()
+        loss.backward()
+        with torch.no_grad():
+            for p in params:
+                p -= lr * p.grad
+        return loss.item()
+    feedback = check_distill_step(both)
+    assert not feedback.passed and "teacher" in feedback.message
+
+
+def test_distill_step_checker_rejects_accumulated_gradients():
+    def no_zero_grad(student, teacher, images, labels, temperature, alpha, lr):
+        with torch.no_grad():
+            teacher_logits = teacher(images)
+        loss = distillation_loss(student(images), teacher_logits, labels, temperature=temperature, alpha=alpha)
+        loss.backward()
+        with torch.no_grad():
+            for parameter in student.parameters():
+                parameter -= lr * parameter.grad
+        return loss.item()
+    feedback = check_distill_step(no_zero_grad)
+    assert not feedback.passed and "old gradients" in feedback.message
+
+
+def test_distill_step_checker_rejects_a_step_that_ignores_the_labels():
+    def soft_only(student, teacher, images, labels, temperature, alpha, lr):
+        return reference_step(student, teacher, images, None, temperature, 1.0, lr)
+    assert not check_distill_step(soft_only).passed
+
+
+# --- the largest stable lambda --------------------------------------------------------------------
+
+def reference_lambda(fisher, lr, momentum):
+    return 2 * (1 + momentum) / (lr * max(float(v.max()) for v in fisher.values()))
+
+
+def test_max_stable_lambda_checker_accepts_reference_and_reports_unsolved():
+    assert check_max_stable_lambda(reference_lambda).passed
+    assert check_max_stable_lambda(unsolved).status == "not solved"
+
+
+def test_max_stable_lambda_checker_rejects_forgotten_momentum():
+    feedback = check_max_stable_lambda(lambda f, lr, m: reference_lambda(f, lr, 0.0))
+    assert not feedback.passed and "momentum" in feedback.message
+
+
+def test_max_stable_lambda_checker_rejects_the_mean_fisher():
+    def mean_fisher(fisher, lr, momentum):
+        values = torch.cat([v.flatten() for v in fisher.values()])
+        return 2 * (1 + momentum) / (lr * float(values.mean()))
+    feedback = check_max_stable_lambda(mean_fisher)
+    assert not feedback.passed and "LARGEST" in feedback.message
+
+
+def test_max_stable_lambda_checker_rejects_a_limit_of_one():
+    feedback = check_max_stable_lambda(lambda f, lr, m: reference_lambda(f, lr, m) / 2)
+    assert not feedback.passed and "500" in feedback.message
