@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 from .data import load_digits_split  # noqa: E402
+from .adaptation_figures import readme_figure as lesson4_adaptation  # noqa: E402
 from .distillation_figures import readme_figure as lesson2_soft_targets  # noqa: E402
 from .federated import plot_partitions_by_alpha  # noqa: E402
 from .fedmd_figures import fedmd_diagram  # noqa: E402
@@ -38,6 +39,7 @@ FIGURES = {
     "01_temperature.png": lesson1_temperature,
     "02_soft_targets.png": lesson2_soft_targets,
     "03_partitions.png": plot_partitions_by_alpha,
+    "04_adaptation.png": lesson4_adaptation,
     "05_fedmd.png": fedmd_diagram,
 }
 
