@@ -94,6 +94,7 @@ def shown_entropy(page) -> float:
 
 
 def test_slider_changes_the_entropy_in_jupyterlab(jupyterlab):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
     artifacts = REPO / "test-artifacts"
@@ -104,6 +105,10 @@ def test_slider_changes_the_entropy_in_jupyterlab(jupyterlab):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{jupyterlab}/lab/tree/{NOTEBOOK}?token={TOKEN}")
             expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_attached(timeout=90_000)
+            try:  # on a loaded machine JupyterLab may ask which kernel to start; its default is right
+                page.get_by_role("button", name="Select", exact=True).click(timeout=3_000)
+            except PlaywrightTimeout:
+                pass
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
             readout = page.locator(".widget-html-content", has_text="entropy H").first
