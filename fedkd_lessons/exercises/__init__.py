@@ -11,3 +11,4 @@ from .lesson2_distillation import check_bias_shift_choice, check_distillation_lo
 from .lesson3_federated import check_class_skew, check_clip_update, check_weighted_average
 from .lesson5_fedmd import check_consensus, check_fedmd_round_bytes
 from .lesson4_adaptation import check_distill_step, check_ewc_penalty, check_max_stable_lambda
+from .lesson6_flower import check_aggregate_replies, check_close_round

@@ -1,0 +1,52 @@
+"""FedMD's party side on Flower: one ``ClientApp`` run per message from the server (lesson 6).
+
+Every SuperNode is started with ``--node-config "party-id=K party-dir='...'"``: which party it is
+and where its own disk is. On each message the party loads its state from that disk, digests the
+consensus and revisits its private data (if the message brings a consensus), reports its test
+accuracy, scores the requested public images (if any), writes its state back and replies.
+Its architecture, weights and private letters never leave the directory.
+"""
+
+from pathlib import Path
+
+from flwr.app import Context, Message
+from flwr.clientapp import ClientApp
+
+from fedkd_lessons.fedmd import digest, party_logits, revisit
+from fedkd_lessons.flower_fedmd.party_disk import load_party, load_shared_data, save_party, write_diary
+from fedkd_lessons.flower_fedmd.protocol import party_reply, read_server_message
+from fedkd_lessons.models import accuracy
+from fedkd_lessons.seeding import seed_everything
+
+app = ClientApp()
+
+
+@app.train()
+def fedmd_step(message: Message, context: Context) -> Message:
+    """Digest + revisit (end of round ``j``), then communicate (start of round ``j + 1``)."""
+    directory = Path(str(context.node_config["party-dir"]))
+    party_id = int(context.node_config["party-id"])
+    settings = context.run_config
+    party = load_party(directory)
+    public_images, test_images, test_labels = load_shared_data(directory)
+    request = read_server_message(message.content)
+    # One torch thread, as in lesson 5's process (the thread count changes the order of float sums).
+    # Dropout draws from torch's global stream, which a fresh process would start at the same place
+    # every message: seed it per party and message instead. (In one process all parties share that
+    # stream, so a party with dropout cannot match lesson 5's run draw for draw; its own shuffling
+    # stream, party.generator, is saved on its disk and does match.)
+    seed_everything(1000 * party.seed + request.message_number)
+
+    if request.consensus is not None:
+        write_diary(directory, request.message_number, "received", request.consensus)
+        digest(party, public_images[request.consensus_indices], request.consensus,
+               epochs=int(settings["digest-epochs"]), batch_size=int(settings["digest-batch-size"]),
+               kind=str(settings["consensus"]), temperature=float(settings["temperature"]))
+        revisit(party, epochs=int(settings["revisit-epochs"]))
+    score = accuracy(party.model, test_images, test_labels)
+    logits = None
+    if request.indices is not None:
+        logits = party_logits(party, public_images, request.indices)
+        write_diary(directory, request.message_number + 1, "sent", logits)
+    save_party(directory, party)
+    return Message(party_reply(party_id, score, logits), reply_to=message)

@@ -1,0 +1,331 @@
+"""Run FedMD as real processes with Flower's own command-line tools, on loopback (lesson 6).
+
+:func:`run_fedmd_on_flower` starts, in deployment mode and ``--insecure`` on 127.0.0.1 only:
+
+1. ``flower-superlink``: the server's endpoint; it also launches the ``ServerApp`` process;
+2. one ``flower-supernode`` per party, told which party it is and where its disk is;
+3. ``flwr run``: builds the app in :mod:`fedkd_lessons.flower_fedmd` into a FAB and submits it.
+
+It waits for the ServerApp's JSON result, can stop one party's node mid-run, and stops every
+process it started (each in its own process group, plus any process they spawned, by PID) when
+the run ends, also when a step fails. Everything lives in a temporary folder that is removed after.
+"""
+
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+
+from .fedmd import CONSENSUS_KINDS, Party
+from .flower_fedmd.party_disk import read_diary, save_party, save_shared_data
+from .flower_fedmd.protocol import RoundPolicy
+from .validation import check_int_at_least, check_positive_finite
+
+APP_DIR = Path(__file__).parent / "flower_fedmd"
+HOST = "127.0.0.1"  # loopback only: --insecure is acceptable nowhere else
+CONNECTION = "fedmd-loopback"
+_BIN = Path(sys.executable).parent  # Flower's command-line tools sit beside this Python
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the process listening on port {port} exited with code {process.returncode}")
+        with socket.socket() as probe:
+            if probe.connect_ex((HOST, port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listened on {HOST}:{port} within {timeout:.0f} s")
+
+
+class ProcessGroup:
+    """Processes this launcher started, each leading its own process group, and everything they spawn.
+
+    Flower's processes spawn others (a SuperExec per SuperLink/SuperNode, a ServerApp, a ClientApp per
+    message), some in new sessions. :meth:`watch` records every descendant's PID while the run goes, so
+    :meth:`stop` can end each one by PID, whatever group it ended up in.
+    """
+
+    def __init__(self, log_dir: Path, environment: dict):
+        self.log_dir, self.environment = log_dir, environment
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.seen: dict[int, float] = {}  # pid -> create time (a PID number can be reused later)
+
+    def start(self, name: str, command: list[str]) -> subprocess.Popen:
+        with open(self.log_dir / f"{name}.log", "wb") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.environment,
+                                       start_new_session=True)
+        self.processes[name] = process
+        self.watch()
+        return process
+
+    def watch(self) -> None:
+        for process in self.processes.values():
+            try:
+                tree = psutil.Process(process.pid)
+                for member in [tree, *tree.children(recursive=True)]:
+                    self.seen.setdefault(member.pid, member.create_time())
+            except psutil.NoSuchProcess:
+                continue
+
+    def stop_one(self, name: str, timeout: float = 5.0) -> None:
+        """Stop ``name`` and all its descendants now (SIGKILL): a party's machine going down."""
+        process = self.processes[name]
+        try:
+            members = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            members = []
+        self._end(members, signal.SIGKILL, timeout)
+        process.wait(timeout)
+
+    def stop(self, timeout: float = 5.0) -> list[int]:
+        """Stop everything started (SIGTERM, then SIGKILL after ``timeout``); return PIDs still alive."""
+        self.watch()
+        members = [m for m in map(self._alive, self.seen) if m is not None]
+        self._end(members, signal.SIGTERM, timeout)
+        self._end([m for m in map(self._alive, self.seen) if m is not None], signal.SIGKILL, timeout)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        return self.alive()
+
+    def alive(self) -> list[int]:
+        """PIDs seen during the run that still run (zombies count as gone)."""
+        return [m.pid for m in map(self._alive, self.seen) if m is not None]
+
+    def _alive(self, pid: int):
+        try:
+            member = psutil.Process(pid)
+            if member.create_time() != self.seen[pid] or member.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return member
+        except psutil.NoSuchProcess:
+            return None
+
+    @staticmethod
+    def _end(members, sig, timeout) -> None:
+        for member in members:
+            try:
+                member.send_signal(sig)
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(members, timeout=timeout)
+
+
+class FlowerRunError(RuntimeError):
+    """A step of the Flower run failed; every process was stopped all the same.
+    ``pids``: every process seen; ``left_running``: those still alive after stopping (should be none)."""
+
+    def __init__(self, message: str, pids: list[int], left_running: list[int]):
+        super().__init__(f"{message}\nprocesses left running: {left_running}")
+        self.pids, self.left_running = pids, left_running
+
+
+@dataclass
+class FlowerFedMDRun:
+    """What :func:`run_fedmd_on_flower` measured.
+
+    ``accuracy[j, k]`` is party ``k``'s test accuracy after ``j`` rounds, as the party reported it
+    (NaN once a party is stopped), the same layout as :class:`fedkd_lessons.fedmd.FedMDHistory`.
+    ``messages`` is the ServerApp's record, one entry per message; ``diaries[k]`` what party ``k``
+    itself kept of the logits it sent and the consensus it received, ``{("sent"|"received", round): tensor}``.
+    """
+
+    accuracy: np.ndarray
+    party_names: tuple[str, ...]
+    messages: list[dict]
+    diaries: list[dict]
+    stopped_party: int | None
+    seconds: float
+    pids: list[int]
+    left_running: list[int]
+    logs: dict[str, str] = field(repr=False)
+
+    def bytes_per_message(self) -> list[tuple[int, int]]:
+        """``(down, up)`` payload bytes of every message, summed over the parties addressed / replying."""
+        return [(sum(m["bytes_down"].values()), sum(m["bytes_up"].values())) for m in self.messages]
+
+
+def run_fedmd_on_flower(
+    parties,
+    public_images: torch.Tensor,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    *,
+    rounds: int = 3,
+    subset_size: int = 500,
+    digest_epochs: int = 1,
+    revisit_epochs: int = 2,
+    digest_batch_size: int = 64,
+    consensus: str = "logits",
+    temperature: float = 1.0,
+    seed: int = 0,
+    policy: RoundPolicy | None = None,
+    stop_party: tuple[int, int] | None = None,
+    startup_timeout: float = 60.0,
+    run_timeout: float = 300.0,
+    workdir=None,
+) -> FlowerFedMDRun:
+    """FedMD (Li & Wang 2019, Algorithm 1) with each party in its own Flower SuperNode process.
+
+    The arguments mean what they mean in :func:`fedkd_lessons.fedmd.run_fedmd` (give transfer-learned
+    parties; they are saved to the parties' disks and not changed). In addition:
+
+    Args:
+        policy: when the server closes a round without every reply (:class:`RoundPolicy`); default:
+            all but one party must reply, 6 s grace for stragglers, 120 s time-out.
+        stop_party: ``(k, j)`` kills party ``k``'s SuperNode (and its ClientApp) right after the
+            server has closed message ``j - 1``, before message ``j`` reaches it: party ``k`` then
+            never reports after ``j - 1`` rounds, and rounds ``j + 1`` on are averaged without it.
+        workdir: a folder for the run's files (default: a new temporary folder, removed afterwards).
+    """
+    parties = list(parties)
+    if not parties:
+        raise ValueError("parties: FedMD needs at least one party")
+    if not all(isinstance(p, Party) for p in parties):
+        raise ValueError("parties must be fedkd_lessons.fedmd.Party objects")
+    check_int_at_least(rounds, "rounds", 0)
+    check_int_at_least(subset_size, "subset_size", 1)
+    if subset_size > len(public_images):
+        raise ValueError(f"subset_size must be at most the public set's size {len(public_images)}, got {subset_size}")
+    if consensus not in CONSENSUS_KINDS:
+        raise ValueError(f"consensus must be one of {CONSENSUS_KINDS}, got {consensus!r}")
+    check_positive_finite(temperature, "temperature")
+    check_positive_finite(startup_timeout, "startup_timeout")
+    check_positive_finite(run_timeout, "run_timeout")
+    policy = policy or RoundPolicy(min_replies=max(1, len(parties) - 1))
+    if policy.min_replies > len(parties):
+        raise ValueError(f"policy.min_replies must be at most the number of parties {len(parties)}, got {policy.min_replies}")
+    if stop_party is not None:
+        party, message = stop_party
+        if not 0 <= party < len(parties) or not 1 <= message <= rounds:
+            raise ValueError(f"stop_party must be (party in 0..{len(parties) - 1}, message in 1..{rounds}), got {stop_party!r}")
+
+    own_workdir = workdir is None
+    root = Path(tempfile.mkdtemp(prefix="fedmd-flower-") if own_workdir else workdir)
+    paths = {name: root / name for name in ("home", "logs", "result")}
+    for path in paths.values():
+        path.mkdir(parents=True, exist_ok=True)
+    party_dirs = [root / f"party-{k}" for k in range(len(parties))]
+    for directory, party in zip(party_dirs, parties):
+        save_party(directory, party)
+        save_shared_data(directory, public_images, test_images, test_labels)
+
+    superlink_port = free_port()
+    (paths["home"] / "config.toml").write_text(
+        f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
+        f'address = "{HOST}:{superlink_port}"\ninsecure = true\n')
+    environment = {
+        **os.environ,
+        "PATH": f"{_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "FLWR_HOME": str(paths["home"]),  # Flower's config, installed FABs: all in the temporary folder
+        "FLWR_DISABLE_UPDATE_CHECK": "1",  # no network: no version check,
+        "FLWR_TELEMETRY_ENABLED": "0",  # no telemetry,
+        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",  # and no `uv sync` of the app's dependencies
+        "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1",  # start a ClientApp within 0.1 s of a message
+        "MPLBACKEND": "Agg",
+        "FEDKD_PROGRESS": "0",
+        "OMP_NUM_THREADS": "1",
+    }
+    run_config = dict(
+        **{"num-parties": len(parties), "rounds": rounds, "subset-size": subset_size,
+           "public-size": len(public_images), "seed": seed, "digest-epochs": digest_epochs,
+           "revisit-epochs": revisit_epochs, "digest-batch-size": digest_batch_size,
+           "consensus": consensus, "temperature": float(temperature), "min-replies": policy.min_replies,
+           "round-timeout": float(policy.timeout), "grace": float(policy.grace),
+           "connect-timeout": float(startup_timeout), "result-dir": str(paths["result"])})
+
+    processes = ProcessGroup(paths["logs"], environment)
+    started = time.monotonic()
+    failure = None
+    try:
+        superlink = processes.start("superlink", [
+            str(_BIN / "flower-superlink"), "--insecure", "--host", HOST, "--port", str(superlink_port),
+            "--disable-runtime-dependency-installation"])
+        wait_for_port(superlink_port, startup_timeout, superlink)
+        for k, directory in enumerate(party_dirs):
+            processes.start(f"party-{k}", [
+                str(_BIN / "flower-supernode"), "--insecure", "--superlink", f"{HOST}:{superlink_port}",
+                "--port", str(free_port()), "--node-config", f"party-id={k} party-dir='{directory}'"])
+        submitted = subprocess.run(
+            [str(_BIN / "flwr"), "run", str(APP_DIR), CONNECTION, "--run-config", _toml_pairs(run_config)],
+            env=environment, capture_output=True, text=True, timeout=startup_timeout, cwd=root)
+        (paths["logs"] / "flwr-run.log").write_text(submitted.stdout + submitted.stderr)
+        if submitted.returncode != 0:
+            raise RuntimeError(f"`flwr run` failed:\n{submitted.stdout}{submitted.stderr}")
+        record = _wait_for_result(paths["result"], processes, stop_party, started + run_timeout)
+        if record["error"]:
+            raise RuntimeError(f"the ServerApp failed: {record['error']}")
+    except Exception as error:
+        failure = error
+    finally:  # also on KeyboardInterrupt: nothing started here outlives this call
+        seconds = time.monotonic() - started
+        left = processes.stop()
+        logs = _read_logs(paths["logs"])
+        diaries = [read_diary(directory) for directory in party_dirs]
+        if own_workdir:
+            shutil.rmtree(root, ignore_errors=True)
+    if failure is not None:
+        raise FlowerRunError(f"FedMD on Flower failed: {type(failure).__name__}: {failure}\n" + _tail(logs),
+                             sorted(processes.seen), left) from failure
+
+    accuracy = np.full((rounds + 1, len(parties)), math.nan)
+    for message in record["messages"]:
+        for party_id, value in message["accuracy"].items():
+            accuracy[message["message"], int(party_id)] = value
+    return FlowerFedMDRun(accuracy, tuple(p.name for p in parties), record["messages"], diaries,
+                          None if stop_party is None else stop_party[0], seconds, sorted(processes.seen), left, logs)
+
+
+def _toml_pairs(config: dict) -> str:
+    """``key=value`` pairs in TOML syntax, as ``flwr run --run-config`` reads them."""
+    return " ".join(f"{key}={json.dumps(value)}" for key, value in config.items())
+
+
+def _wait_for_result(result_dir: Path, processes: ProcessGroup, stop_party, deadline: float) -> dict:
+    """Poll for the ServerApp's result, stopping a party when asked; fail fast if the SuperLink dies."""
+    stopped = stop_party is None
+    while time.monotonic() < deadline:
+        processes.watch()
+        if (result_dir / "result.json").exists():
+            return json.loads((result_dir / "result.json").read_text())
+        if not stopped and (result_dir / "progress.json").exists():
+            closed = json.loads((result_dir / "progress.json").read_text())["closed"]
+            if closed >= stop_party[1] - 1:
+                processes.stop_one(f"party-{stop_party[0]}")
+                stopped = True
+        if processes.processes["superlink"].poll() is not None:
+            raise RuntimeError("the SuperLink exited before the run finished")
+        time.sleep(0.1)
+    raise TimeoutError("the run did not finish in time")
+
+
+def _read_logs(log_dir: Path) -> dict[str, str]:
+    return {path.stem: path.read_text(errors="replace") for path in sorted(log_dir.glob("*.log"))}
+
+
+def _tail(logs: dict[str, str], lines: int = 15) -> str:
+    return "\n".join(f"--- {name} (last {lines} lines) ---\n" + "\n".join(text.splitlines()[-lines:])
+                     for name, text in logs.items())

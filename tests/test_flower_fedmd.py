@@ -1,0 +1,217 @@
+"""FedMD on Flower: the messages, the round policy, a party's disk, and one real run on loopback
+(SuperLink, three SuperNodes, `flwr run`) in which one party is stopped mid-run."""
+
+import copy
+import math
+
+import numpy as np
+import psutil
+import pytest
+import torch
+
+from fedkd_lessons.fedmd import make_parties, run_fedmd, transfer_learning
+from fedkd_lessons.flower_fedmd.party_disk import (
+    load_party, load_shared_data, read_diary, save_party, save_shared_data, write_diary,
+)
+from fedkd_lessons.flower_fedmd.protocol import (
+    RoundPolicy, party_reply, payload_bytes, read_party_reply, read_server_message, server_message,
+    weights_payload_bytes,
+)
+from fedkd_lessons.flower_run import FlowerRunError, run_fedmd_on_flower
+from fedkd_lessons.letters import make_letter_parties
+from fedkd_lessons.models import count_parameters, make_cnn, make_mlp, predict_logits
+
+ROUNDS, SUBSET, STOPPED, STOP_BEFORE = 2, 40, 2, 1
+
+
+@pytest.fixture(scope="module")
+def setting(digits):
+    torch.manual_seed(0)
+    letters = make_letter_parties(num_parties=3, per_class=4, evaluation_per_class=2, seed=0)
+    models = [("mlp 32", make_mlp((32,), num_classes=16)), ("cnn 8", make_cnn((8,), num_classes=16)),
+              ("mlp 16", make_mlp((16,), num_classes=16))]
+    parties = make_parties(models, letters.private, seed=0)
+    transfer_learning(parties, digits.train_images[:300], digits.train_labels[:300], public_epochs=1, private_epochs=3)
+    return parties, digits.train_images, letters.test_images, letters.test_labels
+
+
+# ---- messages ----
+
+def test_server_message_round_trip():
+    consensus = torch.randn(3, 16)
+    read = read_server_message(server_message(2, indices=[5, 1, 7, 9], consensus=consensus, consensus_indices=[4, 0, 2]))
+    assert read.message_number == 2
+    assert read.indices.tolist() == [5, 1, 7, 9]
+    assert read.consensus_indices.tolist() == [4, 0, 2]
+    assert torch.equal(read.consensus, consensus)
+    first = read_server_message(server_message(0, indices=[3]))
+    assert first.consensus is None and first.consensus_indices is None
+    last = read_server_message(server_message(5, consensus=consensus, consensus_indices=[1, 2, 3]))
+    assert last.indices is None
+
+
+def test_server_message_rejects_consensus_without_its_indices():
+    with pytest.raises(ValueError, match="consensus and consensus_indices"):
+        server_message(1, indices=[1], consensus=torch.zeros(2, 16))
+    with pytest.raises(ValueError, match="3 rows but consensus_indices has 2"):
+        server_message(1, consensus=torch.zeros(3, 16), consensus_indices=[0, 1])
+
+
+def test_party_reply_round_trip():
+    logits = torch.randn(4, 16)
+    party_id, accuracy, read_logits = read_party_reply(party_reply(3, 0.75, logits))
+    assert (party_id, accuracy) == (3, 0.75)
+    assert torch.equal(read_logits, logits)
+    assert read_party_reply(party_reply(1, 0.5))[2] is None
+
+
+def test_payload_bytes_count_the_float32_scores_plus_small_headers():
+    # reference: S x C float32 numbers are 4 S C bytes; Flower adds headers of a few hundred bytes
+    for samples in (10, 500):
+        measured = payload_bytes(party_reply(0, 0.5, torch.zeros(samples, 16)))
+        assert 4 * samples * 16 <= measured <= 4 * samples * 16 + 1500
+    small, large = (payload_bytes(party_reply(0, 0.5, torch.zeros(s, 16))) for s in (100, 200))
+    assert abs((large - small) - 4 * 100 * 16) <= 16  # 6,400 more bytes, give or take a length field
+
+
+def test_weights_payload_bytes_are_the_parameters_in_float32():
+    model = make_cnn((8, 16), num_classes=16)
+    measured = weights_payload_bytes(model)
+    assert 4 * count_parameters(model) <= measured <= 4 * count_parameters(model) + 3000
+
+
+# ---- the round policy ----
+
+@pytest.mark.parametrize("addressed, replied, elapsed, since_minimum, expected", [
+    (3, 3, 1.0, 0.5, "close"),    # everybody replied
+    (3, 2, 5.0, 2.0, "wait"),     # enough replies, grace (6 s) not over: a straggler may come
+    (3, 2, 9.0, 6.0, "close"),    # enough replies and the grace is over: go on without the third
+    (3, 1, 50.0, None, "wait"),   # too few, before the time-out
+    (3, 1, 120.0, None, "fail"),  # too few at the time-out
+    (3, 2, 120.0, 1.0, "close"),  # the time-out closes a round that has enough replies
+])
+def test_round_policy_decides(addressed, replied, elapsed, since_minimum, expected):
+    policy = RoundPolicy(min_replies=2, timeout=120.0, grace=6.0)
+    assert policy.decide(addressed, replied, elapsed, since_minimum) == expected
+
+
+@pytest.mark.parametrize("settings, name", [
+    (dict(min_replies=0), "min_replies"), (dict(timeout=0.0), "timeout"), (dict(timeout=math.inf), "timeout"),
+    (dict(grace=-1.0), "grace"), (dict(grace=math.nan), "grace"),
+])
+def test_round_policy_rejects_bad_settings(settings, name):
+    with pytest.raises(ValueError, match=name):
+        RoundPolicy(**settings)
+
+
+# ---- a party's disk ----
+
+def test_party_disk_round_trip_keeps_model_data_and_random_stream(tmp_path, setting):
+    party, public_images, test_images, test_labels = copy.deepcopy(setting[0][1]), *setting[1:]
+    party.generator.manual_seed(11)
+    torch.randperm(5, generator=party.generator)  # a stream part-way through
+    save_party(tmp_path, party)
+    save_shared_data(tmp_path, public_images, test_images, test_labels)
+    loaded = load_party(tmp_path)
+    assert loaded.name == party.name
+    assert torch.equal(predict_logits(loaded.model, public_images[:20]), predict_logits(party.model, public_images[:20]))
+    assert torch.equal(loaded.private_images, party.private_images)
+    assert torch.equal(torch.randperm(50, generator=loaded.generator), torch.randperm(50, generator=party.generator))
+    assert all(torch.equal(a, b) for a, b in zip(load_shared_data(tmp_path), (public_images, test_images, test_labels)))
+    write_diary(tmp_path, 3, "sent", torch.ones(2, 16))
+    assert list(read_diary(tmp_path)) == [("sent", 3)]
+
+
+# ---- the launcher's argument checks (no process is started) ----
+
+@pytest.mark.parametrize("change, message", [
+    (dict(parties=[]), "at least one party"),
+    (dict(subset_size=5000), "subset_size"),
+    (dict(rounds=-1), "rounds"),
+    (dict(stop_party=(3, 1)), "stop_party"),
+    (dict(stop_party=(0, 0)), "stop_party"),
+    (dict(policy=RoundPolicy(min_replies=4)), "min_replies"),
+    (dict(consensus="median"), "consensus"),
+    (dict(temperature=0.0), "temperature"),
+])
+def test_run_rejects_bad_arguments(setting, change, message):
+    parties, public_images, test_images, test_labels = setting
+    arguments = dict(parties=parties, rounds=2, subset_size=10) | change
+    with pytest.raises(ValueError, match=message):
+        run_fedmd_on_flower(arguments.pop("parties"), public_images, test_images, test_labels, **arguments)
+
+
+# ---- real processes ----
+
+def _gone(pids):
+    """The PIDs among ``pids`` that still run (zombies count as gone)."""
+    running = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                running.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return not running, running
+
+
+@pytest.fixture(scope="module")
+def flower_run(setting):
+    parties, public_images, test_images, test_labels = setting
+    return run_fedmd_on_flower(parties, public_images, test_images, test_labels, rounds=ROUNDS, subset_size=SUBSET,
+                               policy=RoundPolicy(min_replies=2, timeout=120.0, grace=8.0),
+                               stop_party=(STOPPED, STOP_BEFORE))
+
+
+def test_flower_run_finishes_without_the_stopped_party(flower_run):
+    assert [m["replied"] for m in flower_run.messages] == [[0, 1, 2], [0, 1], [0, 1]]
+    assert flower_run.messages[STOP_BEFORE]["decision"] == "close"
+    assert np.isnan(flower_run.accuracy[STOP_BEFORE:, STOPPED]).all()
+    assert not np.isnan(flower_run.accuracy[:, :STOPPED]).any()
+
+
+def test_each_party_received_the_mean_of_the_logits_sent(flower_run):
+    for round_number in range(1, ROUNDS + 1):
+        sent = [d[("sent", round_number)] for d in flower_run.diaries if ("sent", round_number) in d]
+        expected = sum(sent) / len(sent)  # the parties' own records, averaged here by hand
+        assert len(sent) == (3 if round_number == 1 else 2)
+        receivers = [d for d in flower_run.diaries if ("received", round_number) in d]
+        assert len(receivers) == 2
+        for diary in receivers:
+            torch.testing.assert_close(diary[("received", round_number)], expected, atol=1e-6, rtol=0)
+
+
+def test_flower_accuracy_equals_in_process_run_fedmd_before_the_stop(flower_run, setting):
+    parties, public_images, test_images, test_labels = setting
+    in_process = run_fedmd(parties, public_images, test_images, test_labels, rounds=ROUNDS, subset_size=SUBSET,
+                           progress=False)
+    # rows up to the stop use the same consensus on both sides (the stopped party's last logits included)
+    np.testing.assert_allclose(flower_run.accuracy[: STOP_BEFORE + 1, :STOPPED],
+                               in_process.accuracy[: STOP_BEFORE + 1, :STOPPED], atol=1e-6)
+    assert flower_run.accuracy[0, STOPPED] == pytest.approx(in_process.accuracy[0, STOPPED])
+
+
+def test_only_indices_and_scores_cross_the_wire(flower_run):
+    first = flower_run.messages[0]
+    assert max(first["bytes_down"].values()) < 8 * SUBSET + 1000  # the indices only
+    assert min(first["bytes_up"].values()) >= 4 * SUBSET * 16  # the logits
+    assert max(first["bytes_up"].values()) < 4 * SUBSET * 16 + 1500  # and nothing as big as weights
+
+
+def test_no_process_is_left_behind(flower_run):
+    # SuperLink, 3 SuperNodes, their SuperExecs, the ServerApp and a ClientApp per message: all seen
+    assert len(flower_run.pids) >= 1 + 3 + 4 + 1 + 7
+    assert flower_run.left_running == []
+    gone, running = _gone(flower_run.pids)
+    assert gone, f"still running: {running}"
+
+
+def test_a_failing_run_stops_every_process(setting):
+    parties, public_images, test_images, test_labels = setting
+    with pytest.raises(FlowerRunError, match="did not finish in time") as failure:
+        run_fedmd_on_flower(parties[:2], public_images, test_images, test_labels, rounds=1, subset_size=10,
+                            run_timeout=1.0)
+    assert failure.value.left_running == []
+    assert len(failure.value.pids) >= 3
+    gone, running = _gone(failure.value.pids)
+    assert gone, f"still running: {running}"
