@@ -16,6 +16,7 @@ from .adaptation_figures import readme_figure as lesson4_adaptation  # noqa: E40
 from .distillation_figures import readme_figure as lesson2_soft_targets  # noqa: E402
 from .federated import plot_partitions_by_alpha  # noqa: E402
 from .fedmd_figures import fedmd_diagram  # noqa: E402
+from .flower_figures import flower_architecture_figure  # noqa: E402
 from .models import make_mlp, predict_logits  # noqa: E402
 from .plotting import save_figure, use_course_style  # noqa: E402
 from .seeding import seed_everything  # noqa: E402
@@ -41,6 +42,7 @@ FIGURES = {
     "03_partitions.png": plot_partitions_by_alpha,
     "04_adaptation.png": lesson4_adaptation,
     "05_fedmd.png": fedmd_diagram,
+    "06_flower.png": flower_architecture_figure,
 }
 
 

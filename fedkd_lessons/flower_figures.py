@@ -13,7 +13,7 @@ PARTY_COLOURS = (COLOURS["fedmd"], COLOURS["ewc"], COLOURS["finetune"], COLOURS[
                  COLOURS["control"], COLOURS["global"], COLOURS["teacher"])
 
 
-def flower_architecture_figure(party_names=("mlp 32", "cnn 8-16", "mlp 128-64"), subset_size: int = 500,
+def flower_architecture_figure(party_names=("mlp 32", "cnn 8-16", "mlp 64-32-32"), subset_size: int = 500,
                                num_classes: int = 16, stopped: int | None = None):
     """The processes of a FedMD run on Flower and what travels between them.
 
