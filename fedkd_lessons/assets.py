@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 from .data import load_digits_split  # noqa: E402
 from .adaptation_figures import readme_figure as lesson4_adaptation  # noqa: E402
 from .distillation_figures import readme_figure as lesson2_soft_targets  # noqa: E402
-from .federated import plot_partitions_by_alpha  # noqa: E402
+from .federated_figures import plot_partitions_by_alpha  # noqa: E402
 from .fedmd_figures import fedmd_diagram  # noqa: E402
 from .flower_figures import flower_architecture_figure  # noqa: E402
 from .models import make_mlp, predict_logits  # noqa: E402

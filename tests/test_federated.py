@@ -20,15 +20,17 @@ from fedkd_lessons.federated import (  # noqa: E402
     dp_fedavg,
     fedavg,
     median_aggregate,
-    plot_accuracy_curves,
     class_accuracies,
+    run_fedavg,
+    update_norm,
+)
+from fedkd_lessons.federated_figures import (  # noqa: E402
+    plot_accuracy_curves,
     plot_aggregator_cost,
     plot_client_accuracy_histogram,
     plot_client_examples,
     plot_partition,
     plot_partitions_by_alpha,
-    run_fedavg,
-    update_norm,
 )
 
 
