@@ -138,3 +138,25 @@ def plot_client_examples(client_sets, clients=(0, 1, 2), per_client: int = 8) ->
     fig.suptitle("Each client sees only its own digits; the server sees none of them", y=1.02)
     fig.tight_layout()
     return fig
+
+
+def plot_federation_partitions(federations, labels, title: str | None = None) -> Figure:
+    """:func:`plot_partitions_by_alpha` for federations already made (``{alpha: Federation}``):
+    each client's bar counts all it holds, local train and local test together, so the picture is
+    the Dirichlet partition as dealt out, whatever seed and retries produced it."""
+    labels = np.asarray(labels)
+    num_classes = int(labels.max()) + 1
+    fig, axes = plt.subplots(1, len(federations), figsize=(4.2 * len(federations), 3.2), sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, (alpha, federation) in zip(axes, federations.items()):
+        parts = [np.sort(np.concatenate([train, test]))
+                 for train, test in zip(federation.train_indices, federation.test_indices)]
+        skew = class_mix_distances([labels[p] for p in parts], num_classes).mean()
+        plot_partition(parts, labels, ax=ax, title=f"alpha = {alpha:g}: class skew {skew:.2f}", num_classes=num_classes)
+    for ax in axes[1:]:
+        ax.set_ylabel("")
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, title="class", loc="center right", fontsize=8)
+    fig.suptitle(title or "Smaller alpha, more skewed clients: Dirichlet partitions of the digits", y=1.0)
+    fig.tight_layout(rect=(0, 0, 0.94, 1))
+    return fig

@@ -1,0 +1,447 @@
+"""Lesson 3's experiments: FedAvg on Dirichlet partitions of the digits, one round traced by hand,
+and what median and DP-style aggregation cost (McMahan et al. 2017; Yu et al. 2020, PAPER_FACTS
+facts 9, 13, 15), with what the lesson claims about them."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data import (Federation, ImageSplit, class_skew, client_datasets, dirichlet_partition, load_digits_split,
+                    local_train_test_split)
+from ..federated import FedAvgHistory, class_accuracies, fedavg, run_fedavg
+from ..models import accuracy, make_mlp
+from ..training import train
+from ..validation import check_fraction, check_int_at_least, check_positive_finite
+from .claims import Claim, at_least, at_most
+
+NUM_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every constant of lesson 3's experiments. ``seed`` moves everything random: the partitions,
+    the initial model, the clients chosen each round, the batches and the DP noise."""
+
+    seed: int = 0
+    num_clients: int = 20
+    # the three federations: near-i.i.d., mildly and strongly skewed (Dirichlet concentration)
+    iid_alpha: float = 100
+    mild_alpha: float = 1
+    skewed_alpha: float = 0.1
+    min_samples: int = 25  # per client before its local train/test split
+    # At alpha = 0.1 only about one Dirichlet draw in 500 gives all 20 clients 25 examples, so the
+    # partition is redrawn up to this many times (the first 100 draws are make_federation's own).
+    partition_retries: int = 20_000
+    test_share: float = 0.3  # of each client's data kept as its local test set ...
+    min_test: int = 10  # ... and never fewer than this many images
+    hidden_units: int = 32
+    # FedAvg, after Yu et al.'s CIFAR-10 run (fact 13): half the clients a round, 2 local epochs, SGD lr 0.1
+    rounds: int = 30
+    client_fraction: float = 0.5
+    local_epochs: int = 2
+    lr: float = 0.1
+    batch_size: int = 16
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    # the traced round: ordinary rounds first, so the round starts from a model worth averaging
+    warmup_rounds: int = 10
+    trace_clients: tuple[int, ...] = (0, 1, 2)
+    # DP-style FedAvg: S is this quantile of the plain skewed run's update norms; the paper's sigmas
+    clip_quantile: float = 0.5
+    dp_sigmas: tuple[float, ...] = (0.01, 0.1)
+    # single rounds swing by several points under skew: accuracies are averaged over the last rounds
+    last_rounds: int = 10
+    accuracy_level: float = 0.8  # "first round at 80 %"
+    hurt_points: float = 0.10  # a client "loses more than ten points"
+    # exercise 2: the skew at more alphas, over several partitions (numpy only)
+    skew_alphas: tuple[float, ...] = (100, 10, 1, 0.3, 0.1, 0.03)
+    skew_partitions: int = 10
+
+    def __post_init__(self):
+        check_int_at_least(self.seed, "seed", 0)
+        check_int_at_least(self.num_clients, "num_clients", 2)
+        for name in ("iid_alpha", "mild_alpha", "skewed_alpha"):
+            check_positive_finite(getattr(self, name), name)
+        if not self.iid_alpha > self.mild_alpha > self.skewed_alpha:
+            raise ValueError("the alphas must fall from iid_alpha to mild_alpha to skewed_alpha, got "
+                             f"{self.iid_alpha!r}, {self.mild_alpha!r}, {self.skewed_alpha!r}")
+        check_int_at_least(self.min_samples, "min_samples", 2)
+        check_int_at_least(self.partition_retries, "partition_retries", 1)
+        check_fraction(self.test_share, "test_share")
+        if not 0 < self.test_share < 1:
+            raise ValueError(f"test_share must be strictly between 0 and 1, got {self.test_share!r}")
+        check_int_at_least(self.min_test, "min_test", 1)
+        if self.min_test >= self.min_samples:
+            raise ValueError(f"min_test must be below min_samples ({self.min_samples}) to leave training "
+                             f"examples, got {self.min_test!r}")
+        check_int_at_least(self.hidden_units, "hidden_units", 1)
+        check_int_at_least(self.rounds, "rounds", 1)
+        check_fraction(self.client_fraction, "client_fraction")
+        if self.client_fraction == 0:
+            raise ValueError("client_fraction must be in (0, 1], got 0: no client would train")
+        check_int_at_least(self.local_epochs, "local_epochs", 1)
+        check_positive_finite(self.lr, "lr")
+        check_int_at_least(self.batch_size, "batch_size", 1)
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        check_fraction(self.momentum, "momentum")
+        check_int_at_least(self.warmup_rounds, "warmup_rounds", 1)
+        if len(self.trace_clients) < 2 or len(set(self.trace_clients)) != len(self.trace_clients):
+            raise ValueError(f"trace_clients must name at least two different clients, got {self.trace_clients!r}")
+        for client in self.trace_clients:
+            if isinstance(client, bool) or not isinstance(client, int) or not 0 <= client < self.num_clients:
+                raise ValueError(f"trace_clients must be client numbers in [0, {self.num_clients - 1}], "
+                                 f"got {self.trace_clients!r}")
+        check_fraction(self.clip_quantile, "clip_quantile")
+        if len(self.dp_sigmas) != 2 or not 0 < self.dp_sigmas[0] < self.dp_sigmas[1]:
+            raise ValueError(f"dp_sigmas must be two increasing noise levels > 0 (small, large), got {self.dp_sigmas!r}")
+        for sigma in self.dp_sigmas:
+            check_positive_finite(sigma, "dp_sigmas")
+        check_int_at_least(self.last_rounds, "last_rounds", 1)
+        if self.last_rounds > self.rounds:
+            raise ValueError(f"last_rounds must be at most rounds ({self.rounds}), got {self.last_rounds!r}")
+        check_fraction(self.accuracy_level, "accuracy_level")
+        check_fraction(self.hurt_points, "hurt_points")
+        if len(self.skew_alphas) < 2:
+            raise ValueError(f"skew_alphas needs at least two alphas, got {self.skew_alphas!r}")
+        for alpha in self.skew_alphas:
+            check_positive_finite(alpha, "skew_alphas")
+        check_int_at_least(self.skew_partitions, "skew_partitions", 1)
+
+    @property
+    def alphas(self) -> tuple[float, float, float]:
+        """The three federations' alphas, from near-i.i.d. to skewed."""
+        return (self.iid_alpha, self.mild_alpha, self.skewed_alpha)
+
+    def fedavg_arguments(self) -> dict:
+        """The keyword arguments of :func:`fedkd_lessons.federated.run_fedavg` every run shares."""
+        return dict(rounds=self.rounds, client_fraction=self.client_fraction, local_epochs=self.local_epochs,
+                    lr=self.lr, batch_size=self.batch_size, optimizer=self.optimizer, momentum=self.momentum,
+                    seed=self.seed)
+
+    def model(self) -> torch.nn.Module:
+        """The lesson's MLP (64 inputs, one hidden layer, 10 outputs), freshly initialised."""
+        return make_mlp(hidden=(self.hidden_units,))
+
+
+def make_federations(digits: ImageSplit, settings: Settings) -> dict[float, Federation]:
+    """The training digits dealt out to ``num_clients`` clients at each of the three alphas:
+    :func:`fedkd_lessons.data.make_federation`, with ``partition_retries`` draws allowed."""
+    federations = {}
+    for alpha in settings.alphas:
+        parts = dirichlet_partition(digits.train_labels.numpy(), settings.num_clients, alpha, settings.seed,
+                                    min_samples=settings.min_samples, max_retries=settings.partition_retries)
+        train_parts, test_parts = local_train_test_split(parts, test_share=settings.test_share,
+                                                         min_test=settings.min_test, seed=settings.seed)
+        federations[alpha] = Federation(client_datasets(digits.train_images, digits.train_labels, train_parts),
+                                        client_datasets(digits.train_images, digits.train_labels, test_parts),
+                                        train_parts, test_parts)
+    return federations
+
+
+def client_labels(federation: Federation) -> list[np.ndarray]:
+    """Each client's labels, local train and local test together: all the data it holds."""
+    return [np.concatenate([y_train.numpy(), y_test.numpy()])
+            for (_, y_train), (_, y_test) in zip(federation.train, federation.test)]
+
+
+def partition_statistics(federation: Federation) -> dict:
+    """What a partition looks like, from the numpy seeds alone (no training): the class skew, the
+    median share of a client's largest class, and the local training sizes."""
+    labels = client_labels(federation)
+    sizes = np.array([len(y) for _, y in federation.train])
+    top_share = np.median([np.bincount(y, minlength=NUM_CLASSES).max() / len(y) for y in labels])
+    return dict(skew=class_skew(labels, NUM_CLASSES), top_share=float(top_share), train_sizes=sizes)
+
+
+def client_main_classes(federation: Federation) -> np.ndarray:
+    """``(K,)`` the class each client holds most of in its local training set."""
+    return np.array([int(np.bincount(y.numpy(), minlength=NUM_CLASSES).argmax()) for _, y in federation.train])
+
+
+@dataclass
+class RoundTrace:
+    """One FedAvg round done by hand for ``clients``: the start, what each returned, the average;
+    and every model's accuracy on the traced clients' local test sets and on the central test set.
+    Rows of the accuracy arrays: the start model, each client's model after local training, the
+    weighted average of the clients' models."""
+
+    clients: tuple[int, ...]
+    start_state: dict[str, torch.Tensor]
+    client_states: list[dict[str, torch.Tensor]]
+    sizes: list[int]
+    averaged_state: dict[str, torch.Tensor]
+    row_names: list[str]
+    local_accuracy: np.ndarray  # (rows, len(clients))
+    central_accuracy: np.ndarray  # (rows,)
+
+
+def trace_round(federation: Federation, digits: ImageSplit, settings: Settings) -> RoundTrace:
+    """``warmup_rounds`` ordinary FedAvg rounds, then one more by hand for ``trace_clients``, each
+    training ``local_epochs`` on its own data from the same global weights."""
+    start_model, _ = run_fedavg(settings.model, federation.train, **{**settings.fedavg_arguments(),
+                                                                    "rounds": settings.warmup_rounds},
+                                progress=False)
+    generator = torch.Generator().manual_seed(settings.seed)
+    models, states, sizes = [], [], []
+    for k in settings.trace_clients:
+        local = copy.deepcopy(start_model)  # the client receives the global weights
+        images, labels = federation.train[k]  # ... and trains on data only it can see
+        train(local, images, labels, epochs=settings.local_epochs, lr=settings.lr, batch_size=settings.batch_size,
+              optimizer=settings.optimizer, momentum=settings.momentum, generator=generator, progress=False)
+        models.append(local)
+        states.append({name: value.detach().clone() for name, value in local.state_dict().items()})
+        sizes.append(len(labels))
+    averaged_state = fedavg(states, sizes)
+    averaged = settings.model()
+    averaged.load_state_dict(averaged_state)
+    rows = [start_model] + models + [averaged]
+    row_names = (["global model before the round"] + [f"client {k} after local training" for k in settings.trace_clients]
+                 + [f"average of the {len(models)}"])
+    local_accuracy = np.array([[accuracy(model, *federation.test[k]) for k in settings.trace_clients] for model in rows])
+    central_accuracy = np.array([accuracy(model, digits.test_images, digits.test_labels) for model in rows])
+    return RoundTrace(tuple(settings.trace_clients), {n: v.detach().clone() for n, v in start_model.state_dict().items()},
+                      states, sizes, averaged_state, row_names, local_accuracy, central_accuracy)
+
+
+@dataclass
+class FedAvgRun:
+    """What one FedAvg run measured: its history (accuracies per round, central and per client,
+    update norms) and its final global model's accuracy per class on the central test set."""
+
+    history: FedAvgHistory
+    class_accuracy: np.ndarray  # (C,)
+
+
+def run_federation(federation: Federation, digits: ImageSplit, settings: Settings, description: str,
+                   progress: bool | None = None, **aggregation) -> FedAvgRun:
+    """FedAvg at the lesson's settings on ``federation``; ``aggregation`` picks the aggregator
+    (``aggregator=``, ``clip_norm=``, ``noise_std=`` of :func:`run_fedavg`)."""
+    central_test = (digits.test_images, digits.test_labels)
+    model, history = run_fedavg(settings.model, federation.train, client_test=federation.test, test_set=central_test,
+                                progress=progress, description=description, **settings.fedavg_arguments(),
+                                **aggregation)
+    return FedAvgRun(history, class_accuracies(model, *central_test, num_classes=NUM_CLASSES))
+
+
+def run_partition_runs(federations: dict[float, Federation], digits: ImageSplit, settings: Settings,
+                       progress: bool | None = None) -> dict[float, FedAvgRun]:
+    """Plain FedAvg on each federation: the same seed, so the same initial model and the same
+    client choices; the partition is the only difference."""
+    return {alpha: run_federation(federation, digits, settings, f"FedAvg, alpha = {alpha:g}", progress)
+            for alpha, federation in federations.items()}
+
+
+def clip_norm_from(history: FedAvgHistory, settings: Settings) -> float:
+    """The DP clipping norm S: the ``clip_quantile`` of the run's update norms, to two decimals
+    (the paper's S = 15 is for ResNet-18; an update's norm depends on the model)."""
+    return float(np.round(np.quantile(np.concatenate(history.update_norms), settings.clip_quantile), 2))
+
+
+def dp_name(sigma: float) -> str:
+    return f"dp (sigma = {sigma:g})"
+
+
+def iid_median_name(settings: Settings) -> str:
+    return f"median, alpha = {settings.iid_alpha:g}"
+
+
+def run_aggregator_runs(federations: dict[float, Federation], digits: ImageSplit, settings: Settings,
+                        clip_norm: float, progress: bool | None = None) -> dict[str, FedAvgRun]:
+    """The skewed federation under median aggregation and DP-style FedAvg at each sigma, and the
+    near-i.i.d. one under the median; the same seed as the plain runs they are compared with."""
+    skewed, iid = federations[settings.skewed_alpha], federations[settings.iid_alpha]
+    runs = {"median": run_federation(skewed, digits, settings, "median", progress, aggregator="median")}
+    for sigma in settings.dp_sigmas:
+        runs[dp_name(sigma)] = run_federation(skewed, digits, settings, dp_name(sigma), progress, aggregator="dp",
+                                              clip_norm=clip_norm, noise_std=sigma)
+    runs[iid_median_name(settings)] = run_federation(iid, digits, settings, iid_median_name(settings), progress,
+                                                     aggregator="median")
+    return runs
+
+
+@dataclass
+class FederatedResult:
+    """Everything lesson 3's claims are measured on."""
+
+    settings: Settings
+    partitions: dict[float, dict]  # alpha -> partition_statistics
+    main_classes: np.ndarray  # (K,) each skewed client's main class
+    trace: RoundTrace
+    runs: dict[float, FedAvgRun]  # alpha -> plain FedAvg
+    clip_norm: float
+    aggregator_runs: dict[str, FedAvgRun]
+
+
+def result_of(settings: Settings, federations: dict[float, Federation], trace: RoundTrace,
+              runs: dict[float, FedAvgRun], clip_norm: float, aggregator_runs: dict[str, FedAvgRun]) -> FederatedResult:
+    """Gather what the notebook (or :func:`run_claims_experiment`) computed."""
+    return FederatedResult(settings, {alpha: partition_statistics(f) for alpha, f in federations.items()},
+                           client_main_classes(federations[settings.skewed_alpha]), trace, runs, clip_norm,
+                           aggregator_runs)
+
+
+def run_claims_experiment(settings: Settings) -> FederatedResult:
+    """Every experiment lesson 3's prose draws conclusions from, at ``settings``."""
+    digits = load_digits_split()
+    federations = make_federations(digits, settings)
+    trace = trace_round(federations[settings.mild_alpha], digits, settings)
+    runs = run_partition_runs(federations, digits, settings, progress=False)
+    clip_norm = clip_norm_from(runs[settings.skewed_alpha].history, settings)
+    aggregator_runs = run_aggregator_runs(federations, digits, settings, clip_norm, progress=False)
+    return result_of(settings, federations, trace, runs, clip_norm, aggregator_runs)
+
+
+def first_round_at(history: FedAvgHistory, level: float) -> int:
+    """The first round whose global model reaches ``level`` on the central test set (the number of
+    rounds plus one if none does: a run that never gets there is later than any that does)."""
+    return next((r for r, acc in enumerate(history.global_accuracy) if acc >= level), len(history.global_accuracy))
+
+
+def largest_drop(history: FedAvgHistory) -> float:
+    """The largest fall of the central test accuracy from one round to the next."""
+    return float(-np.diff(history.global_accuracy).min())
+
+
+def drift_towards_home(trace: RoundTrace) -> float:
+    """How much more each traced client's local training changed its accuracy on its own local
+    test set than on the other traced clients' sets, averaged over the traced clients."""
+    before, after = trace.local_accuracy[0], trace.local_accuracy[1:-1]
+    gains = after - before  # row i: client i's model; column j: client j's test set
+    count = len(before)
+    return float(np.mean([gains[i, i] - np.delete(gains[i], i).mean() for i in range(count)]))
+
+
+def client_changes(result: FederatedResult, name: str) -> np.ndarray:
+    """``(K,)`` each skewed client's accuracy on its own test set under aggregator ``name`` minus
+    under plain FedAvg, both averaged over the last rounds."""
+    last = result.settings.last_rounds
+    plain = result.runs[result.settings.skewed_alpha].history.client_accuracy_over_last(last)
+    return result.aggregator_runs[name].history.client_accuracy_over_last(last) - plain
+
+
+def claims(result: FederatedResult) -> list[Claim]:
+    """What lesson 3's prose says about its partitions, the traced round, FedAvg under skew, and
+    what median and DP-style aggregation cost. Accuracies are compared in points (1 point = 1 %)."""
+    s = result.settings
+    iid, mild, skewed = s.alphas
+    parts, runs, aggregated, trace = result.partitions, result.runs, result.aggregator_runs, result.trace
+    history = {alpha: run.history for alpha, run in runs.items()}
+    last = {alpha: h.global_accuracy_over_last(s.last_rounds) for alpha, h in history.items()}
+    first = {alpha: float(np.mean(h.global_accuracy[1:s.last_rounds + 1])) for alpha, h in history.items()}
+    final_clients = {alpha: h.final_client_accuracy for alpha, h in history.items()}
+    norms = np.concatenate(history[skewed].update_norms)
+    median_norm = float(np.median(norms))
+    noise_norms = [sigma * np.sqrt(sum(v.numel() for v in trace.start_state.values())) for sigma in s.dp_sigmas]
+    small, large = (dp_name(sigma) for sigma in s.dp_sigmas)
+    aggregated_last = {name: run.history.global_accuracy_over_last(s.last_rounds) for name, run in aggregated.items()}
+    median_change, large_change = client_changes(result, "median"), client_changes(result, large)
+    median_classes = aggregated["median"].class_accuracy
+    central = trace.central_accuracy
+    sizes = parts[skewed]["train_sizes"]
+    points = 100.0
+    return [
+        # --- partitions: numpy seeds only, no training
+        # seeds 0-9: the smaller of the two rises is 0.259-0.328
+        at_least(f"smaller alpha, more skewed clients: the class skew rises from alpha = {iid:g} to {mild:g} to {skewed:g}",
+                 min(parts[skewed]["skew"] - parts[mild]["skew"], parts[mild]["skew"] - parts[iid]["skew"]), 0.15),
+        # seeds 0-9: 0.039-0.047
+        at_most(f"at alpha = {iid:g} every client's class mix is close to the pooled one (class skew under 0.1)",
+                parts[iid]["skew"], 0.1),
+        # seeds 0-9: 0.113-0.120
+        at_most(f"at alpha = {iid:g} a typical client's largest class is under 20 % of its data",
+                parts[iid]["top_share"], 0.2),
+        # seeds 0-9: 0.483-0.747
+        at_least(f"at alpha = {skewed:g} a typical client's largest class is about half of its data or more (at least 40 %)",
+                 parts[skewed]["top_share"], 0.4),
+        # seeds 0-9: 5.4x-9.4x
+        at_least(f"at alpha = {skewed:g} client sizes vary several-fold (largest local training set at least 3x the smallest)",
+                 sizes.max() / sizes.min(), 3.0, unit="x"),
+        # --- the round traced by hand (alpha = mild)
+        # seeds 0-9: 6.6-38.2 points
+        at_least("in the traced round local training helps a client's own test set more than the other traced clients' "
+                 "(drift towards home)", points * drift_towards_home(trace), 2.0, unit="points"),
+        # seeds 0-9: 6.8-22.0 points
+        at_least("on the central test set the drifted models are on average worse than the global model they started from",
+                 points * (central[0] - central[1:-1].mean()), 3.0, unit="points"),
+        # seeds 0-9: 6.4-16.8 points
+        at_least("on the central test set the weighted average of the drifted models beats their mean",
+                 points * (central[-1] - central[1:-1].mean()), 3.0, unit="points"),
+        # --- FedAvg: i.i.d. against skewed clients
+        # seeds 0-9: 8.9-19.2 points
+        at_least(f"skewed clients make FedAvg shakier: the largest one-round drop is larger at alpha = {skewed:g} "
+                 f"than at alpha = {iid:g}", points * (largest_drop(history[skewed]) - largest_drop(history[iid])),
+                 5.0, unit="points"),
+        # seeds 0-9: 4-15 rounds
+        at_least(f"skewed clients make FedAvg slower: the global model reaches {s.accuracy_level:.0%} later at "
+                 f"alpha = {skewed:g} than at alpha = {iid:g}",
+                 first_round_at(history[skewed], s.accuracy_level) - first_round_at(history[iid], s.accuracy_level),
+                 2, unit="rounds"),
+        # seeds 0-9: the lag shrinks by 16.7-31.1 points
+        at_least(f"the skewed run's lag behind the i.i.d. run shrinks: smaller over the last {s.last_rounds} rounds "
+                 f"than over the first {s.last_rounds}",
+                 points * ((first[iid] - first[skewed]) - (last[iid] - last[skewed])), 8.0, unit="points"),
+        # seeds 0-9: 2.4-14.6 points
+        at_least(f"skewed FedAvg still ends below the i.i.d. run (mean of the last {s.last_rounds} rounds)",
+                 points * (last[iid] - last[skewed]), 1.0, unit="points"),
+        # seeds 0-9: 0.0-0.9 points
+        at_most(f"the mild skew of alpha = {mild:g} costs almost nothing: within 3 points of the i.i.d. run",
+                points * abs(last[mild] - last[iid]), 3.0, unit="points"),
+        # --- one global model, many clients (the final global model on each client's own test set)
+        # seeds 0-9: 0.77-0.87
+        at_least(f"at alpha = {iid:g} no client is served badly: the worst client's own test accuracy is at least 70 %",
+                 final_clients[iid].min(), 0.7),
+        # seeds 0-9: 1.28x-3.42x
+        at_least(f"under skew the clients' accuracies spread wider: their standard deviation is larger at "
+                 f"alpha = {skewed:g} than at alpha = {iid:g}",
+                 np.std(final_clients[skewed]) / np.std(final_clients[iid]), 1.1, unit="x"),
+        # --- the DP scale
+        # seeds 0-9: 4.2-6.1
+        at_most("the paper's S = 15 would never clip our updates (the largest update norm is below 15)", norms.max(), 15.0),
+        # seeds 0-9: 0.000-0.007 (the clip is the median, rounded to two decimals)
+        at_most("clipping at S clips about half of the plain run's updates (within 5 % of a half)",
+                abs(float(np.mean(norms > result.clip_norm)) - 0.5), 0.05),
+        # seeds 0-9: 0.33x-0.43x
+        at_most(f"sigma = {s.dp_sigmas[0]:g} adds a noise vector shorter than a median update",
+                noise_norms[0] / median_norm, 0.7, unit="x"),
+        # seeds 0-9: 3.3x-4.3x
+        at_least(f"sigma = {s.dp_sigmas[1]:g} adds a noise vector several times (at least twice) longer than a median update",
+                 noise_norms[1] / median_norm, 2.0, unit="x"),
+        # --- median aggregation
+        # seeds 0-9: 14.7-35.3 points
+        at_least(f"the median costs accuracy on skewed clients: at least 8 points below FedAvg at alpha = {skewed:g}",
+                 points * (last[skewed] - aggregated_last["median"]), 8.0, unit="points"),
+        # seeds 0-9: 0.0-0.6 points
+        at_most(f"on near-i.i.d. clients the median costs little: within 2 points of FedAvg at alpha = {iid:g}",
+                points * abs(last[iid] - aggregated_last[iid_median_name(s)]), 2.0, unit="points"),
+        # seeds 0-9: 0.00-0.44
+        at_most("the median forgets whole classes: its global model gets some digit class right at most half the time",
+                median_classes.min(), 0.5),
+        # seeds 0-9: 0.38-0.92
+        at_least("the clients the median hurts most are those whose main class its model knows worst (correlation "
+                 "of a client's change with the median model's accuracy on its main class)",
+                 float(np.corrcoef(median_change, median_classes[result.main_classes])[0, 1]), 0.2),
+        # seeds 0-9: 20.5-50.8 points
+        at_least("under the median the most hurt client loses at least 15 points more than the average client",
+                 points * (median_change.mean() - median_change.min()), 15.0, unit="points"),
+        # --- DP-style aggregation
+        # seeds 0-9: 0.9-6.3 points, in either direction
+        at_most(f"sigma = {s.dp_sigmas[0]:g} costs little: within 10 points of plain FedAvg, above or below",
+                points * abs(last[skewed] - aggregated_last[small]), 10.0, unit="points"),
+        # seeds 0-9: 12.8-21.1 points
+        at_least(f"sigma = {s.dp_sigmas[1]:g} costs much more than sigma = {s.dp_sigmas[0]:g}: at least 7 points lower",
+                 points * (aggregated_last[small] - aggregated_last[large]), 7.0, unit="points"),
+        # seeds 0-9: 6.5-24.5 points
+        at_least(f"sigma = {s.dp_sigmas[1]:g} ends clearly below plain FedAvg (at least 3 points)",
+                 points * (last[skewed] - aggregated_last[large]), 3.0, unit="points"),
+        # seeds 0-9: 6-17 of 20 clients, 0.30-0.85
+        at_least(f"under sigma = {s.dp_sigmas[1]:g} a fifth of the clients or more lose over "
+                 f"{points * s.hurt_points:.0f} points", float(np.mean(large_change < -s.hurt_points)), 0.2),
+        # seeds 0-9: 10.6-54.0 points
+        at_least(f"under sigma = {s.dp_sigmas[1]:g} the most hurt client loses at least 5 points more than the average client",
+                 points * (large_change.mean() - large_change.min()), 5.0, unit="points"),
+    ]
