@@ -1,0 +1,239 @@
+"""Lesson 5's experiments: FedMD (Li & Wang 2019, Algorithm 1) between ten parties of different
+architectures, against a same-epochs control, an own-logits control and the pooled upper bound;
+softened probabilities as the consensus; the public subset's size. And what the lesson claims.
+
+The parties, letters and seeds are built exactly as lesson 6 builds them (same seed derivation,
+same order of calls), so lesson 6's in-process run reproduces this lesson's parties.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data import ImageSplit, load_digits_split
+from ..fedmd import NUM_CLASSES, NUM_PRIVATE_CLASSES, FedMDHistory, Party, make_parties, pooled_upper_bound
+from ..fedmd import pretrain_on_public, revisit, run_fedmd
+from ..letters import WRITERS, LetterData, make_letter_parties
+from ..models import accuracy, make_fedmd_zoo
+from ..validation import check_int_at_least, check_positive_finite
+from .claims import Claim, at_least
+
+CHANCE = 1 / NUM_PRIVATE_CLASSES  # guessing one of the six letters
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every constant of lesson 5's experiments. ``seed`` moves everything random: the letters
+    drawn (``make_letter_parties(seed=seed)``), the models' initial weights
+    (``torch.manual_seed(seed)`` right before the zoo is built), each party's mini-batches (party
+    ``k`` shuffles with ``seed + k``) and the server's public subsets (``run_fedmd(seed=seed)``).
+    The digits' train/test split is the course's fixed one."""
+
+    seed: int = 0
+    parties: int = 10  # one writer each, the first ``parties`` models of the zoo
+    letters_per_class: int = 10  # private letters per class per party
+    evaluation_per_class: int = 10  # validation and test letters per class per writer
+    public_epochs: int = 10  # transfer learning, first half: the public digits
+    private_epochs: int = 30  # transfer learning, second half: the party's own letters
+    pooled_epochs: int = 10  # the pooled upper bound, on all parties' letters after the public digits
+    rounds: int = 10
+    subset_size: int = 500  # public digits drawn afresh each round
+    digest_epochs: int = 1
+    revisit_epochs: int = 2
+    softened_temperature: float = 4.0  # the consensus of softened probabilities (section 7)
+    other_subset_sizes: tuple[int, ...] = (50, 1437)  # section 8, beside ``subset_size``
+
+    def __post_init__(self):
+        check_int_at_least(self.seed, "seed", 0)
+        check_int_at_least(self.parties, "parties", 2)
+        if self.parties > len(WRITERS):
+            raise ValueError(f"parties must be at most {len(WRITERS)} (one writer each), got {self.parties!r}")
+        for name in ("letters_per_class", "evaluation_per_class", "pooled_epochs", "rounds", "subset_size"):
+            check_int_at_least(getattr(self, name), name, 1)
+        for name in ("public_epochs", "private_epochs", "digest_epochs", "revisit_epochs"):
+            check_int_at_least(getattr(self, name), name, 0)
+        check_positive_finite(self.softened_temperature, "softened_temperature")
+        for size in self.other_subset_sizes:
+            check_int_at_least(size, "other_subset_sizes", 1)
+        if self.subset_size in self.other_subset_sizes or len(set(self.other_subset_sizes)) != len(self.other_subset_sizes):
+            raise ValueError(f"other_subset_sizes must be distinct and differ from subset_size = {self.subset_size}, "
+                             f"got {self.other_subset_sizes!r}")
+
+    @property
+    def fedmd_options(self) -> dict:
+        """The arguments every run of this lesson gives ``run_fedmd``."""
+        return dict(rounds=self.rounds, subset_size=self.subset_size, digest_epochs=self.digest_epochs,
+                    revisit_epochs=self.revisit_epochs, seed=self.seed)
+
+    @property
+    def subset_sizes(self) -> tuple[int, ...]:
+        """Every public subset size section 8 compares, smallest first."""
+        return tuple(sorted((self.subset_size, *self.other_subset_sizes)))
+
+
+def make_letters(settings: Settings) -> LetterData:
+    """The private letters (synthetic, one writer per party) and the test letters of every writer."""
+    return make_letter_parties(num_parties=settings.parties, per_class=settings.letters_per_class,
+                               evaluation_per_class=settings.evaluation_per_class, seed=settings.seed)
+
+
+def make_lesson_parties(settings: Settings, letters: LetterData, image_size: int) -> list[Party]:
+    """The zoo's first ``settings.parties`` models paired with the writers' letters."""
+    torch.manual_seed(settings.seed)  # the zoo's initial weights
+    zoo = make_fedmd_zoo(num_classes=NUM_CLASSES, image_size=image_size)[: settings.parties]
+    return make_parties(zoo, letters.private, seed=settings.seed)
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """What transfer learning measured: digit test accuracy after the public half, and the pooled
+    upper bound branched off there."""
+
+    digit_accuracy: np.ndarray  # (m,)
+    upper_bound: np.ndarray  # (m,)
+
+
+def transfer_learn(parties: list[Party], public: ImageSplit, letters: LetterData, settings: Settings) -> TransferResult:
+    """Algorithm 1's first step, in place: public digits, then private letters; between the two,
+    the pooled upper bound (on copies, so the parties' own training is not changed by it)."""
+    pretrain_on_public(parties, public.train_images, public.train_labels, epochs=settings.public_epochs)
+    digit_accuracy = np.array([accuracy(p.model, public.test_images, public.test_labels) for p in parties])
+    upper_bound = pooled_upper_bound(parties, letters.test_images, letters.test_labels, epochs=settings.pooled_epochs)
+    for party in parties:
+        revisit(party, epochs=settings.private_epochs)
+    return TransferResult(digit_accuracy, upper_bound)
+
+
+def run_rounds(parties: list[Party], public: ImageSplit, letters: LetterData, settings: Settings, *,
+               progress: bool | None = None, description: str = "FedMD", **changes) -> FedMDHistory:
+    """``settings.rounds`` FedMD rounds on copies of the transfer-learned ``parties``; ``changes``
+    overrides any of ``run_fedmd``'s arguments (``digest_target``, ``consensus``, ``subset_size`` ...)."""
+    options = {**settings.fedmd_options, **changes}
+    return run_fedmd(parties, public.train_images, letters.test_images, letters.test_labels, **options,
+                     progress=progress, description=description)
+
+
+def run_fedmd_and_controls(parties, public, letters, settings, progress=None) -> dict[str, FedMDHistory]:
+    """FedMD and its two controls from the same start, with the same rounds, subsets and epochs:
+    ``"control"`` skips digest, ``"own logits"`` digests each party's own scores."""
+    return {
+        "FedMD": run_rounds(parties, public, letters, settings, progress=progress, description="FedMD"),
+        "control": run_rounds(parties, public, letters, settings, digest_target="none", progress=progress,
+                              description="control"),
+        "own logits": run_rounds(parties, public, letters, settings, digest_target="own logits", progress=progress,
+                                 description="own logits"),
+    }
+
+
+def run_softened(parties, public, letters, settings, progress=None) -> FedMDHistory:
+    """FedMD with the consensus of softened probabilities at ``settings.softened_temperature``."""
+    return run_rounds(parties, public, letters, settings, consensus="probabilities",
+                      temperature=settings.softened_temperature, progress=progress,
+                      description=f"softened T={settings.softened_temperature:g}")
+
+
+def run_other_subset_sizes(parties, public, letters, settings, progress=None) -> dict[int, FedMDHistory]:
+    """FedMD at each of ``settings.other_subset_sizes`` (the run at ``subset_size`` is FedMD itself)."""
+    return {size: run_rounds(parties, public, letters, settings, subset_size=size, progress=progress,
+                             description=f"S={size}") for size in settings.other_subset_sizes}
+
+
+@dataclass
+class FedMDLessonResult:
+    """Every run the lesson's prose draws a conclusion from."""
+
+    settings: Settings
+    transfer: TransferResult
+    fedmd: FedMDHistory
+    control: FedMDHistory
+    own_logits: FedMDHistory
+    softened: FedMDHistory
+    by_subset_size: dict[int, FedMDHistory]  # every size of ``settings.subset_sizes``, FedMD's included
+
+
+def lesson_result(settings, transfer, runs: dict[str, FedMDHistory], softened, other_sizes) -> FedMDLessonResult:
+    """Gather what the notebook (or :func:`run_claims_experiment`) computed into one result."""
+    by_size = {**other_sizes, settings.subset_size: runs["FedMD"]}
+    return FedMDLessonResult(settings, transfer, runs["FedMD"], runs["control"], runs["own logits"], softened,
+                             {size: by_size[size] for size in settings.subset_sizes})
+
+
+@dataclass(frozen=True)
+class GainSplit:
+    """Where FedMD's final mean accuracy comes from, in fractions (multiply by 100 for points)."""
+
+    round_zero: float  # mean accuracy after transfer learning, before any round
+    more_training: float  # control - round 0: the same epochs of private training, no consensus
+    consensus_gain: float  # FedMD - control: what the consensus adds, on average
+    over_own_logits: float  # FedMD - own-logits control
+    under_upper_bound: float  # pooled upper bound - FedMD
+    parties_below_control: int  # parties whose FedMD accuracy ends below their control's
+    smallest_party_gain: float  # min over parties of FedMD - control, each party against its own control
+    parties_below_chance_at_round_zero: int  # round-0 parties under 1/6 on the letters
+
+    @property
+    def over_round_zero(self) -> float:
+        return self.more_training + self.consensus_gain
+
+
+def gain_split(fedmd: FedMDHistory, control: FedMDHistory, own_logits: FedMDHistory,
+               upper_bound: np.ndarray) -> GainSplit:
+    """The split of FedMD's final mean accuracy into more training and the consensus, from runs
+    that share their start (round 0)."""
+    if not np.array_equal(fedmd.accuracy[0], control.accuracy[0]) or not np.array_equal(fedmd.accuracy[0], own_logits.accuracy[0]):
+        raise ValueError("fedmd, control and own_logits must start from the same transfer-learned parties (round 0)")
+    final, final_control, final_own = (h.accuracy[-1] for h in (fedmd, control, own_logits))
+    round_zero = fedmd.accuracy[0]
+    return GainSplit(
+        round_zero=float(round_zero.mean()),
+        more_training=float(final_control.mean() - round_zero.mean()),
+        consensus_gain=float(final.mean() - final_control.mean()),
+        over_own_logits=float(final.mean() - final_own.mean()),
+        under_upper_bound=float(np.mean(upper_bound) - final.mean()),
+        parties_below_control=int((final < final_control).sum()),
+        smallest_party_gain=float((final - final_control).min()),
+        parties_below_chance_at_round_zero=int((round_zero < CHANCE).sum()),
+    )
+
+
+def run_claims_experiment(settings: Settings, progress: bool | None = False) -> FedMDLessonResult:
+    """Build the data and parties at ``settings`` and run every experiment the prose concludes from."""
+    public = load_digits_split()
+    letters = make_letters(settings)
+    parties = make_lesson_parties(settings, letters, public.train_images.shape[-1])
+    transfer = transfer_learn(parties, public, letters, settings)
+    runs = run_fedmd_and_controls(parties, public, letters, settings, progress)
+    softened = run_softened(parties, public, letters, settings, progress)
+    other_sizes = run_other_subset_sizes(parties, public, letters, settings, progress)
+    return lesson_result(settings, transfer, runs, softened, other_sizes)
+
+
+def claims(result: FedMDLessonResult) -> list[Claim]:
+    """What lesson 5's prose concludes from its runs."""
+    split = gain_split(result.fedmd, result.control, result.own_logits, result.transfer.upper_bound)
+    final = {size: history.mean_accuracy[-1] for size, history in result.by_subset_size.items()}
+    return [
+        # seeds 0-9: TODO
+        at_least("on average FedMD ends above the control that trains as long without the consensus",
+                 100 * split.consensus_gain, 1.0, unit="points"),
+        # seeds 0-9: TODO
+        at_least("some parties end below the control: the consensus does not help every party",
+                 split.parties_below_control, 1),
+        # seeds 0-9: TODO
+        at_least("most of FedMD's climb from round 0 is more private training, which the control gets too",
+                 split.more_training / split.over_round_zero, 0.5, unit="of the climb"),
+        # seeds 0-9: TODO
+        at_least("on average FedMD ends above the control that digests its own scores",
+                 100 * split.over_own_logits, 1.0, unit="points"),
+        # seeds 0-9: TODO
+        at_least("FedMD ends well under the pooled upper bound", 100 * split.under_upper_bound, 3.0, unit="points"),
+        # seeds 0-9: TODO
+        at_least("the consensus of softened probabilities also ends above the control on average",
+                 100 * (result.softened.mean_accuracy[-1] - result.control.mean_accuracy[-1]), 0.0, unit="points"),
+        # seeds 0-9: TODO
+        at_least("the largest public subset ends above the smallest",
+                 100 * (final[max(final)] - final[min(final)]), 0.0, unit="points"),
+    ]
