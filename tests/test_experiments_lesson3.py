@@ -1,0 +1,125 @@
+"""Lesson 3's experiment helpers against references computed by hand or by the package's own
+federation builder, on small inputs."""
+
+import dataclasses
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from fedkd_lessons.data import Federation, make_federation  # noqa: E402
+from fedkd_lessons.experiments.lesson3_federated import (RoundTrace, Settings, clip_norm_from,  # noqa: E402
+                                                         drift_towards_home, first_round_at, largest_drop,
+                                                         make_federations, partition_statistics, trace_round)
+from fedkd_lessons.federated import FedAvgHistory  # noqa: E402
+from fedkd_lessons.federated_figures import plot_federation_partitions  # noqa: E402
+
+
+def test_first_round_at_and_largest_drop_by_hand():
+    history = FedAvgHistory(global_accuracy=[0.1, 0.5, 0.85, 0.7, 0.9])
+    assert first_round_at(history, 0.8) == 2
+    assert first_round_at(history, 0.5) == 1
+    assert first_round_at(history, 0.95) == 5  # never reached: later than any round
+    assert largest_drop(history) == pytest.approx(0.15)
+    assert largest_drop(FedAvgHistory(global_accuracy=[0.1, 0.2, 0.3])) == pytest.approx(-0.1)  # no drop at all
+
+
+def test_clip_norm_is_the_quantile_of_all_update_norms_to_two_decimals():
+    history = FedAvgHistory(update_norms=[np.array([1.0, 2.0, 3.0]), np.array([4.0])])
+    assert clip_norm_from(history, Settings()) == 2.5  # median of 1, 2, 3, 4
+    # the lower quartile of 1, 2, 3, 4 by linear interpolation: 1 + 0.75 * (2 - 1)
+    assert clip_norm_from(history, Settings(clip_quantile=0.25)) == 1.75
+    assert clip_norm_from(FedAvgHistory(update_norms=[np.array([1.234567])]), Settings()) == 1.23
+
+
+def test_drift_towards_home_by_hand():
+    # rows: start, client 0's model, client 1's model, average; columns: client 0's and client 1's test sets
+    local = np.array([[0.5, 0.5],
+                      [0.9, 0.4],   # client 0 gains 0.4 at home, loses 0.1 away: drift 0.5
+                      [0.3, 0.6],   # client 1 gains 0.1 at home, loses 0.2 away: drift 0.3
+                      [0.6, 0.6]])
+    trace = RoundTrace((0, 1), {}, [], [], {}, [], local, np.zeros(4))
+    assert drift_towards_home(trace) == pytest.approx(0.4)
+
+
+def _labels_federation(train_labels, test_labels):
+    def sets(labels):
+        return [(torch.zeros(len(y), 1, 8, 8), torch.tensor(y)) for y in labels]
+    return Federation(sets(train_labels), sets(test_labels), [], [])
+
+
+def test_partition_statistics_by_hand():
+    # client 0 holds 3 zeros and 1 one; client 1 holds 1 zero and 3 twos (train and test together)
+    federation = _labels_federation([[0, 0, 1], [2, 2]], [[0], [0, 2]])
+    stats = partition_statistics(federation)
+    pooled = np.array([4, 1, 3, 0, 0, 0, 0, 0, 0, 0]) / 8
+    mixes = [np.array([3, 1, 0, 0, 0, 0, 0, 0, 0, 0]) / 4, np.array([1, 0, 3, 0, 0, 0, 0, 0, 0, 0]) / 4]
+    assert stats["skew"] == pytest.approx(np.mean([0.5 * np.abs(m - pooled).sum() for m in mixes]))
+    assert stats["top_share"] == pytest.approx(0.75)
+    assert list(stats["train_sizes"]) == [3, 2]
+
+
+def test_make_federations_is_make_federation_at_the_notebook_seed(digits):
+    settings = Settings()
+    federations = make_federations(digits, settings)
+    for alpha in settings.alphas:
+        reference = make_federation(digits.train_images, digits.train_labels, settings.num_clients, alpha=alpha,
+                                    seed=settings.seed, min_samples=settings.min_samples,
+                                    test_share=settings.test_share, min_test=settings.min_test)
+        for mine, theirs in zip(federations[alpha].train_indices + federations[alpha].test_indices,
+                                reference.train_indices + reference.test_indices):
+            np.testing.assert_array_equal(mine, theirs)
+
+
+def test_make_federations_redraws_where_make_federation_gives_up(digits):
+    settings = dataclasses.replace(Settings(), seed=1)
+    with pytest.raises(ValueError, match="after 100 draws"):
+        make_federation(digits.train_images, digits.train_labels, settings.num_clients, alpha=settings.skewed_alpha,
+                        seed=settings.seed, min_samples=settings.min_samples)
+    federation = make_federations(digits, settings)[settings.skewed_alpha]
+    held = [np.concatenate([train, test]) for train, test in zip(federation.train_indices, federation.test_indices)]
+    assert min(len(h) for h in held) >= settings.min_samples
+    np.testing.assert_array_equal(np.sort(np.concatenate(held)), np.arange(len(digits.train_labels)))
+
+
+def test_trace_round_averages_by_sample_count_and_scores_every_model(digits):
+    settings = Settings(warmup_rounds=1, local_epochs=1, trace_clients=(3, 5))
+    federation = make_federations(digits, settings)[settings.mild_alpha]
+    trace = trace_round(federation, digits, settings)
+    assert trace.sizes == [len(federation.train[k][1]) for k in (3, 5)]
+    share = trace.sizes[0] / sum(trace.sizes)
+    for name, value in trace.averaged_state.items():
+        by_hand = share * trace.client_states[0][name] + (1 - share) * trace.client_states[1][name]
+        torch.testing.assert_close(value, by_hand, rtol=1e-5, atol=1e-6)
+    # row 0 is the start model: score it again with a plain forward pass
+    model = settings.model()
+    model.load_state_dict(trace.start_state)
+    with torch.no_grad():
+        predicted = model(digits.test_images).argmax(dim=1)
+    assert trace.central_accuracy[0] == pytest.approx((predicted == digits.test_labels).float().mean().item())
+    assert trace.local_accuracy.shape == (4, 2) and len(trace.row_names) == 4
+    assert np.all((0 <= trace.local_accuracy) & (trace.local_accuracy <= 1))
+
+
+def test_plot_federation_partitions_counts_every_example_of_every_client():
+    labels = np.array([0, 0, 1, 1, 2, 2, 0, 1])
+    train = [np.array([0, 2]), np.array([4, 5])]
+    test = [np.array([3, 6]), np.array([1, 7])]
+    federations = {1.0: Federation([], [], train, test), 0.5: Federation([], [], train[::-1], test[::-1])}
+    fig = plot_federation_partitions(federations, labels)
+    first = fig.axes[0]
+    heights = np.zeros(2)
+    for bar in first.patches:
+        heights[int(round(bar.get_x() + bar.get_width() / 2))] += bar.get_height()
+    np.testing.assert_array_equal(heights, [4, 4])
+    # client 0 holds classes 0, 1, 1, 0 and client 1 holds 2, 2, 0, 1 against pooled shares (3, 3, 2) / 8
+    pooled = np.array([3, 3, 2]) / 8
+    skew = np.mean([0.5 * np.abs(np.array([2, 2, 0]) / 4 - pooled).sum(), 0.5 * np.abs(np.array([1, 1, 2]) / 4 - pooled).sum()])
+    assert first.get_title() == f"alpha = 1: class skew {skew:.2f}"
+    assert fig.axes[1].get_title().startswith("alpha = 0.5")
+    plt.close(fig)
