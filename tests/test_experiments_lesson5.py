@@ -7,7 +7,7 @@ import torch
 
 from fedkd_lessons.data import ImageSplit
 from fedkd_lessons.experiments.lesson5_fedmd import (
-    CHANCE, Settings, TransferResult, gain_split, lesson_result, make_lesson_parties, make_letters, run_rounds,
+    CHANCE, FedMDLessonResult, Settings, claims, gain_split, make_lesson_parties, make_letters, run_rounds,
     transfer_learn,
 )
 from fedkd_lessons.fedmd import FedMDHistory
@@ -51,35 +51,34 @@ def test_gain_split_by_hand():
     # three parties; round 0 then two rounds
     fedmd = history([[0.1, 0.5, 0.9], [0.3, 0.6, 0.9], [0.6, 0.7, 0.8]])
     control = history([[0.1, 0.5, 0.9], [0.2, 0.5, 0.9], [0.4, 0.6, 0.9]])
-    own = history([[0.1, 0.5, 0.9], [0.2, 0.5, 0.9], [0.5, 0.5, 0.8]])
-    split = gain_split(fedmd, control, own, np.array([1.0, 0.9, 0.95]))
+    split = gain_split(fedmd, control)
     assert split.round_zero == pytest.approx(0.5)
     assert split.more_training == pytest.approx((0.4 + 0.6 + 0.9) / 3 - 0.5)
     assert split.consensus_gain == pytest.approx((0.2 + 0.1 - 0.1) / 3)
-    assert split.over_own_logits == pytest.approx((0.1 + 0.2 + 0.0) / 3)
     assert split.over_round_zero == pytest.approx(0.7 - 0.5)
-    assert split.under_upper_bound == pytest.approx(0.95 - 0.7)
     assert split.parties_below_control == 1  # the third party: 0.8 < 0.9
     assert split.smallest_party_gain == pytest.approx(-0.1)
+    assert split.worst_round_zero == pytest.approx(0.1)
     assert split.parties_below_chance_at_round_zero == 1  # 0.1 < 1/6
     assert CHANCE == pytest.approx(1 / 6)
 
 
 def test_gain_split_rejects_runs_from_different_starts():
-    fedmd = history([[0.1, 0.5], [0.3, 0.6]])
-    other = history([[0.2, 0.5], [0.3, 0.6]])
     with pytest.raises(ValueError, match="same transfer-learned parties"):
-        gain_split(fedmd, other, fedmd, np.array([1.0, 1.0]))
+        gain_split(history([[0.1, 0.5], [0.3, 0.6]]), history([[0.2, 0.5], [0.3, 0.6]]))
 
 
-def test_lesson_result_puts_fedmd_among_the_subset_sizes():
-    settings = Settings(subset_size=500, other_subset_sizes=(1437, 50))
-    runs = {name: history([[0.1, 0.2]]) for name in ("FedMD", "control", "own logits")}
-    others = {1437: history([[0.3, 0.4]]), 50: history([[0.5, 0.6]])}
-    result = lesson_result(settings, TransferResult(np.ones(2), np.ones(2)), runs, history([[0.1, 0.2]]), others)
-    assert list(result.by_subset_size) == [50, 500, 1437]
-    assert result.by_subset_size[500] is runs["FedMD"]
-    assert result.own_logits is runs["own logits"] and result.control is runs["control"]
+def test_claims_read_the_split():
+    # FedMD ahead of the control by 0.1 on average, one party behind; round 0 below chance
+    fedmd = history([[0.0, 0.5], [0.6, 0.7]])
+    control = history([[0.0, 0.5], [0.3, 0.8]])
+    verdicts = {c.statement: c for c in claims(FedMDLessonResult(Settings(), np.ones(2), fedmd, control))}
+    assert all(c.holds for c in verdicts.values())
+    by_start = {statement.split(":")[0][:20]: c.value for statement, c in verdicts.items()}
+    assert by_start["on average FedMD end"] == pytest.approx(100 * 0.1)
+    assert by_start["the consensus helps "] == pytest.approx(100 * (0.1 - (-0.1)))
+    assert by_start["most of FedMD's clim"] == pytest.approx((0.55 - 0.25) / (0.65 - 0.25))
+    assert by_start["at round 0 some part"] == 0.0
 
 
 def test_parties_get_lesson_6s_initial_weights_and_letters():
@@ -107,6 +106,12 @@ def test_run_rounds_passes_the_settings_and_the_changes_through():
     parties = make_lesson_parties(settings, letters, image_size=8)
     transfer = transfer_learn(parties, public, letters, settings)
     assert transfer.digit_accuracy.shape == transfer.upper_bound.shape == (2,)
+    # the pooled upper bound trains copies: without it the parties end exactly the same
+    again = make_lesson_parties(settings, letters, image_size=8)
+    assert transfer_learn(again, public, letters, settings, with_upper_bound=False).upper_bound is None
+    for party, twin in zip(parties, again):
+        for mine, theirs in zip(party.model.parameters(), twin.model.parameters()):
+            assert torch.equal(mine, theirs)
     run = run_rounds(parties, public, letters, settings, progress=False, digest_target="none", subset_size=4)
     assert run.accuracy.shape == (settings.rounds + 1, 2)
     assert run.settings["subset_size"] == 4 and run.settings["digest_target"] == "none"
