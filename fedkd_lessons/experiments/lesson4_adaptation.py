@@ -1,0 +1,366 @@
+"""Lesson 4's experiments (Yu et al. 2020, local adaptation of a federated model): one settings
+object, the experiment loops the notebook runs, and what the lesson's prose claims about them.
+
+The federated model, the local-only baselines and every adaptation are trained, so their digits
+differ between CPUs; the claims below are what must hold on every machine and every seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..adaptation import (ADAPTATION_DEFAULTS, DISTILL_ALPHA, DISTILL_TEMPERATURE, EWC_LAMBDA, FEDAVG_SETTINGS,
+                          LOCAL_DEFAULTS, METHODS, AdaptationExperiment, adapt, adaptation_curve,
+                          code_equivalent_alpha, evaluate_methods, ewc_stability_ratio, run_adaptation_experiment,
+                          subsample_clients)
+from ..data import ImageSplit, load_digits_split
+from ..models import accuracy, make_mlp
+from ..validation import check_fraction, check_int_at_least, check_positive_finite
+from .claims import Claim, at_least
+
+# The methods that start from the global model (every method but the local-only baseline).
+ADAPTED = ("finetune", "freeze_base", "ewc", "distill")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every constant of lesson 4's experiments. ``seed`` moves everything random: the partition,
+    the public/central split, the federated training, the adaptation batches and the few-shot cut."""
+
+    seed: int = 0
+    # the federation (lesson 3's Dirichlet partition, fewer and larger clients so the median client has
+    # about 40 local test images)
+    num_clients: int = 10
+    dirichlet_alpha: float = 0.5
+    min_samples: int = 40
+    test_share: float = 0.3
+    min_test: int = 20
+    public_fraction: float = 0.5
+    hidden_units: int = 32
+    # FedAvg (Yu et al.'s CIFAR-10 run scaled to the digits, fact 13)
+    rounds: int = FEDAVG_SETTINGS["rounds"]
+    client_fraction: float = FEDAVG_SETTINGS["client_fraction"]
+    fedavg_local_epochs: int = FEDAVG_SETTINGS["local_epochs"]
+    fedavg_lr: float = FEDAVG_SETTINGS["lr"]
+    fedavg_batch_size: int = FEDAVG_SETTINGS["batch_size"]
+    # every SGD in the lesson (FedAvg, adaptation, local) uses the paper's momentum
+    momentum: float = ADAPTATION_DEFAULTS["momentum"]
+    # adaptation: the paper's 200 epochs at lr 0.001 on CIFAR become 20 at 0.01 on ~100 digits
+    adapt_epochs: int = ADAPTATION_DEFAULTS["epochs"]
+    adapt_lr: float = ADAPTATION_DEFAULTS["lr"]
+    adapt_batch_size: int = ADAPTATION_DEFAULTS["batch_size"]
+    # the local-only baseline starts from nothing, so it gets enough steps to fit its training set
+    local_epochs: int = LOCAL_DEFAULTS["epochs"]
+    local_lr: float = LOCAL_DEFAULTS["lr"]
+    local_batch_size: int = LOCAL_DEFAULTS["batch_size"]
+    # EWC: the paper's lambda (fact 11) and the tenth of it the lesson uses (chosen from the
+    # stability limit lr * lambda * max F < 2 (1 + momentum), not from any test result)
+    paper_ewc_lambda: float = EWC_LAMBDA
+    ewc_lambda: float = EWC_LAMBDA / 10
+    # distillation: the paper's T and alpha (fact 10); the lesson uses the alpha that balances the
+    # true KL as the paper's KL / C does (``distill_alpha``)
+    temperature: float = DISTILL_TEMPERATURE
+    paper_distill_alpha: float = DISTILL_ALPHA
+    num_classes: int = 10
+    # few-shot study
+    shots: int = 10
+    epochs_grid: tuple[int, ...] = (0, 1, 2, 5, 10, 20, 50)
+    sizes: tuple[int, ...] = (5, 10, 20)
+    # DP aggregation at the paper's Reddit noise (fact 15); the clip norm is measured (median update norm)
+    dp_noise_std: float = 0.1
+    # the T / alpha picture of section 7 (the lesson's distill_alpha is added to the alphas)
+    sweep_temperatures: tuple[float, ...] = (1.0, 3.0, 6.0, 10.0)
+    sweep_alphas: tuple[float, ...] = (0.25, 0.5, 0.95)
+
+    def __post_init__(self):
+        check_int_at_least(self.seed, "seed", 0)
+        check_int_at_least(self.num_clients, "num_clients", 2)
+        check_positive_finite(self.dirichlet_alpha, "dirichlet_alpha")
+        check_int_at_least(self.min_samples, "min_samples", 1)
+        check_fraction(self.test_share, "test_share")
+        if not 0 < self.test_share < 1:
+            raise ValueError(f"test_share must be in (0, 1), got {self.test_share!r}")
+        check_int_at_least(self.min_test, "min_test", 1)
+        check_fraction(self.public_fraction, "public_fraction")
+        if not 0 < self.public_fraction < 1:
+            raise ValueError(f"public_fraction must be in (0, 1), got {self.public_fraction!r}")
+        check_int_at_least(self.hidden_units, "hidden_units", 1)
+        check_int_at_least(self.rounds, "rounds", 1)
+        check_fraction(self.client_fraction, "client_fraction")
+        if self.client_fraction == 0:
+            raise ValueError("client_fraction must be in (0, 1], got 0")
+        check_int_at_least(self.fedavg_local_epochs, "fedavg_local_epochs", 1)
+        check_positive_finite(self.fedavg_lr, "fedavg_lr")
+        check_int_at_least(self.fedavg_batch_size, "fedavg_batch_size", 1)
+        check_fraction(self.momentum, "momentum")
+        if self.momentum == 1:
+            raise ValueError("momentum must be in [0, 1), got 1")
+        check_int_at_least(self.adapt_epochs, "adapt_epochs", 1)
+        check_positive_finite(self.adapt_lr, "adapt_lr")
+        check_int_at_least(self.adapt_batch_size, "adapt_batch_size", 1)
+        check_int_at_least(self.local_epochs, "local_epochs", 1)
+        check_positive_finite(self.local_lr, "local_lr")
+        check_int_at_least(self.local_batch_size, "local_batch_size", 1)
+        check_positive_finite(self.paper_ewc_lambda, "paper_ewc_lambda")
+        check_positive_finite(self.ewc_lambda, "ewc_lambda")
+        check_positive_finite(self.temperature, "temperature")
+        check_fraction(self.paper_distill_alpha, "paper_distill_alpha")
+        check_int_at_least(self.num_classes, "num_classes", 2)
+        check_int_at_least(self.shots, "shots", 1)
+        if len(self.epochs_grid) < 2 or list(self.epochs_grid) != sorted(set(self.epochs_grid)):
+            raise ValueError(f"epochs_grid must hold at least two increasing epoch counts, got {self.epochs_grid!r}")
+        for epochs in self.epochs_grid:
+            check_int_at_least(epochs, "epochs_grid", 0)
+        if not self.sizes or list(self.sizes) != sorted(set(self.sizes)):
+            raise ValueError(f"sizes must hold increasing numbers of images, got {self.sizes!r}")
+        for size in self.sizes:
+            check_int_at_least(size, "sizes", 1)
+        if self.shots not in self.sizes:
+            # section 7 sets distillation's T / alpha grid beside fine-tuning at ``shots`` images
+            raise ValueError(f"shots must be one of sizes {self.sizes!r}, got {self.shots!r}")
+        check_positive_finite(self.dp_noise_std, "dp_noise_std")
+        if not self.sweep_temperatures:
+            raise ValueError("sweep_temperatures needs at least one temperature, got none")
+        for temperature in self.sweep_temperatures:
+            check_positive_finite(temperature, "sweep_temperatures")
+        for alpha in self.sweep_alphas:
+            check_fraction(alpha, "sweep_alphas")
+
+    @property
+    def distill_alpha(self) -> float:
+        """The alpha of the true-KL loss with the balance of the paper's code (0.655 for 0.95, T = 6, C = 10)."""
+        return code_equivalent_alpha(self.paper_distill_alpha, self.temperature, self.num_classes)[0]
+
+    @property
+    def alpha_grid(self) -> tuple[float, ...]:
+        """The sweep's alphas with the lesson's ``distill_alpha`` among them, increasing."""
+        return tuple(sorted({*self.sweep_alphas, self.distill_alpha}))
+
+    @property
+    def momentum_limit(self) -> float:
+        """SGD with momentum beta is stable on the EWC penalty while lr * lambda * max F < 2 (1 + beta)."""
+        return 2 * (1 + self.momentum)
+
+    @property
+    def dp_run(self) -> str:
+        """The name of the DP-aggregated run in tables and figures."""
+        return f"DP (sigma = {self.dp_noise_std:g})"
+
+    @property
+    def fedavg(self) -> dict:
+        """The keyword arguments of :func:`fedkd_lessons.federated.run_fedavg` (as FEDAVG_SETTINGS)."""
+        return {"rounds": self.rounds, "client_fraction": self.client_fraction, "local_epochs": self.fedavg_local_epochs,
+                "lr": self.fedavg_lr, "batch_size": self.fedavg_batch_size, "optimizer": "sgd",
+                "momentum": self.momentum}
+
+    @property
+    def adaptation(self) -> dict:
+        """Every adapting method's training (as ADAPTATION_DEFAULTS)."""
+        return {"epochs": self.adapt_epochs, "lr": self.adapt_lr, "batch_size": self.adapt_batch_size,
+                "momentum": self.momentum}
+
+    @property
+    def local(self) -> dict:
+        """The local-only baseline's training (as LOCAL_DEFAULTS)."""
+        return {"epochs": self.local_epochs, "lr": self.local_lr, "batch_size": self.local_batch_size,
+                "momentum": self.momentum}
+
+
+# --- The experiments, as the notebook runs them --------------------------------------------------------
+
+
+def federate(digits: ImageSplit, settings: Settings, *, methods=("local",), aggregator: str = "mean",
+             clip_norm: float | None = None, noise_std: float = 0.0, progress: bool | None = None) -> AdaptationExperiment:
+    """Partition the digits among the clients, train the global model with ``aggregator`` and adapt every
+    client with ``methods`` (:func:`fedkd_lessons.adaptation.run_adaptation_experiment` at ``settings``)."""
+    return run_adaptation_experiment(
+        digits, num_clients=settings.num_clients, alpha=settings.dirichlet_alpha, seed=settings.seed,
+        min_samples=settings.min_samples, test_share=settings.test_share, min_test=settings.min_test,
+        public_fraction=settings.public_fraction, model_factory=lambda: make_mlp(hidden=(settings.hidden_units,)),
+        fedavg=settings.fedavg, aggregator=aggregator, clip_norm=clip_norm, noise_std=noise_std, methods=methods,
+        ewc_lambda=settings.ewc_lambda, temperature=settings.temperature, distill_alpha=settings.distill_alpha,
+        adaptation=settings.adaptation, local=settings.local, progress=progress)
+
+
+def adapt_clients(experiment: AdaptationExperiment, settings: Settings, *, client_train=None, methods=ADAPTED,
+                  progress: bool | None = None, description: str = "adapting clients") -> dict[str, np.ndarray]:
+    """``{"global": (K,), method: (K,)}``: each client's local test accuracy after adapting the experiment's
+    global model with each of ``methods`` on ``client_train`` (default: the clients' full training sets)."""
+    return evaluate_methods(experiment.global_model, client_train or experiment.federation.train,
+                            experiment.federation.test, methods=methods, fisher=experiment.fisher,
+                            ewc_lambda=settings.ewc_lambda, temperature=settings.temperature,
+                            alpha=settings.distill_alpha, adaptation=settings.adaptation, local=settings.local,
+                            seed=settings.seed, progress=progress, description=description)
+
+
+def few_shot_clients(experiment: AdaptationExperiment, settings: Settings, size: int | None = None) -> list:
+    """The same clients with only ``size`` (default ``settings.shots``) local training images each."""
+    return subsample_clients(experiment.federation.train, size or settings.shots, seed=settings.seed)
+
+
+def few_shot_curves(experiment: AdaptationExperiment, settings: Settings, methods=("finetune", "distill"),
+                    progress: bool | None = None) -> dict[str, np.ndarray]:
+    """``{method: (len(epochs_grid), K)}``: local test accuracy after each number of adaptation epochs,
+    on the clients cut to ``settings.shots`` training images."""
+    few = few_shot_clients(experiment, settings)
+    return {method: adaptation_curve(method, experiment.global_model, few, experiment.federation.test,
+                                     settings.epochs_grid, fisher=experiment.fisher, ewc_lambda=settings.ewc_lambda,
+                                     temperature=settings.temperature, alpha=settings.distill_alpha,
+                                     adaptation=settings.adaptation, seed=settings.seed, progress=progress)
+            for method in methods}
+
+
+def shrinking_data(experiment: AdaptationExperiment, settings: Settings,
+                   progress: bool | None = None) -> dict[object, dict[str, np.ndarray]]:
+    """``{size: accuracies}`` of every method (local included) on the clients cut to each of
+    ``settings.sizes`` training images, and ``"all"``: the experiment's own (full-data) accuracies."""
+    shrink = {size: adapt_clients(experiment, settings, client_train=few_shot_clients(experiment, settings, size),
+                                  methods=METHODS, progress=progress, description=f"{size} images per client")
+              for size in settings.sizes}
+    shrink["all"] = experiment.accuracies
+    return shrink
+
+
+def dp_clip_norm(experiment: AdaptationExperiment) -> float:
+    """Lesson 3's choice of the DP clip norm S: the median norm of the plain run's client updates, to
+    two decimals (the paper's S = 15 would never clip these small updates)."""
+    return float(np.round(np.median(np.concatenate(experiment.history.update_norms)), 2))
+
+
+def aggregation_runs(digits: ImageSplit, experiment: AdaptationExperiment, settings: Settings,
+                     aggregators=("median", "dp"), progress: bool | None = None) -> dict[str, AdaptationExperiment]:
+    """The same federation trained again with each of ``aggregators`` (``"median"``, ``"dp"``) and adapted
+    again: ``{"mean": experiment, "median": ..., settings.dp_run: ...}``. DP clips at :func:`dp_clip_norm`
+    with ``settings.dp_noise_std``. The local-only models do not depend on the global model, so the mean
+    run's are reused."""
+    variants = {"median": ("median", {"aggregator": "median"}),
+                "dp": (settings.dp_run, {"aggregator": "dp", "clip_norm": dp_clip_norm(experiment),
+                                         "noise_std": settings.dp_noise_std})}
+    unknown = set(aggregators) - set(variants)
+    if unknown:
+        raise ValueError(f"aggregators must be among {sorted(variants)}, got {sorted(unknown)}")
+    runs = {"mean": experiment}
+    for aggregator in aggregators:
+        name, options = variants[aggregator]
+        runs[name] = federate(digits, settings, methods=ADAPTED, progress=progress, **options)
+        runs[name].accuracies["local"] = experiment.accuracies["local"]
+    return runs
+
+
+def max_fisher(fisher: dict) -> float:
+    """The largest diagonal Fisher value of any weight: the stiffest EWC spring."""
+    return max(float(value.max()) for value in fisher.values())
+
+
+def paper_lambda_ewc(runs: dict[str, AdaptationExperiment], settings: Settings) -> dict[str, dict]:
+    """EWC at the paper's lambda on every run's global model: per run, the stability ratio
+    ``lr * lambda * max F``, each client's local test accuracy and the largest change of any weight of any
+    client's adapted model (huge or not finite once the ratio passes the momentum limit)."""
+    table = {}
+    for name, run in runs.items():
+        scores, change = [], 0.0
+        for k, (train_set, test_set) in enumerate(zip(run.federation.train, run.federation.test)):
+            # the same seeds as evaluate_methods (client k adapts with seed + k)
+            model = adapt("ewc", run.global_model, *train_set, fisher=run.fisher, ewc_lambda=settings.paper_ewc_lambda,
+                          seed=settings.seed + k, **settings.adaptation)
+            scores.append(accuracy(model, *test_set))
+            with torch.no_grad():
+                moved = max(float((p - q).abs().max()) for p, q in zip(model.parameters(), run.global_model.parameters()))
+            # a NaN weight counts as an infinitely large change
+            change = max(change, moved) if np.isfinite(moved) else float("inf")
+        table[name] = {"max_fisher": max_fisher(run.fisher),
+                       "ratio": ewc_stability_ratio(run.fisher, settings.paper_ewc_lambda, settings.adapt_lr),
+                       "accuracy": np.array(scores), "largest_change": change}
+    return table
+
+
+def distill_sweep(experiment: AdaptationExperiment, settings: Settings) -> np.ndarray:
+    """``(len(alpha_grid), len(sweep_temperatures))``: distillation's mean gain over the global model on
+    the ``settings.shots``-image clients, for each alpha and T."""
+    few = few_shot_clients(experiment, settings)
+    reference = experiment.accuracies["global"]
+    return np.array([[(evaluate_methods(experiment.global_model, few, experiment.federation.test, methods=("distill",),
+                                        temperature=t, alpha=a, adaptation=settings.adaptation, seed=settings.seed,
+                                        progress=False)["distill"] - reference).mean()
+                      for t in settings.sweep_temperatures] for a in settings.alpha_grid])
+
+
+# --- What the prose concludes --------------------------------------------------------------------------
+
+
+@dataclass
+class AdaptationClaimsResult:
+    """The numbers the lesson's conclusions rest on: per-client local test accuracies."""
+
+    settings: Settings
+    accuracies: dict  # the plain FedAvg run: {"global", "local", *ADAPTED: (K,)}
+    curves: dict  # {"finetune", "distill": (len(epochs_grid), K)} on the few-shot clients
+    aggregated: dict = field(default_factory=dict)  # {settings.dp_run (, "median"): {"global", *ADAPTED: (K,)}}
+    stability_ratios: dict = field(default_factory=dict)  # {run: lr * paper lambda * max F}
+
+
+def result_of(experiment: AdaptationExperiment, curves: dict, runs: dict, settings: Settings) -> AdaptationClaimsResult:
+    """What the claims need from what the notebook (or :func:`run_claims_experiment`) computed."""
+    return AdaptationClaimsResult(
+        settings, dict(experiment.accuracies), dict(curves),
+        {name: dict(run.accuracies) for name, run in runs.items() if name != "mean"},
+        {name: ewc_stability_ratio(run.fisher, settings.paper_ewc_lambda, settings.adapt_lr) for name, run in runs.items()})
+
+
+def run_claims_experiment(settings: Settings) -> AdaptationClaimsResult:
+    """The experiments the prose draws conclusions from: the plain federation with the local-only and the
+    adapted models, the few-shot curves, and the DP run (the prose draws no conclusion from the median
+    run, whose effect on these clients changes sign with the seed, so it is not run here)."""
+    digits = load_digits_split()
+    experiment = federate(digits, settings, progress=False)
+    experiment.accuracies.update(adapt_clients(experiment, settings, progress=False))
+    curves = few_shot_curves(experiment, settings, progress=False)
+    runs = aggregation_runs(digits, experiment, settings, aggregators=("dp",), progress=False)
+    return result_of(experiment, curves, runs, settings)
+
+
+def claims(result: AdaptationClaimsResult) -> list[Claim]:
+    """What lesson 4's prose concludes, each as a Claim. Accuracies are the clients' mean local test
+    accuracy, in points; one test image of one client moves a mean over 10 clients by 0.14 to 0.5 points,
+    so no bound below sits closer than that to the smallest value measured over seeds 0-9."""
+    a, s = result.accuracies, result.settings
+    dp = result.aggregated[s.dp_run]
+    points = lambda x: 100 * float(np.mean(x))  # noqa: E731
+    finetune, distill = 100 * result.curves["finetune"].mean(axis=1), 100 * result.curves["distill"].mean(axis=1)
+    ratios = result.stability_ratios
+    return [
+        # seeds 0-9: 2.47-8.76 points
+        at_least("on average the local-only models are below the global model on the clients' own tests "
+                 "(by a point or more)", points(a["global"] - a["local"]), 1.0, unit="points"),
+        # seeds 0-9: 0.00-1.26 points (the other methods are not claimed: one of them lost 3.3 points on seed 6)
+        at_least("at full local data distillation does not lower the clients' mean below the global model's "
+                 "(by a point or more)", points(a["distill"] - a["global"]), -1.0, unit="points"),
+        # seeds 0-9: 3.82-9.97 points
+        at_least("DP aggregation lowers the global model's mean accuracy on the clients' tests (by two points or more)",
+                 points(a["global"] - dp["global"]), 2.0, unit="points"),
+        # seeds 0-9: 0.76-4.27 points
+        at_least("after DP aggregation EWC wins back part of the loss (a quarter point or more)",
+                 points(dp["ewc"] - dp["global"]), 0.25, unit="points"),
+        # seeds 0-9: 0.34-5.06 points (freeze-base is not claimed: it lost 0.46 points on seed 6)
+        at_least("after DP aggregation distillation does not lower the clients' mean below the DP global model's",
+                 points(dp["distill"] - dp["global"]), -0.5, unit="points"),
+        # the Fisher grows with the noise in the global model; seeds 0-9: DP over plain ratio measured below
+        at_least("the DP global model's stiffest EWC spring is stiffer than the plain FedAvg model's",
+                 ratios[s.dp_run] / ratios["mean"], 1.0, unit="x"),
+        # seeds 0-9: 2.06x-7.58x the momentum limit 2 (1 + beta)
+        at_least("at the paper's lambda, EWC on the DP global model is well past SGD-with-momentum's stability limit "
+                 "(by half or more)", ratios[s.dp_run] / s.momentum_limit, 1.5, unit="x"),
+        # seeds 0-9: 1.68x-4.01x the plain-SGD limit 2 (and 0.88x-2.11x the momentum limit: on either side of it)
+        at_least("at the paper's lambda, EWC on the plain FedAvg model is past plain SGD's stability limit "
+                 "(by a quarter or more)", ratios["mean"] / 2, 1.25, unit="x"),
+        # the lowest point of distillation's curve after at least one epoch; seeds 0-9: -0.12 to 0.00 points
+        at_least(f"with {s.shots} images per client distillation never lowers the clients' mean below the global "
+                 "model's by a point or more, at any number of epochs", min(distill[1:]) - points(a["global"]),
+                 -0.75, unit="points"),
+        # seeds 0-9: -0.36 to +3.88 points (fine-tuning ends several points below on some seeds, level on others)
+        at_least(f"with {s.shots} images per client, after {s.epochs_grid[-1]} epochs fine-tuning is not a point or "
+                 "more above distillation", distill[-1] - finetune[-1], -1.0, unit="points"),
+    ]
