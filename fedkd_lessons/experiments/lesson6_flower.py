@@ -6,15 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ..data import ImageSplit, load_digits_split
-from ..fedmd import FedMDHistory, Party, make_parties, pretrain_on_public, revisit, run_fedmd
+from ..fedmd import FedMDHistory, Party, run_fedmd
 from ..flower_fedmd.protocol import RoundPolicy
 from ..flower_run import FlowerFedMDRun, run_fedmd_on_flower
-from ..letters import LetterData, make_letter_parties
-from ..models import make_fedmd_zoo
+from ..letters import LetterData
 from ..validation import check_int_at_least, check_positive_finite
+from . import lesson5_fedmd
 from .claims import Claim, at_least, at_most
 
 NUM_CLASSES = 16  # 10 public digit classes + 6 private letters (fedkd_lessons.fedmd)
@@ -22,16 +21,12 @@ NUM_CLASSES = 16  # 10 public digit classes + 6 private letters (fedkd_lessons.f
 
 @dataclass(frozen=True)
 class Settings:
-    """Lesson 6's run. The parties, their letters and their transfer learning are lesson 5's; the
-    rounds are fewer, because every message starts a fresh process per party."""
+    """Lesson 6's run. The parties, their letters and their transfer learning are lesson 5's, made
+    by lesson 5's own functions from lesson 5's settings at the same seed; the rounds are fewer,
+    because every message starts a fresh process per party."""
 
     seed: int = 0
     chosen: tuple[int, ...] = (0, 6, 3)  # of lesson 5's ten: mlp 32, cnn 8-16, mlp 64-32-32 (no dropout)
-    writers: int = 10  # letters are drawn for all ten of lesson 5's writers, so party k's are lesson 5's
-    letters_per_class: int = 10
-    evaluation_per_class: int = 10
-    public_epochs: int = 10
-    private_epochs: int = 30
     rounds: int = 3
     subset_size: int = 500
     digest_epochs: int = 1
@@ -44,15 +39,14 @@ class Settings:
 
     def __post_init__(self):
         check_int_at_least(self.seed, "seed", 0)
-        check_int_at_least(self.writers, "writers", 1)
+        everyone = self.lesson5.parties
         if len(self.chosen) < 2 or len(set(self.chosen)) != len(self.chosen):
             raise ValueError(f"chosen must name at least two different parties, got {self.chosen!r}")
         for k in self.chosen:
-            if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < self.writers:
-                raise ValueError(f"chosen must hold party numbers in [0, {self.writers - 1}], got {self.chosen!r}")
-        for name in ("letters_per_class", "evaluation_per_class", "subset_size"):
-            check_int_at_least(getattr(self, name), name, 1)
-        for name in ("public_epochs", "private_epochs", "digest_epochs", "revisit_epochs"):
+            if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < everyone:
+                raise ValueError(f"chosen must hold lesson 5's party numbers in [0, {everyone - 1}], got {self.chosen!r}")
+        check_int_at_least(self.subset_size, "subset_size", 1)
+        for name in ("digest_epochs", "revisit_epochs"):
             check_int_at_least(getattr(self, name), name, 0)
         check_int_at_least(self.rounds, "rounds", 1)
         if not 0 <= self.stop_party < len(self.chosen):
@@ -68,6 +62,11 @@ class Settings:
         check_positive_finite(self.grace, "grace")
 
     @property
+    def lesson5(self) -> lesson5_fedmd.Settings:
+        """Lesson 5's settings at this seed: its letters, models, seeds and transfer learning."""
+        return lesson5_fedmd.Settings(seed=self.seed)
+
+    @property
     def policy(self) -> RoundPolicy:
         return RoundPolicy(min_replies=self.min_replies, timeout=self.timeout, grace=self.grace)
 
@@ -80,16 +79,12 @@ class Settings:
 
 def transfer_learned_parties(settings: Settings, public: ImageSplit) -> tuple[list[Party], LetterData]:
     """Lesson 5's parties ``settings.chosen``, with lesson 5's letters, initial weights and seeds,
-    after transfer learning (public digits, then their private letters)."""
-    letters = make_letter_parties(num_parties=settings.writers, per_class=settings.letters_per_class,
-                                  evaluation_per_class=settings.evaluation_per_class, seed=settings.seed)
-    torch.manual_seed(settings.seed)  # the zoo's initial weights
-    zoo = make_fedmd_zoo(num_classes=NUM_CLASSES, image_size=public.train_images.shape[-1])
-    everyone = make_parties(zoo, letters.private, seed=settings.seed)  # party k shuffles with seed + k
+    after lesson 5's transfer learning (public digits, then their private letters)."""
+    lesson5 = settings.lesson5
+    letters = lesson5_fedmd.make_letters(lesson5)
+    everyone = lesson5_fedmd.make_lesson_parties(lesson5, letters, image_size=public.train_images.shape[-1])
     parties = [everyone[k] for k in settings.chosen]
-    pretrain_on_public(parties, public.train_images, public.train_labels, epochs=settings.public_epochs)
-    for party in parties:
-        revisit(party, epochs=settings.private_epochs)
+    lesson5_fedmd.transfer_learn(parties, public, letters, lesson5, with_upper_bound=False)
     return parties, letters
 
 
