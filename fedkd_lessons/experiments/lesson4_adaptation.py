@@ -231,9 +231,10 @@ def dp_clip_norm(experiment: AdaptationExperiment) -> float:
 
 
 def aggregation_runs(digits: ImageSplit, experiment: AdaptationExperiment, settings: Settings,
-                     aggregators=("median", "dp"), progress: bool | None = None) -> dict[str, AdaptationExperiment]:
+                     aggregators=("median", "dp"), methods=ADAPTED,
+                     progress: bool | None = None) -> dict[str, AdaptationExperiment]:
     """The same federation trained again with each of ``aggregators`` (``"median"``, ``"dp"``) and adapted
-    again: ``{"mean": experiment, "median": ..., settings.dp_run: ...}``. DP clips at :func:`dp_clip_norm`
+    again with ``methods``: ``{"mean": experiment, "median": ..., settings.dp_run: ...}``. DP clips at :func:`dp_clip_norm`
     with ``settings.dp_noise_std``. The local-only models do not depend on the global model, so the mean
     run's are reused."""
     variants = {"median": ("median", {"aggregator": "median"}),
@@ -245,7 +246,7 @@ def aggregation_runs(digits: ImageSplit, experiment: AdaptationExperiment, setti
     runs = {"mean": experiment}
     for aggregator in aggregators:
         name, options = variants[aggregator]
-        runs[name] = federate(digits, settings, methods=ADAPTED, progress=progress, **options)
+        runs[name] = federate(digits, settings, methods=methods, progress=progress, **options)
         runs[name].accuracies["local"] = experiment.accuracies["local"]
     return runs
 
@@ -310,15 +311,23 @@ def result_of(experiment: AdaptationExperiment, curves: dict, runs: dict, settin
         {name: ewc_stability_ratio(run.fisher, settings.paper_ewc_lambda, settings.adapt_lr) for name, run in runs.items()})
 
 
+# The adaptation methods the claims are about; the prose draws no conclusion from the others (whose means
+# change sign with the seed), so the claims experiment does not train them.
+CLAIMED_FULL_DATA = ("distill",)
+CLAIMED_AFTER_DP = ("ewc", "distill")
+
+
 def run_claims_experiment(settings: Settings) -> AdaptationClaimsResult:
-    """The experiments the prose draws conclusions from: the plain federation with the local-only and the
-    adapted models, the few-shot curves, and the DP run (the prose draws no conclusion from the median
-    run, whose effect on these clients changes sign with the seed, so it is not run here)."""
+    """The experiments the prose draws conclusions from, exactly as the notebook runs them: the plain
+    federation with the local-only models and distillation, the few-shot curves, and the DP run with EWC
+    and distillation. The median run and the other methods are left out: the prose claims nothing about
+    them (the median's effect on these clients changes sign with the seed)."""
     digits = load_digits_split()
     experiment = federate(digits, settings, progress=False)
-    experiment.accuracies.update(adapt_clients(experiment, settings, progress=False))
+    experiment.accuracies.update(adapt_clients(experiment, settings, methods=CLAIMED_FULL_DATA, progress=False))
     curves = few_shot_curves(experiment, settings, progress=False)
-    runs = aggregation_runs(digits, experiment, settings, aggregators=("dp",), progress=False)
+    runs = aggregation_runs(digits, experiment, settings, aggregators=("dp",), methods=CLAIMED_AFTER_DP,
+                            progress=False)
     return result_of(experiment, curves, runs, settings)
 
 
@@ -345,11 +354,13 @@ def claims(result: AdaptationClaimsResult) -> list[Claim]:
         at_least("after DP aggregation EWC wins back part of the loss (a quarter point or more)",
                  points(dp["ewc"] - dp["global"]), 0.25, unit="points"),
         # seeds 0-9: 0.34-5.06 points (freeze-base is not claimed: it lost 0.46 points on seed 6)
-        at_least("after DP aggregation distillation does not lower the clients' mean below the DP global model's",
+        at_least("after DP aggregation distillation does not lower the clients' mean below the DP global model's "
+                 "(by half a point or more)",
                  points(dp["distill"] - dp["global"]), -0.5, unit="points"),
-        # the Fisher grows with the noise in the global model; seeds 0-9: DP over plain ratio measured below
-        at_least("the DP global model's stiffest EWC spring is stiffer than the plain FedAvg model's",
-                 ratios[s.dp_run] / ratios["mean"], 1.0, unit="x"),
+        # a noisier global model is less sure of itself, so its gradients and its Fisher are larger;
+        # seeds 0-9: 1.93x-3.86x
+        at_least("the DP global model's stiffest EWC spring is stiffer than the plain FedAvg model's (1.4 times or more)",
+                 ratios[s.dp_run] / ratios["mean"], 1.4, unit="x"),
         # seeds 0-9: 2.06x-7.58x the momentum limit 2 (1 + beta)
         at_least("at the paper's lambda, EWC on the DP global model is well past SGD-with-momentum's stability limit "
                  "(by half or more)", ratios[s.dp_run] / s.momentum_limit, 1.5, unit="x"),
@@ -358,7 +369,7 @@ def claims(result: AdaptationClaimsResult) -> list[Claim]:
                  "(by a quarter or more)", ratios["mean"] / 2, 1.25, unit="x"),
         # the lowest point of distillation's curve after at least one epoch; seeds 0-9: -0.12 to 0.00 points
         at_least(f"with {s.shots} images per client distillation never lowers the clients' mean below the global "
-                 "model's by a point or more, at any number of epochs", min(distill[1:]) - points(a["global"]),
+                 "model's by three quarters of a point or more, at any number of epochs", min(distill[1:]) - points(a["global"]),
                  -0.75, unit="points"),
         # seeds 0-9: -0.36 to +3.88 points (fine-tuning ends several points below on some seeds, level on others)
         at_least(f"with {s.shots} images per client, after {s.epochs_grid[-1]} epochs fine-tuning is not a point or "
