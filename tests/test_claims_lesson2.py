@@ -1,0 +1,12 @@
+"""Lesson 2's claims at the notebook's settings on another seed than the notebook's (the notebook's
+own seed is checked by nbval through its claims cell)."""
+
+import dataclasses
+
+from fedkd_lessons.experiments.claims import assert_claims
+from fedkd_lessons.experiments.lesson2_distillation import Settings, claims, run_claims_experiment
+
+
+def test_the_claims_hold_on_another_seed():
+    settings = dataclasses.replace(Settings(), seed=Settings().seed + 1)
+    assert_claims(claims(run_claims_experiment(settings)))
