@@ -80,7 +80,7 @@ def who_gains_figure(global_accuracy, gains: Mapping[str, np.ndarray],
 
 def overfitting_figure(epochs_grid, curves: Mapping[str, np.ndarray], global_level: float, shots: int,
                        sizes, size_gains: Mapping[str, np.ndarray], size_labels=None,
-                       title: str = "Fine-tuning overfits small local data; distillation holds"):
+                       title: str = "Few local images: fine-tuning against distillation"):
     """Lesson 4, Fig. 4. Left: mean local test accuracy (%) over clients holding ``shots`` training
     images each, against adaptation epochs (``curves[method]`` is ``(len(epochs_grid), K)``), the
     global model dashed. Right: the mean gain over the global model (points) of each method against
