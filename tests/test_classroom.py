@@ -63,19 +63,58 @@ def test_student_edition_has_no_solutions_and_no_outputs(student_edition):
         assert "widgets" not in student.metadata
 
 
-def execute(path: Path) -> nbformat.NotebookNode:
+def answer_names(nb) -> set[str]:
+    """The functions the exercises ask for, as their answer cells define them."""
+    return {name for cell in nb.cells if is_solution_cell(cell) for name in re.findall(r"^def (\w+)\(", cell.source, re.M)}
+
+
+def test_student_edition_changes_only_the_answers(student_edition):
+    # Every other cell is the reference's to the letter, and nbval runs those; so what is left to
+    # run in the student edition is its answer cells and the check cells that call them.
+    notebooks, _ = student_edition
+    for path in LESSONS:
+        reference, student = nbformat.read(path, as_version=4), notebooks[path.name]
+        assert len(student.cells) == len(reference.cells), path.name
+        for ours, theirs in zip(reference.cells, student.cells):
+            assert ours.cell_type == theirs.cell_type
+            if is_solution_cell(ours):
+                assert "raise NotImplementedError()" in theirs.source
+            else:
+                assert theirs.source == ours.source, f"{path.name}: a cell changed: {ours.source[:60]!r}"
+
+
+def test_only_check_cells_call_the_answers():
+    # A student who skips an exercise can still run the rest: no lesson cell uses an answer.
+    for path in LESSONS:
+        nb = nbformat.read(path, as_version=4)
+        names = answer_names(nb)
+        assert names, path.name
+        for cell in nb.cells:
+            if cell.cell_type == "code" and not is_solution_cell(cell) and not is_check_cell(cell):
+                used = {name for name in names if re.search(rf"\b{name}\b", cell.source)}
+                assert not used, f"{path.name}: {sorted(used)} used outside its check cell: {cell.source[:60]!r}"
+
+
+def exercises_only(path: Path) -> nbformat.NotebookNode:
+    """The student notebook's setup cell (its first code cell: imports, seed) followed by its answer
+    stubs and check cells, executed in a fresh kernel."""
     nb = nbformat.read(path, as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    stubs = [cell for cell in code if "raise NotImplementedError()" in cell.source]
+    nb.cells = [code[0]] + [cell for cell in code[1:] if cell in stubs or is_check_cell(cell)]
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     return nb
 
 
-def test_student_edition_runs_top_to_bottom_saying_not_solved(student_edition):
+def test_student_exercises_say_not_solved(student_edition):
     _, outdir = student_edition
     # two kernels of one torch thread each: the two cores, never oversubscribed
     with ThreadPoolExecutor(max_workers=2) as pool:
-        executed = dict(zip([path.name for path in LESSONS], pool.map(execute, [outdir / path.name for path in LESSONS])))
+        executed = dict(zip([path.name for path in LESSONS],
+                            pool.map(exercises_only, [outdir / path.name for path in LESSONS])))
     for name, nb in executed.items():
         checks = [cell for cell in nb.cells if is_check_cell(cell)]
+        assert checks, name
         for cell in checks:
             shown = "".join(output.get("data", {}).get("text/plain", "") for output in cell.outputs)
             assert "Not solved yet" in shown, f"{name}: a check cell shows {shown[:120]!r}"
