@@ -45,7 +45,7 @@ def temperature_widget(images, logits, labels=None, class_names=None, ids=None, 
         images: ``(N, 1, H, W)`` (or ``(N, H, W)``) images in [0, 1], the digits offered.
         logits: ``(N, C)`` a model's logits for those images.
         labels: optional ``(N,)`` true labels, shown in the picker.
-        class_names: names of the ``C`` classes (default ``"0"``..``"C-1"``).
+        class_names: names of the ``C`` classes (default ``"0"`` to ``"C-1"``).
         ids: how the picker names each digit, e.g. its index in the test set (default 0..N-1).
         initial_temperature: the slider's starting value, within 0.032-100.
 
@@ -143,7 +143,7 @@ def distillation_widget(images, teacher_logits, student_logits, labels, class_na
         images: ``(N, 1, H, W)`` images in [0, 1], the digits offered.
         teacher_logits, student_logits: ``(N, C)`` the two models' logits for those images.
         labels: ``(N,)`` true labels (the hard term needs them).
-        class_names: names of the ``C`` classes (default ``"0"``..``"C-1"``).
+        class_names: names of the ``C`` classes (default ``"0"`` to ``"C-1"``).
         initial_temperature: in ``DISTILLATION_TEMPERATURE_RANGE``; initial_alpha: in [0, 1].
 
     Returns:
