@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,21 +17,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser_helpers import CHROMIUM, CHROMIUM_FLAGS, free_port, require_chromium
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = "01_temperature_softmax.ipynb"
 TOKEN = "fedkd-browser-test"
 
 pytestmark = pytest.mark.browser
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_settings(folder: Path) -> None:
@@ -49,10 +40,7 @@ def write_settings(folder: Path) -> None:
 @pytest.fixture
 def jupyterlab(tmp_path):
     """A JupyterLab server on 127.0.0.1 serving a *copy* of lesson 1; stopped by its PID afterwards."""
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: .ci/run should have installed Debian's chromium")
-        pytest.skip(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+    require_chromium()
     served = tmp_path / "lab"
     served.mkdir()
     shutil.copy(REPO / "notebooks" / NOTEBOOK, served / NOTEBOOK)  # the browser autosaves: never into notebooks/

@@ -1,0 +1,198 @@
+"""The course's website (``python -m fedkd_lessons.website``), built once and opened page by page.
+
+Every HTML page of both languages is opened in headless Chromium, served from 127.0.0.1, with
+every request to another host aborted and recorded: no such request, no console error, every
+image loaded, every internal link (and its #anchor) found, maths typeset by the local MathJax,
+Chinese text on the Chinese pages and each language switch leading to the same page in the other
+language. Screenshots are kept in ``test-artifacts/website/``. Skipped where Chromium is not
+installed, except under CI, where it must run.
+"""
+
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from browser_helpers import CHROMIUM, CHROMIUM_FLAGS, free_port, require_chromium
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts" / "website"
+LOOPBACK = {"127.0.0.1", "localhost", "[::1]"}
+CJK = re.compile(r"[\u4e00-\u9fff]")
+SCREENSHOTS = {  # page -> file name
+    "index.html": "choose_language.png",
+    "en/index.html": "en_landing.png",
+    "zh/index.html": "zh_landing.png",
+    "en/notebooks/01_temperature_softmax.html": "en_lesson1.png",
+    "zh/notebooks/01_temperature_softmax.html": "zh_lesson1.png",
+    "en/api/fedkd_lessons.distillation.html": "en_api_distillation.png",
+}
+
+pytestmark = pytest.mark.website
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The site built into a temporary folder and served on 127.0.0.1; the server stopped by its PID."""
+    require_chromium()
+    from fedkd_lessons.website import build
+
+    root = tmp_path_factory.mktemp("website")
+    start = time.monotonic()
+    index = build(root / "site")
+    print(f"website built in {time.monotonic() - start:.0f} s")
+    assert index == root / "site" / "index.html" and index.exists()
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                               "--directory", str(index.parent)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/index.html", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail("the site's http.server did not start")
+                time.sleep(0.2)
+        yield index.parent, url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@lru_cache(maxsize=None)
+def anchors(path: Path) -> frozenset:
+    text = path.read_text(encoding="utf-8")
+    return frozenset(re.findall(r'\b(?:id|name)="([^"]+)"', text))
+
+
+def target_file(folder: Path, url_path: str) -> Path:
+    path = folder / unquote(url_path).lstrip("/")
+    return path / "index.html" if url_path.endswith("/") or path.is_dir() else path
+
+
+PAGE_SCRIPT = """() => {
+    const math = Array.from(document.querySelectorAll('.math'));
+    const main = document.querySelector('article') || document.body;
+    const clone = main.cloneNode(true);
+    clone.querySelectorAll('pre, code, script, .highlight').forEach(e => e.remove());
+    return {
+        lang: document.documentElement.lang,
+        text: clone.innerText,
+        brokenImages: Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0)
+                           .map(i => i.src.slice(0, 120)),
+        images: document.images.length,
+        links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
+        externalResources: Array.from(document.querySelectorAll('script[src], link[href][rel~="stylesheet"], img[src], iframe[src]'))
+            .map(e => e.src || e.href).filter(u => /^(https?:)?\\/\\//.test(u) && !/^https?:\\/\\/(127\\.0\\.0\\.1|localhost)[:/]/.test(u)),
+        mathElements: math.length,
+        mathTypeset: math.filter(e => e.querySelector('mjx-container')).length,
+        switchHref: (document.querySelector('a.fedkd-lang-link') || {}).href || null,
+    };
+}"""
+
+
+def test_every_page_works_offline(site):
+    from playwright.sync_api import sync_playwright
+
+    folder, url = site
+    pages = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.html") if "_static" not in p.parts)
+    assert {"index.html", "en/index.html", "zh/index.html", "en/api/index.html"} <= set(pages)
+    lessons_en = sorted(p.name for p in (folder / "en" / "notebooks").glob("*.html"))
+    assert len(lessons_en) == len(list((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))) >= 6
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    external, problems, seen = [], [], {}
+    start = time.monotonic()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            context = browser.new_context(viewport={"width": 1300, "height": 900})
+
+            def route(route):
+                if urlsplit(route.request.url).hostname in LOOPBACK:
+                    route.continue_()
+                else:
+                    external.append(route.request.url)
+                    route.abort()
+
+            context.route("**/*", route)
+            page = context.new_page()
+            current = {"page": None}
+            page.on("console", lambda msg: msg.type == "error"
+                    and problems.append(f"{current['page']}: console error: {msg.text}"))
+            page.on("pageerror", lambda error: problems.append(f"{current['page']}: page error: {error}"))
+            page.on("response", lambda response: response.status >= 400
+                    and problems.append(f"{current['page']}: {response.status} for {response.url}"))
+            for name in pages:
+                current["page"] = name
+                page.goto(f"{url}/{name}", wait_until="load")
+                if page.evaluate("() => document.querySelector('.math') !== null"):
+                    page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=20_000)
+                    page.evaluate("() => MathJax.startup.promise")
+                seen[name] = page.evaluate(PAGE_SCRIPT)
+                if name in SCREENSHOTS:
+                    page.screenshot(path=str(ARTIFACTS / SCREENSHOTS[name]))
+        finally:
+            browser.close()
+    print(f"{len(pages)} pages opened in {time.monotonic() - start:.0f} s")
+
+    assert not external, f"requests to other hosts: {sorted(set(external))[:10]}"
+    assert not problems, "\n".join(problems[:20])
+    for name, info in seen.items():
+        assert not info["externalResources"], f"{name} loads from other hosts: {info['externalResources']}"
+        assert not info["brokenImages"], f"{name}: images not loaded: {info['brokenImages']}"
+        assert info["mathTypeset"] == info["mathElements"], (
+            f"{name}: {info['mathElements'] - info['mathTypeset']} of {info['mathElements']} formulas not typeset")
+        assert "$$" not in info["text"] and "\\(" not in info["text"], f"{name}: raw TeX left in the text"
+        for link in info["links"]:
+            parts = urlsplit(link)
+            if parts.scheme not in ("http", "https") or parts.hostname not in LOOPBACK:
+                continue
+            target = target_file(folder, parts.path)
+            assert target.exists(), f"{name} links to a missing page: {parts.path}"
+            if parts.fragment and target.suffix == ".html":
+                assert unquote(parts.fragment) in anchors(target), f"{name} links to a missing anchor: {link}"
+
+    # maths typeset by the local MathJax on the lessons and the API
+    assert seen["en/notebooks/02_knowledge_distillation.html"]["mathElements"] >= 10
+    assert seen["en/api/fedkd_lessons.distillation.html"]["mathTypeset"] >= 1
+    # every lesson shows its figures
+    for lesson in lessons_en:
+        assert seen[f"en/notebooks/{lesson}"]["images"] >= 1, f"lesson {lesson} shows no picture"
+
+    # the Chinese half: Chinese text, marked as Chinese; each switch leads to the same page
+    zh_pages = [name for name in pages if name.startswith("zh/")]
+    lessons_zh = sorted(p.name for p in (folder / "zh" / "notebooks").glob("*.html")) if (folder / "zh" / "notebooks").exists() else []
+    assert len(lessons_zh) == len(list((REPO / "notebooks" / "zh").glob("[0-9][0-9]_*.ipynb")))
+    for name in ["zh/index.html", *(f"zh/notebooks/{lesson}" for lesson in lessons_zh)]:
+        assert seen[name]["lang"] == "zh-CN", f"{name} is not marked as Chinese: {seen[name]['lang']!r}"
+        assert len(CJK.findall(seen[name]["text"])) >= 50, f"{name} shows little Chinese text"
+    for name in zh_pages:
+        assert seen[name]["lang"] == "zh-CN"
+    for name, info in seen.items():
+        if name == "index.html":
+            continue
+        language, page_name = name.split("/", 1)
+        other = "zh" if language == "en" else "en"
+        expected = page_name if (folder / other / page_name).exists() else "index.html"
+        assert info["switchHref"] == f"{url}/{other}/{expected}", f"{name}: language switch goes to {info['switchHref']}"
+
+
+def test_chinese_font_installed():
+    """Chromium shows Chinese with a CJK font from Debian (fonts-noto-cjk), not as boxes."""
+    require_chromium()
+    fonts = subprocess.run(["fc-list", ":lang=zh-cn", "family"], capture_output=True, text=True).stdout
+    assert fonts.strip(), "no Chinese font: apt-get install fonts-noto-cjk (.ci/run does)"
