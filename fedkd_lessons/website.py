@@ -215,7 +215,7 @@ def api_pages(folder: Path, language: str) -> None:
     (folder / "index.rst").write_text("\n".join(lines) + "\n", encoding="utf-8")
     for name in modules:
         (folder / f"{name}.rst").write_text(
-            f"``{name}``\n{'=' * (len(name) + 4)}\n\n.. automodule:: {name}\n   :members:\n", encoding="utf-8")
+            f"{name}\n{'=' * len(name)}\n\n.. automodule:: {name}\n   :members:\n", encoding="utf-8")
 
 
 def prepare_source(repo: Path, language: str, folder: Path, other_docs: list[str]) -> list[str]:
