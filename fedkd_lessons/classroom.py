@@ -1,6 +1,7 @@
 """Teaching with the course: the student edition and an nbgrader source folder.
 
     python -m fedkd_lessons.classroom student-edition OUTDIR   # solutions -> stubs, outputs cleared
+    python -m fedkd_lessons.classroom student-edition OUTDIR --language zh   # the same from notebooks/zh
     python -m fedkd_lessons.classroom nbgrader-source COURSEDIR   # for nbgrader's own workflow
 
 Exercise convention (every lesson): the answer sits between nbgrader's ``### BEGIN SOLUTION`` and
@@ -19,6 +20,7 @@ import nbformat
 from nbgrader.preprocessors import ClearOutput, ClearSolutions, LockCells
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
+SOURCES = {"en": "notebooks", "zh": "notebooks/zh"}  # the reference notebooks of each language
 CHECK_CALL = re.compile(r"\bcheck_\w+\(")
 
 
@@ -104,8 +106,12 @@ def main(argv=None) -> None:
     grader = commands.add_parser("nbgrader-source", help="reference notebooks in nbgrader's source/ layout")
     grader.add_argument("course_dir")
     for command in (student, grader):
-        command.add_argument("--source", default="notebooks", help="folder of the reference notebooks")
+        command.add_argument("--language", choices=sorted(SOURCES), default="en",
+                             help="build from the English notebooks or the Chinese edition (notebooks/zh)")
+        command.add_argument("--source", help="folder of the reference notebooks (default: the language's, "
+                                              + ", ".join(f"{language}: {folder}" for language, folder in SOURCES.items()) + ")")
     args = parser.parse_args(argv)
+    args.source = args.source or SOURCES[args.language]
     if args.command == "student-edition":
         paths = write_student_edition(args.source, args.outdir)
     else:

@@ -47,20 +47,24 @@ def test_every_lesson_has_two_to_four_checked_exercises():
             assert shown.startswith("✅ Correct"), f"{path.name}: a check cell shows {shown[:80]!r}"
 
 
+def assert_no_solutions_and_no_outputs(reference, student, name: str) -> None:
+    """The student edition of one notebook has stubs instead of answers, and no outputs or widget state."""
+    nbformat.validate(student)
+    text = "\n".join(cell.source for cell in student.cells)
+    assert BEGIN_SOLUTION not in text and "raise NotImplementedError()" in text
+    for line in solution_lines(reference):
+        assert line not in text, f"{name}: solution line {line!r} survived"
+    for cell in student.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+    assert "widgets" not in student.metadata
+
+
 def test_student_edition_has_no_solutions_and_no_outputs(student_edition):
     notebooks, _ = student_edition
     assert sorted(notebooks) == [path.name for path in LESSONS]
     for path in LESSONS:
-        student = notebooks[path.name]
-        nbformat.validate(student)
-        text = "\n".join(cell.source for cell in student.cells)
-        assert BEGIN_SOLUTION not in text and "raise NotImplementedError()" in text
-        for line in solution_lines(nbformat.read(path, as_version=4)):
-            assert line not in text, f"{path.name}: solution line {line!r} survived"
-        for cell in student.cells:
-            if cell.cell_type == "code":
-                assert cell.outputs == [] and cell.execution_count is None
-        assert "widgets" not in student.metadata
+        assert_no_solutions_and_no_outputs(nbformat.read(path, as_version=4), notebooks[path.name], path.name)
 
 
 def answer_names(nb) -> set[str]:
@@ -68,19 +72,23 @@ def answer_names(nb) -> set[str]:
     return {name for cell in nb.cells if is_solution_cell(cell) for name in re.findall(r"^def (\w+)\(", cell.source, re.M)}
 
 
+def assert_changes_only_the_answers(reference, student, name: str) -> None:
+    """Every cell of the student edition but the answer cells is the reference's to the letter."""
+    assert len(student.cells) == len(reference.cells), name
+    for ours, theirs in zip(reference.cells, student.cells):
+        assert ours.cell_type == theirs.cell_type
+        if is_solution_cell(ours):
+            assert "raise NotImplementedError()" in theirs.source
+        else:
+            assert theirs.source == ours.source, f"{name}: a cell changed: {ours.source[:60]!r}"
+
+
 def test_student_edition_changes_only_the_answers(student_edition):
     # Every other cell is the reference's to the letter, and nbval runs those; so what is left to
     # run in the student edition is its answer cells and the check cells that call them.
     notebooks, _ = student_edition
     for path in LESSONS:
-        reference, student = nbformat.read(path, as_version=4), notebooks[path.name]
-        assert len(student.cells) == len(reference.cells), path.name
-        for ours, theirs in zip(reference.cells, student.cells):
-            assert ours.cell_type == theirs.cell_type
-            if is_solution_cell(ours):
-                assert "raise NotImplementedError()" in theirs.source
-            else:
-                assert theirs.source == ours.source, f"{path.name}: a cell changed: {ours.source[:60]!r}"
+        assert_changes_only_the_answers(nbformat.read(path, as_version=4), notebooks[path.name], path.name)
 
 
 def test_only_check_cells_call_the_answers():
