@@ -171,6 +171,7 @@ class SourceReport:
     untranslated: list[str] = field(default_factory=list)
     stale: dict[str, str] = field(default_factory=dict)
     outdated_build: str | None = None  # the built file, if it differs from what `build` makes now
+    first_lines: dict[str, str] = field(default_factory=dict)  # id -> its English's first line, for display
 
     @property
     def ok(self) -> bool:
@@ -182,7 +183,7 @@ class SourceReport:
         counts = [f"{len(items)} {name}" for name, items in
                   (("missing", self.missing), ("untranslated", self.untranslated), ("stale", self.stale)) if items]
         lines = [f"{self.source} ({self.catalog}): " + (", ".join(counts) or "translations complete")]
-        lines += [f"  missing       {entry_id}" for entry_id in self.missing]
+        lines += [f"  missing       {entry_id}  {self.first_lines.get(entry_id, '')[:60]!r}" for entry_id in self.missing]
         lines += [f"  untranslated  {entry_id} (its zh is empty)" for entry_id in self.untranslated]
         lines += [f"  stale         {entry_id}: {hint}" for entry_id, hint in self.stale.items()]
         if self.outdated_build:
@@ -199,6 +200,7 @@ def compare(sources: list[tuple[str, str]], catalog, source: str = "", catalog_n
         entry = entries.get(entry_id)
         if entry is None:
             report.missing.append(entry_id)
+            report.first_lines[entry_id] = next((line for line in english.splitlines() if line.strip()), "")
         elif entry["en"] != english:
             report.stale[entry_id] = first_difference(entry["en"], english)
         elif not entry["zh"].strip():
@@ -327,7 +329,7 @@ def check_catalogs(repo_root) -> list[SourceReport]:
     for source, pairs, catalog_file, built in sources_of(root):
         relative = str(catalog_file.relative_to(root))
         if not catalog_file.exists():
-            report = SourceReport(source, f"{relative}: no such file", missing=[i for i, _ in pairs])
+            report = compare(pairs, {"source": source, "entries": []}, source, f"{relative}: no such file")
         else:
             report = compare(pairs, load_catalog(catalog_file), source, relative)
         if not (report.missing or report.untranslated or report.stale):
