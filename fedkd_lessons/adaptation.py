@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .batched import ModelStack, StackedData, train_stack
 from .data import Federation, ImageSplit, make_federation, stratified_indices
-from .distillation import train_student
+from .distillation import distillation_loss, teacher_logits_for, train_student
 from .federated import FedAvgHistory, run_fedavg
 from .models import accuracy, last_linear_layer, make_mlp
 from .training import progress_bar, train
@@ -206,7 +207,7 @@ def _check_fisher(fisher, model: nn.Module) -> dict[str, torch.Tensor]:
     return fisher
 
 
-def ewc_penalty(model: nn.Module, global_parameters: dict[str, torch.Tensor], fisher: dict[str, torch.Tensor],
+def ewc_penalty(model, global_parameters: dict[str, torch.Tensor], fisher: dict[str, torch.Tensor],
                 ewc_lambda: float) -> torch.Tensor:
     r"""The elastic weight consolidation penalty (Kirkpatrick et al. 2017; Yu et al. 2020, fact 11):
 
@@ -217,18 +218,22 @@ def ewc_penalty(model: nn.Module, global_parameters: dict[str, torch.Tensor], fi
     weights the global model relies on (large :math:`F_i`) barely move, the others are free.
 
     Args:
-        model: the model being adapted; gradients flow into its parameters.
+        model: the model being adapted (gradients flow into its parameters), or the stacked
+            parameters ``{name: (K, ...)}`` of ``K`` models trained at once (:mod:`fedkd_lessons.batched`).
         global_parameters: ``{name: tensor}`` the global weights :math:`\theta_{fed}` (constants).
         fisher: ``{name: tensor}`` from :func:`fisher_diagonal`, same names and shapes.
         ewc_lambda: :math:`\lambda \geq 0` (the paper's code: 5000).
 
     Returns:
-        A scalar tensor.
+        A scalar tensor for a model; ``(K,)``, one penalty per model, for stacked parameters.
     """
     ewc_lambda = _check_lambda(ewc_lambda)
+    if isinstance(model, nn.Module):
+        return ewc_penalty({name: p.unsqueeze(0) for name, p in model.named_parameters()}, global_parameters,
+                           fisher, ewc_lambda)[0]
     total = 0.0
-    for name, parameter in model.named_parameters():
-        total = total + (fisher[name] * (parameter - global_parameters[name].detach()) ** 2).sum()
+    for name, parameters in model.items():
+        total = total + (fisher[name] * (parameters - global_parameters[name].detach()) ** 2).flatten(1).sum(dim=1)
     return ewc_lambda / 2 * total
 
 
@@ -329,6 +334,65 @@ def adapt(method: str, global_model: nn.Module, images, labels, *, fisher: dict 
     return adapt_distill(global_model, images, labels, temperature=temperature, alpha=alpha, **training)
 
 
+def adapt_all(method: str, global_model: nn.Module, client_train, *, fisher: dict | None = None,
+              ewc_lambda: float = EWC_LAMBDA, temperature: float = DISTILL_TEMPERATURE, alpha: float = DISTILL_ALPHA,
+              epochs: int | None = None, lr: float | None = None, batch_size: int | None = None,
+              momentum: float | None = None, seed: int = 0, progress: bool | None = False) -> ModelStack:
+    """Adapt ``global_model`` to every client at once with ``method``: the batched twin of :func:`adapt`.
+
+    Client ``k`` (``client_train[k] = (images, labels)``) adapts with seed ``seed + k``: the same
+    initialisation (``"local"``) and batch order as ``adapt(method, ..., seed=seed + k)``, so the
+    ``K`` adapted models equal ``K`` calls of :func:`adapt` up to float rounding. Training settings
+    default to :data:`ADAPTATION_DEFAULTS` (:data:`LOCAL_DEFAULTS` for ``"local"``). Returns the
+    ``K`` adapted models as a :class:`~fedkd_lessons.batched.ModelStack`.
+    """
+    check_method(method)
+    if len(client_train) == 0:
+        raise ValueError("client_train is empty: give at least one client's (images, labels)")
+    sets = [_check_client_data(images, labels) for images, labels in client_train]
+    defaults = LOCAL_DEFAULTS if method == "local" else ADAPTATION_DEFAULTS
+    given = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "momentum": momentum}
+    training = {name: defaults[name] if value is None else value for name, value in given.items()}
+    _check_epochs(training["epochs"])
+    if method == "local":
+        models = []
+        for k in range(len(sets)):
+            model = _copy_of(global_model)
+            with torch.random.fork_rng():
+                torch.manual_seed(seed + k)
+                for module in model.modules():
+                    if hasattr(module, "reset_parameters"):
+                        module.reset_parameters()
+            models.append(model)
+        stack = ModelStack.from_models(models)
+    else:
+        start = _copy_of(global_model)
+        if method == "freeze_base":
+            head = last_linear_layer(start)
+            for parameter in start.parameters():
+                parameter.requires_grad_(parameter is head.weight or parameter is head.bias)
+        stack = ModelStack.repeat(start, len(sets))
+    loss_fn, penalty = None, None
+    if method == "distill":
+        teacher = copy.deepcopy(global_model).eval()
+        sets = [(images, teacher_logits_for(teacher, images), labels) for images, labels in sets]
+        loss_fn = functools.partial(distillation_loss, temperature=check_positive_finite(temperature, "temperature"),
+                                    alpha=check_fraction(alpha, "alpha"), reduction="none")
+    if method == "ewc":
+        if fisher is None:
+            raise ValueError("method 'ewc' needs fisher, the global model's diagonal Fisher (see fisher_diagonal)")
+        fisher = _check_fisher(fisher, global_model)
+        global_parameters = {name: p.detach().clone() for name, p in global_model.named_parameters()}
+        penalty = functools.partial(ewc_penalty, global_parameters=global_parameters, fisher=fisher,
+                                    ewc_lambda=_check_lambda(ewc_lambda))
+    train_stack(stack, StackedData.from_sets(sets), epochs=training["epochs"], lr=training["lr"],
+                batch_size=training["batch_size"], optimizer="sgd", momentum=training["momentum"], loss_fn=loss_fn,
+                penalty=penalty, generators=[torch.Generator().manual_seed(seed + k) for k in range(len(sets))],
+                model_names=[f"client {k} ({method})" for k in range(len(sets))], progress=progress,
+                description=method)
+    return stack
+
+
 def code_equivalent_alpha(alpha: float = DISTILL_ALPHA, temperature: float = DISTILL_TEMPERATURE,
                           num_classes: int = 10) -> tuple[float, float]:
     r"""The ``alpha`` of :func:`~fedkd_lessons.distillation.distillation_loss` that balances soft and
@@ -388,7 +452,8 @@ def evaluate_methods(global_model: nn.Module, client_train, client_test, *, meth
             see the same batch order).
 
     Returns:
-        ``{"global": (K,), method: (K,) ...}`` accuracies in [0, 1].
+        ``{"global": (K,), method: (K,) ...}`` accuracies in [0, 1]. All clients adapt at once
+        (:func:`adapt_all`); the result equals adapting them one by one with :func:`adapt`.
     """
     for method in methods:
         check_method(method)
@@ -398,13 +463,11 @@ def evaluate_methods(global_model: nn.Module, client_train, client_test, *, meth
     settings = {**ADAPTATION_DEFAULTS, **(adaptation or {})}
     local_settings = {**LOCAL_DEFAULTS, **(local or {})}
     scores = {"global": np.array([accuracy(global_model, *test) for test in client_test])}
-    scores.update({method: np.zeros(len(client_test)) for method in methods})
-    for k in progress_bar(range(len(client_train)), progress, description):
-        for method in methods:
-            model = adapt(method, global_model, *client_train[k], fisher=fisher, ewc_lambda=ewc_lambda,
-                          temperature=temperature, alpha=alpha, seed=seed + k,
-                          **(local_settings if method == "local" else settings))
-            scores[method][k] = accuracy(model, *client_test[k])
+    for method in progress_bar(methods, progress, description):
+        adapted = adapt_all(method, global_model, client_train, fisher=fisher, ewc_lambda=ewc_lambda,
+                            temperature=temperature, alpha=alpha, seed=seed,
+                            **(local_settings if method == "local" else settings))
+        scores[method] = adapted.accuracy_per_model(client_test)
     return scores
 
 

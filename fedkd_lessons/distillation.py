@@ -32,7 +32,8 @@ def _check_targets(targets, num_examples: int, num_classes: int) -> torch.Tensor
     return targets
 
 
-def distillation_loss(student_logits, teacher_logits, targets=None, temperature: float = 4.0, alpha: float = 0.9):
+def distillation_loss(student_logits, teacher_logits, targets=None, temperature: float = 4.0, alpha: float = 0.9,
+                      reduction: str = "mean"):
     r"""Hinton's distillation loss: soft targets at temperature ``T`` plus hard labels at ``T = 1``.
 
     .. math::
@@ -61,10 +62,14 @@ def distillation_loss(student_logits, teacher_logits, targets=None, temperature:
         temperature: ``T > 0``, the same for teacher and student (default 4).
         alpha: weight of the soft term in ``[0, 1]`` (default 0.9; the paper found a much lower
             weight on the hard term generally best, fact 2).
+        reduction: ``"mean"`` (the loss above) or ``"none"``: the ``(N,)`` loss of each example,
+            whose mean is the loss above (the batched engine averages each model's own examples).
 
     Returns:
         The scalar loss. ``alpha = 0`` gives exactly ``F.cross_entropy(student_logits, targets)``.
     """
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     temperature = check_positive_finite(temperature, "temperature")
     alpha = check_fraction(alpha, "alpha")
     student_logits = as_logits(student_logits, "student_logits")
@@ -87,10 +92,10 @@ def distillation_loss(student_logits, teacher_logits, targets=None, temperature:
     p = log_p.exp()
     # A class the teacher rules out (p = 0) contributes 0 log 0 = 0, not 0 * (-inf) = NaN.
     per_class = torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p))
-    loss = alpha * temperature**2 * per_class.sum(dim=1).mean()
+    per_example = alpha * temperature**2 * per_class.sum(dim=1)
     if alpha < 1.0:
-        loss = loss + (1.0 - alpha) * F.cross_entropy(student_logits, targets)
-    return loss
+        per_example = per_example + (1.0 - alpha) * F.cross_entropy(student_logits, targets, reduction="none")
+    return per_example.mean() if reduction == "mean" else per_example
 
 
 class LogitEnsemble(nn.Module):

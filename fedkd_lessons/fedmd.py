@@ -125,18 +125,27 @@ def compute_consensus(logits, kind: str = "logits", temperature: float = 1.0) ->
     raise ValueError(f"kind must be one of {CONSENSUS_KINDS}, got {kind!r}")
 
 
-def consensus_loss(logits, consensus, kind: str = "logits", temperature: float = 1.0) -> torch.Tensor:
+def consensus_loss(logits, consensus, kind: str = "logits", temperature: float = 1.0,
+                   reduction: str = "mean") -> torch.Tensor:
     """How far a party's logits ``(S, C)`` are from the consensus ``(S, C)``.
 
     ``kind="logits"``: mean absolute error, the paper's code (fact 18). ``kind="probabilities"``:
     ``T^2 KL(consensus || softmax(z / T))``, Hinton's soft-target loss (facts 2-3).
+    ``reduction="none"`` gives the ``(S,)`` loss of each sample, whose mean is the loss.
     """
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    if logits.shape != consensus.shape:
+        raise ValueError(f"logits have shape {tuple(logits.shape)} but consensus has {tuple(consensus.shape)}; "
+                         "they must match (same samples, same classes)")
     if kind == "logits":
-        return F.l1_loss(logits, consensus)
-    if kind == "probabilities":
+        per_sample = (logits - consensus).abs().mean(dim=-1)
+    elif kind == "probabilities":
         log_probs = log_softmax_with_temperature(logits, temperature)
-        return F.kl_div(log_probs, consensus, reduction="batchmean") * temperature**2
-    raise ValueError(f"kind must be one of {CONSENSUS_KINDS}, got {kind!r}")
+        per_sample = F.kl_div(log_probs, consensus, reduction="none").sum(dim=-1) * temperature**2
+    else:
+        raise ValueError(f"kind must be one of {CONSENSUS_KINDS}, got {kind!r}")
+    return per_sample.mean() if reduction == "mean" else per_sample
 
 
 def digest(party: Party, public_images: torch.Tensor, consensus: torch.Tensor, *, epochs: int = 1,
