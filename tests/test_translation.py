@@ -196,6 +196,21 @@ def test_the_glossary_test_can_fail():
     assert missing == ["软目标", "教师"]
 
 
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped (CJK kept), spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.lstrip("#").strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("readme", [README, CHINESE_README], ids=str)
+def test_readme_anchors_lead_to_headings(readme):
+    if not (ROOT / readme).exists():
+        pytest.skip(f"{readme} is not built yet")
+    text = (ROOT / readme).read_text(encoding="utf-8")
+    anchors = {github_anchor(heading) for _, block in readme_blocks(text) for heading in block.splitlines()[:1]}
+    broken = [link for link in re.findall(r"\]\(#([^)]+)\)", text) if link not in anchors]
+    assert not broken, f"{readme}: links to #{broken}, but its headings' anchors are {sorted(anchors)}"
+
+
 def test_readme_links_to_the_chinese_edition():
     head = (ROOT / README).read_text(encoding="utf-8").splitlines()[:5]
     assert any("README.zh.md" in line and "notebooks/zh" in line for line in head)
