@@ -102,8 +102,9 @@ def test_a_chinese_notebook_is_its_english_one_with_chinese_markdown(english_pat
     english = nbformat.read(english_path, as_version=4)
     chinese = nbformat.read(ROOT / CHINESE_NOTEBOOK_FOLDER / english_path.name, as_version=4)
     assert chinese.metadata.get("language") == "zh"
-    assert {key: value for key, value in chinese.metadata.items() if key != "language"} == english.metadata
-    assert len(chinese.cells) == len(english.cells)
+    assert {key: value for key, value in chinese.metadata.items() if key != "language"} == english.metadata, \
+        f"{english_path.name}: the notebook metadata (widget state) differ from the English: run `{BUILD_COMMAND}`"
+    assert len(chinese.cells) == len(english.cells), f"{english_path.name}: run `{BUILD_COMMAND}`"
     for ours, theirs in zip(english.cells, chinese.cells):
         assert (theirs.cell_type, theirs.get("id")) == (ours.cell_type, ours.get("id"))
         if ours.cell_type == "markdown":
@@ -111,7 +112,8 @@ def test_a_chinese_notebook_is_its_english_one_with_chinese_markdown(english_pat
             if needs_translation(ours.source):
                 assert CJK.search(theirs.source), f"{english_path.name} {ours.id} has no Chinese: {theirs.source[:80]!r}"
         else:
-            assert theirs == ours, f"{english_path.name} {ours.get('id')}: a code cell or its outputs differ"
+            assert theirs == ours, (f"{english_path.name} {ours.get('id')}: a code cell or its outputs differ from the "
+                                    f"English notebook's: run `{BUILD_COMMAND}`")
 
 
 def markdown_skeleton(markdown: str) -> dict:
