@@ -157,7 +157,7 @@ def test_every_page_works_offline(site):
             failures.append(f"{name}: images not loaded: {info['brokenImages']}")
         if info["mathTypeset"] != info["mathElements"]:
             failures.append(f"{name}: {info['mathElements'] - info['mathTypeset']} of {info['mathElements']} formulas not typeset")
-        if "$$" in info["text"] or "\\(" in info["text"]:
+        if "$$" in info["text"] or "\\(" in info["text"] or re.search(r"\$[^$\s][^$]*\$", info["text"]):
             failures.append(f"{name}: raw TeX left in the text")
         for link in info["links"]:
             parts = urlsplit(link)
@@ -200,3 +200,51 @@ def test_chinese_font_installed():
     require_chromium()
     fonts = subprocess.run(["fc-list", ":lang=zh-cn", "family"], capture_output=True, text=True).stdout
     assert fonts.strip(), "no Chinese font: apt-get install fonts-noto-cjk (.ci/run does)"
+
+
+def test_widgets_become_static_pictures_of_their_stored_state():
+    """A slider, a dropdown, an image and a progress bar, as ipywidgets stores them in a notebook."""
+    import nbformat
+
+    from fedkd_lessons.website import with_static_widgets
+
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    state = {
+        "box": {"model_name": "VBoxModel", "state": {"children": ["IPY_MODEL_pick", "IPY_MODEL_t", "IPY_MODEL_img", "IPY_MODEL_bar"]}},
+        "pick": {"model_name": "DropdownModel", "state": {"description": "digit", "_options_labels": ["#4 (label 1)", "#7 (label 3)"], "index": 1}},
+        "t": {"model_name": "FloatLogSliderModel", "state": {"description": "T", "value": 4.0, "readout_format": ".3g"}},
+        "img": {"model_name": "ImageModel", "state": {"format": "png"}, "buffers": [{"path": ["value"], "data": png, "encoding": "base64"}]},
+        "bar": {"model_name": "FloatProgressModel", "state": {"min": 0, "max": 20, "value": 20}},
+    }
+    nb = nbformat.v4.new_notebook(metadata={"widgets": {"application/vnd.jupyter.widget-state+json": {"state": state}}})
+    view = {"model_id": "box", "version_major": 2, "version_minor": 0}
+    nb.cells = [nbformat.v4.new_code_cell("w", outputs=[
+        nbformat.v4.new_output("display_data", {"application/vnd.jupyter.widget-view+json": view, "text/plain": "VBox(...)"}),
+        nbformat.v4.new_output("display_data", {"application/vnd.jupyter.widget-view+json": {"model_id": "gone"}, "text/plain": "x"}),
+    ])]
+    static = with_static_widgets(nb, "en")
+    shown, missing = (output["data"] for output in static.cells[0].outputs)
+    assert "widgets" not in static.metadata
+    assert set(shown) == {"text/html", "text/plain"}
+    assert "digit = #7 (label 3)" in shown["text/html"] and "T = 4" in shown["text/html"]
+    assert f'src="data:image/png;base64,{png}"' in shown["text/html"]
+    assert '<progress class="fedkd-widget-progress" max="20" value="20">' in shown["text/html"]
+    assert "shown here as the notebook stored it" in shown["text/html"]
+    assert "run the notebook in Jupyter" in missing["text/html"]
+
+
+def test_the_build_is_configured_offline(tmp_path):
+    """No notebook is executed, no intersphinx inventory fetched, no widget JavaScript from a CDN."""
+    import json
+    import runpy
+    import shutil
+
+    from fedkd_lessons.website import TEXT
+
+    shutil.copy(REPO / "website" / "conf.py", tmp_path / "conf.py")
+    (tmp_path / "site.json").write_text(json.dumps({**TEXT["zh"], "language": "zh", "other_language": "en", "other_docs": []}))
+    conf = runpy.run_path(str(tmp_path / "conf.py"))
+    assert conf["nb_execution_mode"] == "off"
+    assert not any("intersphinx" in extension for extension in conf["extensions"])
+    assert conf["nb_ipywidgets_js"] == {}
+    assert conf["language"] == "zh_CN"

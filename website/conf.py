@@ -35,6 +35,7 @@ nb_merge_streams = True
 nb_ipywidgets_js = {}  # its default loads require.js and the widget manager from a CDN
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3
+myst_dmath_double_inline = True  # $$...$$ inside a paragraph, as Jupyter shows it
 
 autodoc_default_options = {"members": True}
 autodoc_member_order = "bysource"
