@@ -192,7 +192,7 @@ class ModelStack:
         """``(K,)`` accuracy of every model on one shared test set ``images (N, ...)``, ``labels (N,)``."""
         if len(images) != len(labels) or len(labels) == 0:
             raise ValueError(f"images and labels must be non-empty and of one length, got {len(images)} and {len(labels)}")
-        return (self.predict_logits(images).argmax(dim=2) == labels).float().mean(dim=1).numpy()
+        return (self.predict_logits(images).argmax(dim=2) == labels).double().mean(dim=1).numpy()
 
 
 @dataclass

@@ -5,6 +5,7 @@ the lesson's prose claims about them."""
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..batched import ModelStack, StackedData, train_stack
 from ..data import ImageSplit, load_digits_split, stratified_indices
 from ..distillation import LogitEnsemble, choose_bias_shift, distillation_loss, shift_class_logit, train_student
 from ..models import accuracy, make_mlp, predict_logits
@@ -188,6 +190,22 @@ def fresh_mlp(hidden, seed: int, dropout: float = 0.0) -> nn.Sequential:
     return make_mlp(tuple(hidden), dropout=dropout)
 
 
+def train_together(students: list[nn.Module], sets: list[tuple], generators: list[torch.Generator], *, epochs: int,
+                   lr: float, batch_size: int, loss_fn=None) -> ModelStack:
+    """Train ``students`` (one architecture) at once, student ``k`` on ``sets[k]`` with batches from
+    ``generators[k]``: the batched engine, equal to training them one by one with ``train``."""
+    stack = ModelStack.from_models(students)
+    train_stack(stack, StackedData.from_sets(sets), epochs=epochs, lr=lr, batch_size=batch_size, loss_fn=loss_fn,
+                generators=generators, progress=False)
+    return stack
+
+
+def distillation_per_example(temperature: float, alpha: float):
+    """:func:`distillation_loss` at ``temperature`` and ``alpha``, one loss per example (the
+    engine's loss convention); targets ``(teacher_logits, labels)`` or ``(teacher_logits,)``."""
+    return functools.partial(distillation_loss, temperature=temperature, alpha=alpha, reduction="none")
+
+
 def train_teacher(data: LessonData, settings: Settings, progress: bool | None = None) -> nn.Sequential:
     """Section 1: the wide teacher with dropout, trained on the transfer set."""
     teacher = fresh_mlp(settings.teacher_hidden, settings.derived_seed(TEACHER), dropout=settings.teacher_dropout)
@@ -286,14 +304,22 @@ def soft_target_student(data: LessonData, teacher_logits, settings: Settings, si
 def same_set_students(data: LessonData, teacher_logits: torch.Tensor, settings: Settings,
                       progress: bool | None = None) -> dict[int, dict[str, np.ndarray]]:
     """Section 4a: test accuracy per student size and method (hard labels, soft targets), one entry
-    per student seed, every student trained on the same transfer set."""
-    results = {size: {HARD: [], SOFT: []} for size in settings.student_sizes}
-    runs = [(size, k) for size in settings.student_sizes for k in range(settings.student_seeds)]
-    for size, k in progress_bar(runs, progress, description="4a: students"):
-        for method, student in ((HARD, hard_label_student(data, settings, size, k)),
-                                (SOFT, soft_target_student(data, teacher_logits, settings, size, k))):
-            results[size][method].append(accuracy(student, data.test_images, data.test_labels))
-    return {size: {m: np.array(v) for m, v in r.items()} for size, r in results.items()}
+    per student seed, every student trained on the same transfer set. Each student is the one
+    :func:`hard_label_student` / :func:`soft_target_student` make; the seeds of one size and
+    method train at once (:mod:`fedkd_lessons.batched`)."""
+    seeds = range(settings.student_seeds)
+    sets = {HARD: (data.images, data.labels), SOFT: (data.images, teacher_logits, data.labels)}
+    losses = {HARD: None, SOFT: distillation_per_example(settings.temperature, settings.alpha)}
+    results = {}
+    for size in progress_bar(settings.student_sizes, progress, description="4a: students"):
+        results[size] = {}
+        for method in (HARD, SOFT):  # the same initial weights and batches for both methods, seed by seed
+            stack = train_together([fresh_mlp((size,), settings.derived_seed(STUDENT + k)) for k in seeds],
+                                   [sets[method]] * len(seeds), [settings.generator(BATCHES + k) for k in seeds],
+                                   epochs=settings.student_epochs, lr=settings.lr, batch_size=settings.batch_size,
+                                   loss_fn=losses[method])
+            results[size][method] = stack.accuracy(data.test_images, data.test_labels)
+    return results
 
 
 # --- Section 4b: few labels plus teacher-labelled digits ---------------------------------------
@@ -316,13 +342,12 @@ def train_ensemble_teacher(data: LessonData, settings: Settings, progress: bool 
     """Split the transfer set (stratified) and train ``ensemble_size`` MLPs on the teacher's half."""
     teacher_half, pool = stratified_indices(data.labels.numpy(), 1 - settings.teacher_share,
                                             seed=settings.derived_seed(ENSEMBLE_SPLIT))
-    members = []
-    for k in progress_bar(range(settings.ensemble_size), progress, description="ensemble members"):
-        member = fresh_mlp((settings.member_hidden,), settings.derived_seed(MEMBER + k))
-        train(member, data.images[teacher_half], data.labels[teacher_half], epochs=settings.member_epochs,
-              lr=settings.member_lr, batch_size=settings.batch_size, generator=settings.generator(MEMBER + k),
-              progress=False)
-        members.append(member)
+    seeds = range(settings.ensemble_size)
+    members = [fresh_mlp((settings.member_hidden,), settings.derived_seed(MEMBER + k)) for k in seeds]
+    # the members train at once (fedkd_lessons.batched), each with its own initial weights and batches
+    train_together(members, [(data.images[teacher_half], data.labels[teacher_half])] * len(members),
+                   [settings.generator(MEMBER + k) for k in seeds], epochs=settings.member_epochs,
+                   lr=settings.member_lr, batch_size=settings.batch_size).write_to(members)
     ensemble = LogitEnsemble(members)
     pool_teacher_logits = predict_logits(ensemble, data.images[pool])
     return EnsembleTeacher(ensemble, members, teacher_half, pool, pool_teacher_logits, pool_teacher_logits.argmax(1))
@@ -342,27 +367,34 @@ def few_label_students(data: LessonData, teacher: EnsembleTeacher, settings: Set
     pool with true labels where known and the teacher's argmax elsewhere (pseudo-labels); and the
     same plus the teacher's soft targets (soft targets). Returns test accuracies, one per seed."""
     pool_images, pool_labels = data.images[teacher.pool], data.labels[teacher.pool]
-    results = {n: {HARD: [], PSEUDO: [], SOFT: []} for n in settings.labelled_counts}
-    runs = [(n, k) for n in settings.labelled_counts for k in range(settings.student_seeds)]
-    for n_labelled, k in progress_bar(runs, progress, description="4b: students"):
-        labelled = torch.randperm(len(pool_labels), generator=settings.generator(LABELLED + k))[:n_labelled]
-        targets = teacher.pseudo_labels.clone()
-        targets[labelled] = pool_labels[labelled]  # true labels where we have them, the teacher's argmax elsewhere
-        options = dict(lr=settings.lr, batch_size=settings.batch_size, progress=False)
-        pool_epochs = epochs_for(len(pool_labels), settings)
-        runs_of = {
-            HARD: lambda m, g: train(m, pool_images[labelled], pool_labels[labelled],
-                                     epochs=epochs_for(n_labelled, settings), generator=g, **options),
-            PSEUDO: lambda m, g: train(m, pool_images, targets, epochs=pool_epochs, generator=g, **options),
-            SOFT: lambda m, g: train_student(m, pool_images, teacher.pool_teacher_logits, targets,
-                                             temperature=settings.temperature, alpha=settings.alpha,
-                                             epochs=pool_epochs, generator=g, **options),
+    seeds = range(settings.student_seeds)
+    options = dict(lr=settings.lr, batch_size=settings.batch_size)
+    pool_epochs = epochs_for(len(pool_labels), settings)
+    results = {}
+    for n_labelled in progress_bar(settings.labelled_counts, progress, description="4b: students"):
+        labelled = [torch.randperm(len(pool_labels), generator=settings.generator(LABELLED + k))[:n_labelled]
+                    for k in seeds]
+        targets = []
+        for chosen in labelled:
+            mixed = teacher.pseudo_labels.clone()
+            mixed[chosen] = pool_labels[chosen]  # true labels where we have them, the teacher's argmax elsewhere
+            targets.append(mixed)
+        sets = {
+            HARD: [(pool_images[chosen], pool_labels[chosen]) for chosen in labelled],
+            PSEUDO: [(pool_images, mixed) for mixed in targets],
+            SOFT: [(pool_images, teacher.pool_teacher_logits, mixed) for mixed in targets],
         }
-        for method, run in runs_of.items():
-            student = fresh_mlp((settings.few_label_hidden,), settings.derived_seed(STUDENT + k))
-            run(student, settings.generator(BATCHES + k))
-            results[n_labelled][method].append(accuracy(student, data.test_images, data.test_labels))
-    return {n: {m: np.array(v) for m, v in r.items()} for n, r in results.items()}
+        results[n_labelled] = {}
+        for method, method_sets in sets.items():
+            # every method's students: the same initial weights and batch stream per seed, all seeds at once
+            stack = train_together(
+                [fresh_mlp((settings.few_label_hidden,), settings.derived_seed(STUDENT + k)) for k in seeds],
+                method_sets, [settings.generator(BATCHES + k) for k in seeds],
+                epochs=epochs_for(n_labelled, settings) if method == HARD else pool_epochs,
+                loss_fn=distillation_per_example(settings.temperature, settings.alpha) if method == SOFT else None,
+                **options)
+            results[n_labelled][method] = stack.accuracy(data.test_images, data.test_labels)
+    return results
 
 
 # --- Section 5: the T x alpha sweep -------------------------------------------------------------
@@ -372,16 +404,23 @@ def temperature_alpha_sweep(data: LessonData, teacher_logits, settings: Settings
                             progress: bool | None = None) -> dict[int, np.ndarray]:
     """Validation accuracy per student size, a grid ``(len(sweep_alphas), len(sweep_temperatures))``;
     one student seed for every cell (the same initial weights and batches), Hinton's setting."""
-    grids = {size: np.zeros((len(settings.sweep_alphas), len(settings.sweep_temperatures)))
-             for size in settings.student_sizes}
-    cells = [(size, i, j) for size in settings.student_sizes for i in range(len(settings.sweep_alphas))
-             for j in range(len(settings.sweep_temperatures))]
-    for size, i, j in progress_bar(cells, progress, description="sweep"):
-        student = fresh_mlp((size,), settings.derived_seed(STUDENT))
-        train_student(student, data.images, teacher_logits, data.labels, temperature=settings.sweep_temperatures[j],
-                      alpha=settings.sweep_alphas[i], epochs=settings.sweep_epochs, lr=settings.lr,
-                      batch_size=settings.batch_size, generator=settings.generator(BATCHES), progress=False)
-        grids[size][i, j] = accuracy(student, data.val_images, data.val_labels)
+    cells = [(i, j) for i in range(len(settings.sweep_alphas)) for j in range(len(settings.sweep_temperatures))]
+    grids = {}
+    for size in progress_bar(settings.student_sizes, progress, description="sweep"):
+        # one student per cell, all from the same initial weights and batches, trained at once; each
+        # cell's loss is distillation_loss at its own T and alpha
+        losses = [distillation_per_example(settings.sweep_temperatures[j], settings.sweep_alphas[i]) for i, j in cells]
+
+        def per_cell_loss(logits, teacher_logits, labels):
+            chunks = zip(logits.chunk(len(cells)), teacher_logits.chunk(len(cells)), labels.chunk(len(cells)))
+            return torch.cat([loss(*chunk) for loss, chunk in zip(losses, chunks)])
+
+        stack = train_together([fresh_mlp((size,), settings.derived_seed(STUDENT)) for _ in cells],
+                               [(data.images, teacher_logits, data.labels)] * len(cells),
+                               [settings.generator(BATCHES) for _ in cells], epochs=settings.sweep_epochs,
+                               lr=settings.lr, batch_size=settings.batch_size, loss_fn=per_cell_loss)
+        grids[size] = stack.accuracy(data.val_images, data.val_labels).reshape(len(settings.sweep_alphas),
+                                                                               len(settings.sweep_temperatures))
     return grids
 
 
