@@ -77,6 +77,22 @@ def check_same_architecture(models: Sequence[nn.Module]) -> None:
                 raise ValueError("only nn.Flatten() with its default start_dim=1, end_dim=-1 is supported")
 
 
+def architecture_key(model: nn.Module) -> tuple:
+    """What must agree for models to be stacked: every layer (type and settings), every parameter's
+    name, shape and ``requires_grad``."""
+    return (tuple(_describe(layer) for layer in model.children()),
+            tuple((name, tuple(p.shape), p.requires_grad) for name, p in model.named_parameters()))
+
+
+def group_by_architecture(models: Sequence[nn.Module], extra: Sequence | None = None) -> list[list[int]]:
+    """Indices of ``models`` grouped by :func:`architecture_key` (and by ``extra[k]``, e.g. each
+    model's learning rate, where given), groups and members in first-seen order."""
+    groups: dict = {}
+    for k, model in enumerate(models):
+        groups.setdefault((architecture_key(model), None if extra is None else extra[k]), []).append(k)
+    return list(groups.values())
+
+
 class ModelStack:
     """``K`` models of one architecture with their parameters stacked along a first dimension.
 

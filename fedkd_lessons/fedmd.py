@@ -10,10 +10,13 @@ own private task (transfer learning). Then, each round:
 
 Only class scores cross the wire, so the parties' architectures may all differ. The per-party
 steps (:func:`party_logits`, :func:`digest`, :func:`revisit`) are separate functions acting on a
-:class:`Party`, so lesson 6 can run each party in its own process.
+:class:`Party` or a list of them: lesson 6 runs each party in its own process with the same
+functions, and in one process the parties that share an architecture (across federations of
+several seeds, say) train at once (:mod:`fedkd_lessons.batched`).
 """
 
 import copy
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .batched import ModelStack, StackedData, group_by_architecture, train_stack
 from .models import accuracy, count_parameters, predict_logits
 from .temperature import log_softmax_with_temperature, softmax_with_temperature
-from .training import progress_bar, train
+from .training import progress_bar
 from .validation import as_logits, check_int_at_least, check_positive_finite
 
 NUM_PUBLIC_CLASSES = 10
@@ -78,18 +82,37 @@ def make_parties(named_models, private_sets, seed: int = 0) -> list[Party]:
     ]
 
 
+def _as_parties(parties) -> list[Party]:
+    return [parties] if isinstance(parties, Party) else list(parties)
+
+
+def train_parties(parties, sets, *, epochs: int, batch_size: int, loss_fn=None) -> None:
+    """Train each party's model on its set, in place: ``sets[k] = (images, targets...)`` for party ``k``,
+    with the party's own learning rate and batch stream. Parties of one architecture (and learning
+    rate) train at once (:mod:`fedkd_lessons.batched`), which equals training them one by one;
+    ``loss_fn`` gives one loss per example (the engine's convention), default cross-entropy."""
+    parties = _as_parties(parties)
+    if len(sets) != len(parties):
+        raise ValueError(f"sets must give one training set per party ({len(parties)}), got {len(sets)}")
+    for group in group_by_architecture([p.model for p in parties], extra=[p.lr for p in parties]):
+        members = [parties[k] for k in group]
+        stack = ModelStack.from_models([p.model for p in members])
+        train_stack(stack, StackedData.from_sets([sets[k] for k in group]), epochs=epochs, lr=members[0].lr,
+                    batch_size=batch_size, loss_fn=loss_fn, generators=[p.generator for p in members],
+                    model_names=[f"party {p.name!r}" for p in members], progress=False)
+        stack.write_to([p.model for p in members])
+
+
 def pretrain_on_public(parties, public_images, public_labels, *, epochs: int, batch_size: int = 64) -> None:
     """Transfer learning, first half (fact 16): each party learns the public task (cross-entropy)."""
-    for party in parties:
-        train(party.model, public_images, public_labels, epochs=epochs, lr=party.lr, batch_size=batch_size,
-              generator=party.generator, progress=False)
+    parties = _as_parties(parties)
+    train_parties(parties, [(public_images, public_labels)] * len(parties), epochs=epochs, batch_size=batch_size)
 
 
 def transfer_learning(parties, public_images, public_labels, *, public_epochs: int, private_epochs: int) -> None:
     """Algorithm 1's first step, in place: public data, then ``private_epochs`` on private data."""
     pretrain_on_public(parties, public_images, public_labels, epochs=public_epochs)
-    for party in parties:
-        revisit(party, epochs=private_epochs)
+    revisit(parties, epochs=private_epochs)
 
 
 def party_logits(party: Party, public_images: torch.Tensor, indices) -> torch.Tensor:
@@ -148,24 +171,36 @@ def consensus_loss(logits, consensus, kind: str = "logits", temperature: float =
     return per_sample.mean() if reduction == "mean" else per_sample
 
 
-def digest(party: Party, public_images: torch.Tensor, consensus: torch.Tensor, *, epochs: int = 1,
-           batch_size: int = 64, kind: str = "logits", temperature: float = 1.0) -> list[float]:
-    """Digest, in place: train the party's model towards ``consensus`` on ``public_images``
-    (the subset's images, aligned row by row); returns the loss per epoch."""
-    if len(public_images) != len(consensus):
-        raise ValueError(f"public_images has {len(public_images)} rows but consensus has {len(consensus)}")
+def digest(parties, public_images, consensus, *, epochs: int = 1, batch_size: int = 64, kind: str = "logits",
+           temperature: float = 1.0) -> None:
+    """Digest, in place: train each party's model towards its consensus on the subset's images.
 
-    def loss_fn(logits, target):
-        return consensus_loss(logits, target, kind, temperature)
+    Args:
+        parties: one :class:`Party` or a list (trained at once where they share an architecture).
+        public_images: the subset's images ``(S, ...)``, or one such tensor per party.
+        consensus: ``(S, C)`` aligned row by row with the images (see :func:`consensus_loss` for
+            ``kind`` and ``temperature``), or one per party.
+    """
+    parties = _as_parties(parties)
+    images = list(public_images) if isinstance(public_images, (list, tuple)) else [public_images] * len(parties)
+    targets = list(consensus) if isinstance(consensus, (list, tuple)) else [consensus] * len(parties)
+    if len(images) != len(parties) or len(targets) != len(parties):
+        raise ValueError(f"give one public subset and one consensus for all parties or one per party "
+                         f"({len(parties)}), got {len(images)} and {len(targets)}")
+    for k, (subset, target) in enumerate(zip(images, targets)):
+        if len(subset) != len(target):
+            raise ValueError(f"party {parties[k].name!r}: public_images has {len(subset)} rows but consensus has "
+                             f"{len(target)}")
+    loss_fn = functools.partial(consensus_loss, kind=kind, temperature=temperature, reduction="none")
+    train_parties(parties, list(zip(images, targets)), epochs=epochs, batch_size=batch_size, loss_fn=loss_fn)
 
-    return train(party.model, public_images, consensus, epochs=epochs, lr=party.lr, batch_size=batch_size,
-                 loss_fn=loss_fn, generator=party.generator, progress=False)
 
-
-def revisit(party: Party, *, epochs: int) -> list[float]:
-    """Revisit, in place: ``epochs`` of cross-entropy on the party's private data only."""
-    return train(party.model, party.private_images, party.private_labels, epochs=epochs, lr=party.lr,
-                 batch_size=party.batch_size, generator=party.generator, progress=False)
+def revisit(parties, *, epochs: int) -> None:
+    """Revisit, in place: ``epochs`` of cross-entropy on each party's private data only."""
+    parties = _as_parties(parties)
+    for batch_size in sorted({p.batch_size for p in parties}):
+        same = [p for p in parties if p.batch_size == batch_size]
+        train_parties(same, [(p.private_images, p.private_labels) for p in same], epochs=epochs, batch_size=batch_size)
 
 
 @dataclass(frozen=True)
@@ -252,14 +287,14 @@ def run_fedmd(
         subset = public_images[indices]
         scores = torch.stack([party_logits(p, public_images, indices) for p in parties])
         if digest_target == "consensus":
-            shared = compute_consensus(scores, consensus, temperature)
-        for k, party in enumerate(parties):
-            if digest_target != "none":
-                # the control "own logits" feeds each party its own scores through the same code
-                target = shared if digest_target == "consensus" else compute_consensus(scores[k : k + 1], consensus, temperature)
-                digest(party, subset, target, epochs=digest_epochs, batch_size=digest_batch_size,
-                       kind=consensus, temperature=temperature)
-            revisit(party, epochs=revisit_epochs)
+            digest(parties, subset, compute_consensus(scores, consensus, temperature), epochs=digest_epochs,
+                   batch_size=digest_batch_size, kind=consensus, temperature=temperature)
+        elif digest_target == "own logits":
+            # the control feeds each party its own scores through the same code
+            own = [compute_consensus(scores[k : k + 1], consensus, temperature) for k in range(len(parties))]
+            digest(parties, subset, own, epochs=digest_epochs, batch_size=digest_batch_size, kind=consensus,
+                   temperature=temperature)
+        revisit(parties, epochs=revisit_epochs)
         history.append([accuracy(p.model, test_images, test_labels) for p in parties])
     settings = dict(rounds=rounds, subset_size=subset_size, digest_epochs=digest_epochs,
                     revisit_epochs=revisit_epochs, consensus=consensus, temperature=temperature,
@@ -275,13 +310,11 @@ def pooled_upper_bound(parties, test_images, test_labels, *, epochs: int) -> np.
     check_int_at_least(epochs, "epochs", 1)
     images = torch.cat([p.private_images for p in parties])
     labels = torch.cat([p.private_labels for p in parties])
-    scores = []
-    for party in parties:
-        pooled = copy.deepcopy(party)
-        pooled.private_images, pooled.private_labels = images, labels
-        revisit(pooled, epochs=epochs)
-        scores.append(accuracy(pooled.model, test_images, test_labels))
-    return np.array(scores)
+    pooled = copy.deepcopy(list(parties))
+    for party in pooled:
+        party.private_images, party.private_labels = images, labels
+    revisit(pooled, epochs=epochs)
+    return np.array([accuracy(party.model, test_images, test_labels) for party in pooled])
 
 
 @dataclass(frozen=True)

@@ -66,20 +66,23 @@ def test_digest_lowers_each_partys_distance_to_the_consensus(small_world):
 def test_revisit_trains_on_private_data_only(small_world, monkeypatch):
     parties, _, _ = small_world
     seen = []
-    monkeypatch.setattr(fedmd, "train", lambda model, images, targets, **kw: seen.append((images, targets)) or [])
+    monkeypatch.setattr(fedmd, "train_parties", lambda parties, sets, **kw: seen.append((parties, sets)))
     revisit(parties[1], epochs=3)
-    assert len(seen) == 1
-    assert seen[0][0] is parties[1].private_images and seen[0][1] is parties[1].private_labels
+    assert len(seen) == 1 and seen[0][0] == [parties[1]]
+    (images, labels), = seen[0][1]
+    assert images is parties[1].private_images and labels is parties[1].private_labels
 
 
 def test_a_round_is_communicate_aggregate_digest_then_revisit(small_world, monkeypatch):
     parties, public, letters = small_world
     calls = []
-    real_digest, real_revisit = fedmd.digest, fedmd.revisit
-    monkeypatch.setattr(fedmd, "digest", lambda party, *a, **k: calls.append(("digest", party.name)) or real_digest(party, *a, **k))
-    monkeypatch.setattr(fedmd, "revisit", lambda party, **k: calls.append(("revisit", party.name)) or real_revisit(party, **k))
+    real_logits, real_digest, real_revisit = fedmd.party_logits, fedmd.digest, fedmd.revisit
+    monkeypatch.setattr(fedmd, "party_logits", lambda party, *a: calls.append(("communicate", party.name)) or real_logits(party, *a))
+    monkeypatch.setattr(fedmd, "digest", lambda parties, *a, **k: calls.append(("digest", tuple(p.name for p in parties))) or real_digest(parties, *a, **k))
+    monkeypatch.setattr(fedmd, "revisit", lambda parties, **k: calls.append(("revisit", tuple(p.name for p in parties))) or real_revisit(parties, **k))
     run_fedmd(parties, public, letters.test_images, letters.test_labels, rounds=1, subset_size=50, progress=False)
-    assert calls == [(step, name) for name in ("mlp", "cnn", "mlp2") for step in ("digest", "revisit")]
+    names = ("mlp", "cnn", "mlp2")
+    assert calls == [("communicate", name) for name in names] + [("digest", names), ("revisit", names)]
 
 
 def test_same_seed_same_history_and_inputs_untouched(small_world):

@@ -110,8 +110,7 @@ def transfer_learn(parties: list[Party], public: ImageSplit, letters: LetterData
         with torch.random.fork_rng(devices=[]):
             upper_bound = pooled_upper_bound(parties, letters.test_images, letters.test_labels,
                                              epochs=settings.pooled_epochs)
-    for party in parties:
-        revisit(party, epochs=settings.private_epochs)
+    revisit(parties, epochs=settings.private_epochs)
     return TransferResult(digit_accuracy, upper_bound)
 
 
