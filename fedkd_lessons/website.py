@@ -43,7 +43,7 @@ TEXT = {
         "switch_label": "中文",
         "lesson_map": "Lesson map",
         "api": "API reference",
-        "api_intro": "Generated from the docstrings of the helper package ``fedkd_lessons``: one page per module.",
+        "api_intro": "Generated from the docstrings of the helper package ``fedkd_lessons``: one page per module, a subpackage's modules on its page.",
         "widget_note": "An interactive widget in Jupyter; shown here as the notebook stored it.",
         "widget_missing": "(an interactive widget: run the notebook in Jupyter to use it)",
     },
@@ -53,7 +53,7 @@ TEXT = {
         "switch_label": "English",
         "lesson_map": "课程地图",
         "api": "API 参考",
-        "api_intro": "以下各页由辅助包 ``fedkd_lessons`` 的文档字符串（英文）生成，每个模块一页。",
+        "api_intro": "以下各页由辅助包 ``fedkd_lessons`` 的文档字符串（英文）生成：每个模块一页，子包的各模块在同一页。",
         "widget_note": "交互控件：在 Jupyter 中可以操作，这里显示的是笔记本保存时的状态。",
         "widget_missing": "（交互控件：请在 Jupyter 中运行笔记本后使用）",
     },
@@ -196,26 +196,41 @@ def landing_page(readme: str | None, lessons: list[str], language: str) -> str:
     return readme[:first_section.start()] + lesson_map + readme[first_section.start():].rstrip() + api
 
 
-def package_modules() -> list[str]:
+def package_modules() -> dict[str, list[str]]:
+    """The package's public modules, each top-level one with its submodules (found without importing)."""
     import fedkd_lessons
 
-    names = ["fedkd_lessons"]
-    for info in pkgutil.walk_packages(fedkd_lessons.__path__, prefix="fedkd_lessons."):
-        if not any(part.startswith("_") for part in info.name.split(".")):
-            names.append(info.name)
-    return sorted(names)
+    modules = {}
+    for info in pkgutil.iter_modules(fedkd_lessons.__path__):
+        if info.name.startswith("_"):
+            continue
+        name = f"fedkd_lessons.{info.name}"
+        modules[name] = [name]
+        if info.ispkg:
+            folder = Path(fedkd_lessons.__path__[0]) / info.name
+            modules[name] += sorted(f"{name}.{sub.name}" for sub in pkgutil.iter_modules([str(folder)])
+                                    if not sub.name.startswith("_"))
+    return dict(sorted(modules.items()))
+
+
+def api_docnames() -> list[str]:
+    return ["api/index", *(f"api/{name}" for name in package_modules())]
 
 
 def api_pages(folder: Path, language: str) -> None:
+    """One page per top-level module (a subpackage's modules on its page), and an index page that
+    shows the package's own docstring."""
     folder.mkdir(parents=True)
     modules = package_modules()
     title = TEXT[language]["api"]
-    lines = [title, "=" * (2 * len(title)), "", TEXT[language]["api_intro"], "", ".. toctree::", "   :maxdepth: 1", ""]
-    lines += [f"   {name}" for name in modules]
+    lines = [title, "=" * (2 * len(title)), "", TEXT[language]["api_intro"], "", ".. automodule:: fedkd_lessons", "",
+             ".. toctree::", "   :maxdepth: 1", "", *(f"   {name}" for name in modules)]
     (folder / "index.rst").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    for name in modules:
-        (folder / f"{name}.rst").write_text(
-            f"{name}\n{'=' * len(name)}\n\n.. automodule:: {name}\n   :members:\n", encoding="utf-8")
+    for name, members in modules.items():
+        text = f"{name}\n{'=' * len(name)}\n\n.. automodule:: {name}\n   :members:\n"
+        for sub in members[1:]:
+            text += f"\n{sub}\n{'-' * len(sub)}\n\n.. automodule:: {sub}\n   :members:\n"
+        (folder / f"{name}.rst").write_text(text, encoding="utf-8")
 
 
 def prepare_source(repo: Path, language: str, folder: Path, other_docs: list[str]) -> list[str]:
@@ -238,8 +253,7 @@ def prepare_source(repo: Path, language: str, folder: Path, other_docs: list[str
         landing_page(readme.read_text(encoding="utf-8") if readme.exists() else None, lessons, language),
         encoding="utf-8")
     api_pages(folder / "api", language)
-    docs = ["index", *(f"notebooks/{Path(n).stem}" for n in lessons), "api/index",
-            *(f"api/{m}" for m in package_modules())]
+    docs = ["index", *(f"notebooks/{Path(n).stem}" for n in lessons), *api_docnames()]
     other = "zh" if language == "en" else "en"
     settings = {"language": language, "other_language": other, **TEXT[language],
                 "other_docs": sorted(set(other_docs) | {"genindex", "search", "py-modindex"})}
@@ -268,8 +282,8 @@ def build(outdir: Path, repo: Path = REPO, quiet: bool = True) -> Path:
     with tempfile.TemporaryDirectory(prefix="fedkd-website-") as tmp:
         tmp = Path(tmp)
         names = {lang: [n.name for n in lesson_notebooks(repo, lang)] for lang in LANGUAGES}
-        planned = {lang: ["index", *(f"notebooks/{Path(n).stem}" for n in names[lang]), "api/index",
-                          *(f"api/{m}" for m in package_modules())] for lang in LANGUAGES}
+        planned = {lang: ["index", *(f"notebooks/{Path(n).stem}" for n in names[lang]), *api_docnames()]
+                   for lang in LANGUAGES}
         for lang in LANGUAGES:
             other = "zh" if lang == "en" else "en"
             prepare_source(repo, lang, tmp / "src" / lang, planned[other])

@@ -104,8 +104,57 @@ PAGE_SCRIPT = """() => {
 }"""
 
 
+async def open_pages(url: str, pages: list[str], tabs: int = 3):
+    """Open every page, ``tabs`` at a time, with requests to other hosts aborted and recorded.
+    Returns what each page shows, the external requests and the problems (console errors,
+    page errors, HTTP errors) by page."""
+    import asyncio
+
+    from playwright.async_api import async_playwright
+
+    external, problems, seen = [], [], {}
+    queue = list(reversed(pages))
+
+    async def route(route):
+        if urlsplit(route.request.url).hostname in LOOPBACK:
+            await route.continue_()
+        else:
+            external.append(route.request.url)
+            await route.abort()
+
+    async def tab(context):
+        page = await context.new_page()
+        current = {"page": None}
+        page.on("console", lambda msg: msg.type == "error"
+                and problems.append(f"{current['page']}: console error: {msg.text}"))
+        page.on("pageerror", lambda error: problems.append(f"{current['page']}: page error: {error}"))
+        page.on("response", lambda response: response.status >= 400
+                and problems.append(f"{current['page']}: {response.status} for {response.url}"))
+        while queue:
+            name = current["page"] = queue.pop()
+            await page.goto(f"{url}/{name}", wait_until="load")
+            if await page.evaluate("() => document.querySelector('.math') !== null"):
+                await page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise",
+                                             timeout=20_000)
+                await page.evaluate("() => MathJax.startup.promise")
+            seen[name] = await page.evaluate(PAGE_SCRIPT)
+            if name in SCREENSHOTS:
+                await page.screenshot(path=str(ARTIFACTS / SCREENSHOTS[name]))
+        await page.close()
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            context = await browser.new_context(viewport={"width": 1300, "height": 900})
+            await context.route("**/*", route)
+            await asyncio.gather(*(tab(context) for _ in range(tabs)))
+        finally:
+            await browser.close()
+    return seen, external, problems
+
+
 def test_every_page_works_offline(site):
-    from playwright.sync_api import sync_playwright
+    import asyncio
 
     folder, url = site
     pages = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.html") if "_static" not in p.parts)
@@ -114,39 +163,8 @@ def test_every_page_works_offline(site):
     assert len(lessons_en) == len(list((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))) >= 6
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
-    external, problems, seen = [], [], {}
     start = time.monotonic()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            context = browser.new_context(viewport={"width": 1300, "height": 900})
-
-            def route(route):
-                if urlsplit(route.request.url).hostname in LOOPBACK:
-                    route.continue_()
-                else:
-                    external.append(route.request.url)
-                    route.abort()
-
-            context.route("**/*", route)
-            page = context.new_page()
-            current = {"page": None}
-            page.on("console", lambda msg: msg.type == "error"
-                    and problems.append(f"{current['page']}: console error: {msg.text}"))
-            page.on("pageerror", lambda error: problems.append(f"{current['page']}: page error: {error}"))
-            page.on("response", lambda response: response.status >= 400
-                    and problems.append(f"{current['page']}: {response.status} for {response.url}"))
-            for name in pages:
-                current["page"] = name
-                page.goto(f"{url}/{name}", wait_until="load")
-                if page.evaluate("() => document.querySelector('.math') !== null"):
-                    page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=20_000)
-                    page.evaluate("() => MathJax.startup.promise")
-                seen[name] = page.evaluate(PAGE_SCRIPT)
-                if name in SCREENSHOTS:
-                    page.screenshot(path=str(ARTIFACTS / SCREENSHOTS[name]))
-        finally:
-            browser.close()
+    seen, external, problems = asyncio.run(open_pages(url, pages))
     print(f"{len(pages)} pages opened in {time.monotonic() - start:.0f} s")
 
     failures = [f"request to another host: {u}" for u in sorted(set(external))] + problems

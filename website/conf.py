@@ -37,7 +37,6 @@ myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3
 myst_dmath_double_inline = True  # $$...$$ inside a paragraph, as Jupyter shows it
 
-autodoc_default_options = {"members": True}
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 napoleon_google_docstring = True
