@@ -153,3 +153,30 @@ def test_figures_are_returned(small_world):
     for figure in figures:
         assert isinstance(figure, matplotlib.figure.Figure)
         matplotlib.pyplot.close(figure)
+
+
+def test_runs_together_equal_the_same_runs_one_by_one(small_world):
+    parties, public, letters = small_world  # no dropout: the runs draw nothing from torch's global stream
+    variants = [dict(digest_target="consensus", seed=1), dict(digest_target="none", seed=1),
+                dict(digest_target="own logits", subset_size=30, seed=2),
+                dict(consensus="probabilities", temperature=3.0, seed=3)]
+    runs = [fedmd.FedMDRun(parties, letters.test_images, letters.test_labels, **{"subset_size": 60, **v})
+            for v in variants]
+    together = fedmd.run_fedmd_together(runs, public, rounds=2, progress=False)
+    for variant, joint in zip(variants, together):
+        alone = run_fedmd(parties, public, letters.test_images, letters.test_labels, rounds=2,
+                          **{"subset_size": 60, **variant}, progress=False)
+        np.testing.assert_array_equal(joint.accuracy, alone.accuracy)
+        for a, b in zip(joint.parties, alone.parties):
+            for x, y in zip(a.model.parameters(), b.model.parameters()):
+                torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-4)
+        assert joint.settings["digest_target"] == variant.get("digest_target", "consensus")
+
+
+def test_run_settings_are_checked():
+    with pytest.raises(ValueError, match="digest_target must be one of"):
+        fedmd.FedMDRun([object()], torch.zeros(1), torch.zeros(1), digest_target="mean")
+    with pytest.raises(ValueError, match="parties: FedMD needs at least one party"):
+        fedmd.FedMDRun([], torch.zeros(1), torch.zeros(1))
+    with pytest.raises(ValueError, match="runs: give at least one FedMDRun"):
+        fedmd.run_fedmd_together([], torch.zeros(3, 1, 8, 8))

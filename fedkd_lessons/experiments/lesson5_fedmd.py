@@ -16,7 +16,7 @@ import torch
 
 from ..data import ImageSplit, load_digits_split
 from ..fedmd import NUM_CLASSES, NUM_PRIVATE_CLASSES, FedMDHistory, Party, make_parties, pooled_upper_bound
-from ..fedmd import pretrain_on_public, revisit, run_fedmd
+from ..fedmd import FedMDRun, pretrain_on_public, revisit, run_fedmd, run_fedmd_together
 from ..letters import WRITERS, LetterData, make_letter_parties
 from ..models import accuracy, make_fedmd_zoo
 from ..validation import check_int_at_least, check_positive_finite
@@ -117,38 +117,59 @@ def transfer_learn(parties: list[Party], public: ImageSplit, letters: LetterData
 def run_rounds(parties: list[Party], public: ImageSplit, letters: LetterData, settings: Settings, *,
                progress: bool | None = None, description: str = "FedMD", **changes) -> FedMDHistory:
     """``settings.rounds`` FedMD rounds on copies of the transfer-learned ``parties``; ``changes``
-    overrides any of ``run_fedmd``'s arguments (``digest_target``, ``consensus``, ``subset_size`` ...)."""
+    overrides any of ``run_fedmd``'s arguments (``digest_target``, ``consensus``, ``revisit_epochs`` ...)."""
     options = {**settings.fedmd_options, **changes}
     return run_fedmd(parties, public.train_images, letters.test_images, letters.test_labels, **options,
                      progress=progress, description=description)
 
 
+def run_variants(parties: list[Party], public: ImageSplit, letters: LetterData, settings: Settings,
+                 variants: dict[str, dict], *, progress: bool | None = None) -> dict[str, FedMDHistory]:
+    """Variants of the lesson's ``settings.rounds`` FedMD rounds, each on copies of the same
+    transfer-learned ``parties``, run in lockstep (:func:`fedkd_lessons.fedmd.run_fedmd_together`,
+    so each round's parties of one architecture train at once). Each variant's dict overrides
+    ``digest_target``, ``consensus``, ``temperature`` or ``subset_size`` (see ``run_fedmd``)."""
+    runs = [FedMDRun(parties, letters.test_images, letters.test_labels,
+                     **{"subset_size": settings.subset_size, "seed": settings.seed, **changes})
+            for changes in variants.values()]
+    histories = run_fedmd_together(runs, public.train_images, rounds=settings.rounds,
+                                   digest_epochs=settings.digest_epochs, revisit_epochs=settings.revisit_epochs,
+                                   progress=progress, description=", ".join(variants))
+    return dict(zip(variants, histories))
+
+
+CONTROL = {"digest_target": "none"}  # the same rounds, subsets and revisit epochs, no digest step
+OWN_LOGITS = {"digest_target": "own logits"}  # digest each party's own scores: nothing from the others
+
+
 def run_fedmd_and_control(parties, public, letters, settings, progress=None) -> tuple[FedMDHistory, FedMDHistory]:
     """FedMD, and the control that runs the same rounds, subsets and revisit epochs from the same
     start with the digest step removed (``digest_target="none"``)."""
-    return (run_rounds(parties, public, letters, settings, progress=progress, description="FedMD"),
-            run_rounds(parties, public, letters, settings, digest_target="none", progress=progress,
-                       description="control"))
+    runs = run_variants(parties, public, letters, settings, {"FedMD": {}, "control": CONTROL}, progress=progress)
+    return runs["FedMD"], runs["control"]
 
 
-def run_own_logits_control(parties, public, letters, settings, progress=None) -> FedMDHistory:
-    """The control that digests each party's own scores: the same public data, loss and steps,
-    nothing learned from the others."""
-    return run_rounds(parties, public, letters, settings, digest_target="own logits", progress=progress,
-                      description="own logits")
+def run_fedmd_and_controls(parties, public, letters, settings,
+                           progress=None) -> tuple[FedMDHistory, FedMDHistory, FedMDHistory]:
+    """FedMD, the same-epochs control and the control that digests each party's own scores (the
+    same public data, loss and steps, nothing learned from the others)."""
+    runs = run_variants(parties, public, letters, settings,
+                        {"FedMD": {}, "control": CONTROL, "own logits": OWN_LOGITS}, progress=progress)
+    return runs["FedMD"], runs["control"], runs["own logits"]
 
 
 def run_softened(parties, public, letters, settings, progress=None) -> FedMDHistory:
     """FedMD with the consensus of softened probabilities at ``settings.softened_temperature``."""
-    return run_rounds(parties, public, letters, settings, consensus="probabilities",
-                      temperature=settings.softened_temperature, progress=progress,
-                      description=f"softened T={settings.softened_temperature:g}")
+    variant = {"consensus": "probabilities", "temperature": settings.softened_temperature}
+    return run_variants(parties, public, letters, settings, {f"softened T={settings.softened_temperature:g}": variant},
+                        progress=progress).popitem()[1]
 
 
 def run_other_subset_sizes(parties, public, letters, settings, progress=None) -> dict[int, FedMDHistory]:
     """FedMD at each of ``settings.other_subset_sizes`` (the run at ``subset_size`` is FedMD itself)."""
-    return {size: run_rounds(parties, public, letters, settings, subset_size=size, progress=progress,
-                             description=f"S={size}") for size in settings.other_subset_sizes}
+    runs = run_variants(parties, public, letters, settings,
+                        {f"S={size}": {"subset_size": size} for size in settings.other_subset_sizes}, progress=progress)
+    return dict(zip(settings.other_subset_sizes, runs.values()))
 
 
 @dataclass(frozen=True)
