@@ -133,10 +133,6 @@ class ModelStack:
         for name, parameter in model.named_parameters():
             self.parameters[name].copy_(parameter.detach().expand_as(self.parameters[name]))
 
-    def state(self, k: int) -> dict[str, torch.Tensor]:
-        """Model ``k``'s parameters as a state dict (views into the stack)."""
-        return {name: value[k] for name, value in self.parameters.items()}
-
     def write_to(self, models: Sequence[nn.Module]) -> None:
         """Copy model ``k``'s weights into ``models[k]``, in place, for every ``k``."""
         if len(models) != len(self):
@@ -278,14 +274,18 @@ def batch_schedule(sizes: np.ndarray, epochs: int, batch_size: int, generators: 
     """
     count = len(sizes)
     steps = int(math.ceil(max(sizes) / batch_size))
-    index = torch.zeros(count, epochs, steps * batch_size, dtype=torch.long)
-    weight = torch.zeros(count, epochs, steps * batch_size)
-    for k, n in enumerate(sizes):
-        for epoch in range(epochs):
-            index[k, epoch, :n] = torch.randperm(int(n), generator=generators[k])
-            weight[k, epoch, :n] = 1.0
+    padded = steps * batch_size
+    sizes = torch.as_tensor(np.asarray(sizes), dtype=torch.long)
+    orders = [torch.randperm(int(n), generator=generators[k]) for k, n in enumerate(sizes.tolist()) for _ in range(epochs)]
+    # each (model, epoch) order goes to the front of its padded row: row r's entries start at r * padded
+    lengths = sizes.repeat_interleave(epochs)
+    firsts = torch.cumsum(lengths, 0) - lengths
+    within = torch.arange(int(lengths.sum())) - firsts.repeat_interleave(lengths)
+    index = torch.zeros(count * epochs * padded, dtype=torch.long)
+    index[(torch.arange(count * epochs) * padded).repeat_interleave(lengths) + within] = torch.cat(orders)
+    weight = (torch.arange(padded) < sizes.view(count, 1, 1)).float().expand(count, epochs, padded)
     shape = (count, epochs, steps, batch_size)
-    return index.view(shape).permute(1, 2, 0, 3), weight.view(shape).permute(1, 2, 0, 3)
+    return index.view(shape).permute(1, 2, 0, 3), weight.reshape(shape).permute(1, 2, 0, 3)
 
 
 class StackedOptimizer:
@@ -332,7 +332,7 @@ class StackedOptimizer:
                     continue
             first = self.first[name]
             if self.optimizer == "sgd" and everyone:
-                first.mul_(self.momentum).add_(gradient)
+                torch.add(gradient, first, alpha=self.momentum, out=first)  # one pass over the buffer
                 parameter.add_(first, alpha=-self.lr)
             elif self.optimizer == "sgd":
                 first.copy_(torch.where(mask, first * self.momentum + gradient, first))

@@ -135,8 +135,10 @@ def update_norms(client_states, global_state: State) -> torch.Tensor:
 def _stacked_update_norms(stacked: dict[str, torch.Tensor], global_state: State) -> torch.Tensor:
     squares = torch.zeros(len(next(iter(stacked.values()))), dtype=torch.float64)
     for name, value in stacked.items():
-        difference = (value - global_state[name]).flatten(1)
-        squares += torch.linalg.vector_norm(difference, dim=1).double() ** 2
+        chunk = _chunk(value)  # the differences a chunk of clients at a time: no copy of all the weights
+        for first in range(0, len(value), chunk):
+            difference = (value[first : first + chunk] - global_state[name]).flatten(1)
+            squares[first : first + chunk] += torch.linalg.vector_norm(difference, dim=1).double() ** 2
     return squares.sqrt()
 
 
