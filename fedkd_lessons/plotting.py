@@ -72,3 +72,27 @@ def save_figure(fig, path) -> None:
     """Save ``fig`` as a PNG without the creation time, so the same figure gives the same bytes."""
     fig.savefig(path, format="png", bbox_inches="tight", metadata={"Software": None})
 
+
+
+def paired_differences_figure(comparisons: dict, title: str, xlabel: str = "difference in test accuracy (points)"):
+    """Every lesson's headline over seeds: one row per comparison ``label -> PairedInterval``
+    (:mod:`fedkd_lessons.experiments.intervals`), each seed's paired difference as a dot, the mean
+    as a diamond and its 95 % interval as a bar, against a line at zero. Differences of accuracies
+    are drawn in points (x 100). ``title`` should state what the intervals show."""
+    if not comparisons:
+        raise ValueError("comparisons is empty: give at least one label -> PairedInterval")
+    fig, ax = plt.subplots(figsize=(8.5, 0.75 * len(comparisons) + 1.4))
+    for row, (label, interval) in enumerate(reversed(list(comparisons.items()))):
+        ax.plot([100 * interval.low, 100 * interval.high], [row, row], "-", color="#000000", linewidth=2, zorder=2,
+                label=f"{100 * interval.confidence:.0f} % interval of the mean" if row == 0 else None)
+        ax.plot(100 * interval.differences, [row + 0.12] * len(interval.differences), "o", color="#999999",
+                markersize=5, zorder=3, label="one seed" if row == 0 else None)  # just above the bar, all visible
+        ax.plot(100 * interval.mean, row, "D", color="#0072B2", markersize=8, zorder=4, label="mean" if row == 0 else None)
+    ax.axvline(0, color="#D55E00", linewidth=1, linestyle="--")
+    ax.set_yticks(range(len(comparisons)), list(reversed(list(comparisons))))
+    ax.set_ylim(-0.7, len(comparisons) - 0.3)
+    ax.set_xlabel(xlabel)
+    ax.legend(frameon=False, fontsize=8, loc="best")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
