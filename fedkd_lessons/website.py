@@ -15,7 +15,6 @@ picture of the state the notebook stored: its image, its text, its sliders' valu
 """
 
 import argparse
-import base64
 import html
 import json
 import os
@@ -233,8 +232,13 @@ def api_pages(folder: Path, language: str) -> None:
         (folder / f"{name}.rst").write_text(text, encoding="utf-8")
 
 
-def prepare_source(repo: Path, language: str, folder: Path, other_docs: list[str]) -> list[str]:
-    """Lay out one language's Sphinx source in ``folder``; return its page names."""
+def page_names(repo: Path, language: str) -> list[str]:
+    """The Sphinx page names of one language's site."""
+    return ["index", *(f"notebooks/{path.stem}" for path in lesson_notebooks(repo, language)), *api_docnames()]
+
+
+def prepare_source(repo: Path, language: str, folder: Path) -> None:
+    """Lay out one language's Sphinx source in ``folder``."""
     shutil.copytree(repo / "website", folder, ignore=shutil.ignore_patterns("__pycache__"))
     if (repo / "assets").is_dir():
         shutil.copytree(repo / "assets", folder / "assets")
@@ -253,12 +257,10 @@ def prepare_source(repo: Path, language: str, folder: Path, other_docs: list[str
         landing_page(readme.read_text(encoding="utf-8") if readme.exists() else None, lessons, language),
         encoding="utf-8")
     api_pages(folder / "api", language)
-    docs = ["index", *(f"notebooks/{Path(n).stem}" for n in lessons), *api_docnames()]
     other = "zh" if language == "en" else "en"
     settings = {"language": language, "other_language": other, **TEXT[language],
-                "other_docs": sorted(set(other_docs) | {"genindex", "search", "py-modindex"})}
+                "other_docs": sorted(set(page_names(repo, other)) | {"genindex", "search", "py-modindex"})}
     (folder / "site.json").write_text(json.dumps(settings, ensure_ascii=False, indent=1), encoding="utf-8")
-    return docs
 
 
 def choose_language_page() -> str:
@@ -279,14 +281,13 @@ a{display:block;font-size:1.4em;margin:.5em 0}</style></head>
 def build(outdir: Path, repo: Path = REPO, quiet: bool = True) -> Path:
     """Build both languages into ``outdir``; return the path of ``outdir/index.html``."""
     outdir = Path(outdir).resolve()
+    for kept in (repo / "notebooks", Path(__file__).resolve().parent):
+        if outdir == kept.resolve() or kept.resolve() in outdir.parents:
+            raise ValueError(f"outdir must not be inside {kept}, got {outdir}: the site is written, never the sources")
     with tempfile.TemporaryDirectory(prefix="fedkd-website-") as tmp:
         tmp = Path(tmp)
-        names = {lang: [n.name for n in lesson_notebooks(repo, lang)] for lang in LANGUAGES}
-        planned = {lang: ["index", *(f"notebooks/{Path(n).stem}" for n in names[lang]), *api_docnames()]
-                   for lang in LANGUAGES}
         for lang in LANGUAGES:
-            other = "zh" if lang == "en" else "en"
-            prepare_source(repo, lang, tmp / "src" / lang, planned[other])
+            prepare_source(repo, lang, tmp / "src" / lang)
         env = {**os.environ, "MPLBACKEND": "Agg", "FEDKD_PROGRESS": "0", "PYTHONDONTWRITEBYTECODE": "1"}
         processes = {}
         for lang in LANGUAGES:  # the two languages at once, one process each
@@ -321,7 +322,10 @@ def main(argv=None) -> None:
     parser.add_argument("--verbose", action="store_true", help="show Sphinx's progress messages")
     args = parser.parse_args(argv)
     start = time.monotonic()
-    index = build(args.outdir, quiet=not args.verbose)
+    try:
+        index = build(args.outdir, quiet=not args.verbose)
+    except ValueError as error:
+        parser.error(str(error))
     print(f"built in {time.monotonic() - start:.0f} s: {index}", file=sys.stderr)
     print(index)
 

@@ -271,3 +271,12 @@ def test_the_build_is_configured_offline(tmp_path):
     assert not any("intersphinx" in extension for extension in conf["extensions"])
     assert conf["nb_ipywidgets_js"] == {}
     assert conf["language"] == "zh_CN"
+
+
+def test_the_site_is_never_written_into_the_sources():
+    from fedkd_lessons.website import build
+
+    for inside in (REPO / "notebooks" / "site", REPO / "fedkd_lessons" / "site"):
+        with pytest.raises(ValueError, match="outdir must not be inside"):
+            build(inside)
+        assert not inside.exists()
