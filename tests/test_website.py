@@ -196,6 +196,12 @@ def test_every_page_works_offline(site):
     # maths typeset by the local MathJax on the lessons and the API
     assert seen["en/notebooks/02_knowledge_distillation.html"]["mathElements"] >= 10
     assert seen["en/api/fedkd_lessons.distillation.html"]["mathTypeset"] >= 1
+    # the landing page of each language carries the lesson map: a link to every lesson
+    for language in ("en", "zh"):
+        lessons = sorted(p.name for p in (folder / language / "notebooks").glob("*.html")) if (folder / language / "notebooks").exists() else []
+        linked = {urlsplit(link).path for link in seen[f"{language}/index.html"]["links"]}
+        missing = [lesson for lesson in lessons if f"/{language}/notebooks/{lesson}" not in linked]
+        assert not missing, f"{language}/index.html does not link to {missing}"
     # every lesson shows its figures
     for lesson in lessons_en:
         assert seen[f"en/notebooks/{lesson}"]["images"] >= 1, f"lesson {lesson} shows no picture"
