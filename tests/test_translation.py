@@ -42,9 +42,10 @@ def catalog_of(source: Path) -> dict:
 
 @pytest.mark.parametrize("source", SOURCES, ids=str)
 def test_every_markdown_cell_has_a_current_chinese_entry(source):
-    report = compare(english_pairs(source), catalog_of(source), str(source))
-    assert not (report.missing or report.untranslated or report.stale), \
-        f"{report}\n(`python -m fedkd_lessons.translation check` lists these; `stubs` adds entries for new cells)"
+    report = compare(english_pairs(source), catalog_of(source), str(source),
+                     str(catalog_path(ROOT, source).relative_to(ROOT)))
+    current = not (report.missing or report.untranslated or report.stale)
+    assert current, f"{report}\n(`python -m fedkd_lessons.translation check` lists these; `stubs` adds entries for new cells)"
 
 
 def complete(source: Path) -> bool:
@@ -104,7 +105,8 @@ def test_a_chinese_notebook_is_its_english_one_with_chinese_markdown(english_pat
     assert chinese.metadata.get("language") == "zh"
     assert {key: value for key, value in chinese.metadata.items() if key != "language"} == english.metadata, \
         f"{english_path.name}: the notebook metadata (widget state) differ from the English: run `{BUILD_COMMAND}`"
-    assert len(chinese.cells) == len(english.cells), f"{english_path.name}: run `{BUILD_COMMAND}`"
+    same_length = len(chinese.cells) == len(english.cells)
+    assert same_length, f"{english_path.name}: {len(chinese.cells)} cells, the English {len(english.cells)}: run `{BUILD_COMMAND}`"
     for ours, theirs in zip(english.cells, chinese.cells):
         assert (theirs.cell_type, theirs.get("id")) == (ours.cell_type, ours.get("id"))
         if ours.cell_type == "markdown":
