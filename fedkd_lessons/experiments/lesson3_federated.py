@@ -5,7 +5,7 @@ facts 9, 13, 15), with what the lesson claims about them."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -14,9 +14,10 @@ from ..data import (Federation, ImageSplit, class_skew, client_datasets, dirichl
                     local_train_test_split)
 from ..federated import FedAvgHistory, class_accuracies, fedavg, run_fedavg
 from ..models import accuracy, make_mlp
-from ..training import train
+from ..training import progress_bar, train
 from ..validation import check_fraction, check_int_at_least, check_positive_finite
 from .claims import Claim, at_least, at_most
+from .intervals import PairedInterval, paired_interval
 
 NUM_CLASSES = 10
 
@@ -57,6 +58,8 @@ class Settings:
     last_rounds: int = 10
     accuracy_level: float = 0.8  # "first round at 80 %"
     hurt_points: float = 0.10  # a client "loses more than ten points"
+    # the headline costs over seeds: seed, seed + 1, ..., seed + seeds - 1
+    seeds: int = 5
     # exercise 2: the skew at more alphas, over several partitions (numpy only)
     skew_alphas: tuple[float, ...] = (100, 10, 1, 0.3, 0.1, 0.03)
     skew_partitions: int = 10
@@ -102,6 +105,7 @@ class Settings:
         for sigma in self.dp_sigmas:
             check_positive_finite(sigma, "dp_sigmas")
         check_int_at_least(self.last_rounds, "last_rounds", 1)
+        check_int_at_least(self.seeds, "seeds", 2)
         if self.last_rounds > self.rounds:
             raise ValueError(f"last_rounds must be at most rounds ({self.rounds}), got {self.last_rounds!r}")
         check_fraction(self.accuracy_level, "accuracy_level")
@@ -265,6 +269,59 @@ def run_aggregator_runs(federations: dict[float, Federation], digits: ImageSplit
 
 
 @dataclass
+class SeedHeadlines:
+    """The lesson's headline costs on ``settings.seeds`` seeds (each seed a new partition, initial
+    model, client choice, batches and noise): per run name, the central test accuracy averaged over
+    the last rounds, one per seed. ``intervals`` holds the paired differences behind the prose."""
+
+    seeds: tuple[int, ...]
+    accuracy: dict[str, np.ndarray]
+
+    def intervals(self, settings: Settings) -> dict[str, PairedInterval]:
+        small, large = (dp_name(sigma) for sigma in settings.dp_sigmas)
+        plain = self.accuracy["FedAvg"]
+        return {
+            f"FedAvg: alpha = {settings.iid_alpha:g} - alpha = {settings.skewed_alpha:g}":
+                paired_interval(self.accuracy["FedAvg, i.i.d."], plain),
+            "skewed: FedAvg - median": paired_interval(plain, self.accuracy["median"]),
+            f"skewed: FedAvg - {small}": paired_interval(plain, self.accuracy[small]),
+            f"skewed: FedAvg - {large}": paired_interval(plain, self.accuracy[large]),
+        }
+
+
+def headline_runs(digits: ImageSplit, settings: Settings, progress: bool | None = None) -> dict[str, float]:
+    """At ``settings.seed``: FedAvg on the near-i.i.d. and the skewed federation, and the skewed one
+    under the median and DP at both sigmas (S from that seed's own plain run); each run's central
+    accuracy over the last rounds."""
+    federations = make_federations(digits, settings)
+    skewed = federations[settings.skewed_alpha]
+    plain = run_federation(skewed, digits, settings, "FedAvg", progress)
+    clip = clip_norm_from(plain.history, settings)
+    runs = {"FedAvg": plain,
+            "FedAvg, i.i.d.": run_federation(federations[settings.iid_alpha], digits, settings, "i.i.d.", progress),
+            "median": run_federation(skewed, digits, settings, "median", progress, aggregator="median")}
+    for sigma in settings.dp_sigmas:
+        runs[dp_name(sigma)] = run_federation(skewed, digits, settings, dp_name(sigma), progress, aggregator="dp",
+                                              clip_norm=clip, noise_std=sigma)
+    return {name: run.history.global_accuracy_over_last(settings.last_rounds) for name, run in runs.items()}
+
+
+def headlines_over_seeds(digits: ImageSplit, settings: Settings, runs: dict[float, FedAvgRun],
+                         aggregator_runs: dict[str, FedAvgRun], progress: bool | None = None) -> SeedHeadlines:
+    """:func:`headline_runs` on the seeds after ``settings.seed``; ``settings.seed`` itself is read
+    from ``runs`` and ``aggregator_runs``, the runs the lesson already made (nothing is trained twice)."""
+    last = settings.last_rounds
+    first = {"FedAvg": runs[settings.skewed_alpha].history.global_accuracy_over_last(last),
+             "FedAvg, i.i.d.": runs[settings.iid_alpha].history.global_accuracy_over_last(last),
+             **{name: aggregator_runs[name].history.global_accuracy_over_last(last)
+                for name in ["median", *(dp_name(sigma) for sigma in settings.dp_sigmas)]}}
+    seeds = tuple(settings.seed + i for i in range(settings.seeds))
+    rows = [first] + [headline_runs(digits, replace(settings, seed=seed), progress=False)
+                      for seed in progress_bar(seeds[1:], progress, "other seeds")]
+    return SeedHeadlines(seeds, {name: np.array([row[name] for row in rows]) for name in first})
+
+
+@dataclass
 class FederatedResult:
     """Everything lesson 3's claims are measured on."""
 
@@ -275,14 +332,16 @@ class FederatedResult:
     runs: dict[float, FedAvgRun]  # alpha -> plain FedAvg
     clip_norm: float
     aggregator_runs: dict[str, FedAvgRun]
+    over_seeds: SeedHeadlines
 
 
 def result_of(settings: Settings, federations: dict[float, Federation], trace: RoundTrace,
-              runs: dict[float, FedAvgRun], clip_norm: float, aggregator_runs: dict[str, FedAvgRun]) -> FederatedResult:
+              runs: dict[float, FedAvgRun], clip_norm: float, aggregator_runs: dict[str, FedAvgRun],
+              over_seeds: SeedHeadlines) -> FederatedResult:
     """Gather what the notebook (or :func:`run_claims_experiment`) computed."""
     return FederatedResult(settings, {alpha: partition_statistics(f) for alpha, f in federations.items()},
                            client_main_classes(federations[settings.skewed_alpha]), trace, runs, clip_norm,
-                           aggregator_runs)
+                           aggregator_runs, over_seeds)
 
 
 def run_claims_experiment(settings: Settings) -> FederatedResult:
@@ -293,7 +352,8 @@ def run_claims_experiment(settings: Settings) -> FederatedResult:
     runs = run_partition_runs(federations, digits, settings, progress=False)
     clip_norm = clip_norm_from(runs[settings.skewed_alpha].history, settings)
     aggregator_runs = run_aggregator_runs(federations, digits, settings, clip_norm, progress=False)
-    return result_of(settings, federations, trace, runs, clip_norm, aggregator_runs)
+    over_seeds = headlines_over_seeds(digits, settings, runs, aggregator_runs, progress=False)
+    return result_of(settings, federations, trace, runs, clip_norm, aggregator_runs, over_seeds)
 
 
 def first_round_at(history: FedAvgHistory, level: float) -> int:
@@ -344,7 +404,22 @@ def claims(result: FederatedResult) -> list[Claim]:
     central = trace.central_accuracy
     sizes = parts[skewed]["train_sizes"]
     points = 100.0
+    headline = result.over_seeds.intervals(s)
+    skew_cost, median_cost, small_cost, large_cost = headline.values()
     return [
+        # --- the headlines over five seeds (paired differences of the central accuracy, last rounds)
+        # seeds 0-9 (each with its four next seeds): 5.5-7.1 points
+        at_least(f"over {s.seeds} seeds, skewed clients cost FedAvg accuracy on average (at least 2 points below "
+                 f"alpha = {iid:g})", points * skew_cost.mean, 2.0, unit="points"),
+        # the interval's lower end; seeds 0-9: 15.8-26.3 points
+        at_least(f"over {s.seeds} seeds, the median costs skewed clients accuracy (the 95 % interval of its cost "
+                 "lies above 5 points)", points * median_cost.low, 5.0, unit="points"),
+        # the interval's lower end; seeds 0-9: 8.7-15.9 points
+        at_least(f"over {s.seeds} seeds, sigma = {s.dp_sigmas[1]:g} costs accuracy (the 95 % interval of its cost "
+                 "lies above 3 points)", points * large_cost.low, 3.0, unit="points"),
+        # seeds 0-9: 0.4-3.5 points
+        at_most(f"over {s.seeds} seeds, sigma = {s.dp_sigmas[0]:g} costs little (its mean cost is under 5 points)",
+                points * abs(small_cost.mean), 5.0, unit="points"),
         # --- partitions: numpy seeds only, no training
         # seeds 0-9: the smaller of the two rises is 0.259-0.328
         at_least(f"smaller alpha, more skewed clients: the class skew rises from alpha = {iid:g} to {mild:g} to {skewed:g}",
