@@ -337,14 +337,16 @@ def adapt(method: str, global_model: nn.Module, images, labels, *, fisher: dict 
 def adapt_all(method: str, global_model: nn.Module, client_train, *, fisher: dict | None = None,
               ewc_lambda: float = EWC_LAMBDA, temperature: float = DISTILL_TEMPERATURE, alpha: float = DISTILL_ALPHA,
               epochs: int | None = None, lr: float | None = None, batch_size: int | None = None,
-              momentum: float | None = None, seed: int = 0, progress: bool | None = False) -> ModelStack:
+              momentum: float | None = None, seed: int = 0, epoch_end=None,
+              progress: bool | None = False) -> ModelStack:
     """Adapt ``global_model`` to every client at once with ``method``: the batched twin of :func:`adapt`.
 
     Client ``k`` (``client_train[k] = (images, labels)``) adapts with seed ``seed + k``: the same
     initialisation (``"local"``) and batch order as ``adapt(method, ..., seed=seed + k)``, so the
     ``K`` adapted models equal ``K`` calls of :func:`adapt` up to float rounding. Training settings
-    default to :data:`ADAPTATION_DEFAULTS` (:data:`LOCAL_DEFAULTS` for ``"local"``). Returns the
-    ``K`` adapted models as a :class:`~fedkd_lessons.batched.ModelStack`.
+    default to :data:`ADAPTATION_DEFAULTS` (:data:`LOCAL_DEFAULTS` for ``"local"``); ``epoch_end``
+    goes to :func:`~fedkd_lessons.batched.train_stack`. Returns the ``K`` adapted models as a
+    :class:`~fedkd_lessons.batched.ModelStack`.
     """
     check_method(method)
     if len(client_train) == 0:
@@ -388,9 +390,64 @@ def adapt_all(method: str, global_model: nn.Module, client_train, *, fisher: dic
     train_stack(stack, StackedData.from_sets(sets), epochs=training["epochs"], lr=training["lr"],
                 batch_size=training["batch_size"], optimizer="sgd", momentum=training["momentum"], loss_fn=loss_fn,
                 penalty=penalty, generators=[torch.Generator().manual_seed(seed + k) for k in range(len(sets))],
-                model_names=[f"client {k} ({method})" for k in range(len(sets))], progress=progress,
-                description=method)
+                model_names=[f"client {k} ({method})" for k in range(len(sets))], epoch_end=epoch_end,
+                progress=progress, description=method)
     return stack
+
+
+def split_for_validation(images, labels, share: float, seed: int = 0) -> tuple[tuple, tuple]:
+    """One client's training data split at random into ``(fit, validation)`` pairs, the validation
+    part ``max(1, round(share * n))`` examples: the only data a client has to choose its epochs on."""
+    images, labels = _check_client_data(images, labels)
+    share = check_fraction(share, "share")
+    held = max(1, round(share * len(labels)))
+    if held >= len(labels):
+        raise ValueError(f"a client with {len(labels)} training examples cannot hold out {held} for validation "
+                         "and still train on any")
+    order = torch.as_tensor(np.random.default_rng(seed).permutation(len(labels)), dtype=torch.long)
+    fit, validation = order[held:], order[:held]
+    return (images[fit], labels[fit]), (images[validation], labels[validation])
+
+
+@dataclass
+class EarlyStopped:
+    """Models adapted with early stopping: the stack (each client's best-validation weights), the
+    number of epochs each client kept (0 = the global model itself) and its validation set size."""
+
+    models: ModelStack
+    epochs: np.ndarray
+    validation_sizes: np.ndarray
+
+
+def adapt_all_early_stopped(method: str, global_model: nn.Module, client_train, *, validation_share: float = 0.2,
+                            max_epochs: int = 50, seed: int = 0, **options) -> EarlyStopped:
+    """:func:`adapt_all` with the number of epochs chosen per client on its own data: each client
+    holds out ``validation_share`` of its training set (:func:`split_for_validation`, seed
+    ``seed + k``), adapts on the rest for up to ``max_epochs`` epochs, and keeps the weights of the
+    epoch (0 included: the starting model) with the best validation accuracy, the fewest epochs
+    among ties. A client with few images pays twice: fewer to train on, and a validation score that
+    moves in steps of a whole image. ``options`` go to :func:`adapt_all`."""
+    check_int_at_least(max_epochs, "max_epochs", 1)
+    splits = [split_for_validation(images, labels, validation_share, seed + k)
+              for k, (images, labels) in enumerate(client_train)]
+    validation = [held for _, held in splits]
+    start = ModelStack.repeat(global_model, len(splits))
+    if method == "local":
+        raise ValueError("early stopping is for the methods that start from the global model, not 'local'")
+    best_score, best_epoch = start.accuracy_per_model(validation), np.zeros(len(splits), dtype=int)
+    best = {name: value.clone() for name, value in start.parameters.items()}
+
+    def keep_improved(epoch: int, stack: ModelStack) -> None:
+        score = stack.accuracy_per_model(validation)
+        improved = torch.as_tensor(score > best_score)
+        best_score[improved.numpy()], best_epoch[improved.numpy()] = score[improved.numpy()], epoch
+        for name, value in stack.parameters.items():
+            best[name][improved] = value[improved]
+
+    stack = adapt_all(method, global_model, [fit for fit, _ in splits], epochs=max_epochs, seed=seed,
+                      epoch_end=keep_improved, **options)
+    stack.parameters = best
+    return EarlyStopped(stack, best_epoch, np.array([len(labels) for _, labels in validation]))
 
 
 def code_equivalent_alpha(alpha: float = DISTILL_ALPHA, temperature: float = DISTILL_TEMPERATURE,

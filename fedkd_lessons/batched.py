@@ -370,6 +370,7 @@ def train_stack(
     weight_decay: float = 0.0,
     generators: Sequence[torch.Generator | None] | torch.Generator | None = None,
     model_names: Sequence[str] | None = None,
+    epoch_end: Callable[[int, "ModelStack"], None] | None = None,
     progress: bool | None = None,
     description: str = "training",
 ) -> np.ndarray:
@@ -388,6 +389,9 @@ def train_stack(
         generators: one generator per model shuffling its batches (or one shared by all, or
             ``None`` for torch's global stream); see :func:`batch_schedule` for the drawing order.
         model_names: names used in error messages (default ``model k``).
+        epoch_end: called as ``epoch_end(epoch, stack)`` after each epoch (1, 2, ...), e.g. to score
+            the models on validation data and keep the best weights (early stopping); the optimizer
+            state runs on undisturbed.
 
     Raises:
         FloatingPointError: a model's loss becomes NaN or infinite; the message names the model,
@@ -437,5 +441,7 @@ def train_stack(
             gradients = torch.autograd.grad(losses.sum(), [parameters[name] for name in trainable])
             opt.step(dict(zip(trainable, gradients)), active)
             history[:, epoch] += (losses.detach() * examples).numpy()
+        if epoch_end is not None:
+            epoch_end(epoch + 1, stack)
     history /= np.asarray(data.sizes, dtype=float)[:, None]
     return history

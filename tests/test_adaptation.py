@@ -7,12 +7,13 @@ import torch.nn.functional as F
 from scipy.stats import binomtest
 from torch import nn
 
-from fedkd_lessons.adaptation import (METHODS, adapt, adapt_distill, adapt_ewc, adapt_finetune, adapt_freeze_base,
-                                      adapt_local, adaptation_curve, code_equivalent_alpha, evaluate_methods,
-                                      ewc_penalty, ewc_stability_ratio, fisher_diagonal, run_adaptation_experiment,
+from fedkd_lessons.adaptation import (METHODS, adapt, adapt_all, adapt_all_early_stopped, adapt_distill, adapt_ewc,
+                                      adapt_finetune, adapt_freeze_base, adapt_local, adaptation_curve,
+                                      code_equivalent_alpha, evaluate_methods, ewc_penalty, ewc_stability_ratio,
+                                      fisher_diagonal, run_adaptation_experiment, split_for_validation,
                                       subsample_clients)
 from fedkd_lessons.distillation import distillation_loss
-from fedkd_lessons.models import make_mlp, predict_logits
+from fedkd_lessons.models import accuracy, make_mlp, predict_logits
 
 
 @pytest.fixture
@@ -241,3 +242,35 @@ def test_distillation_improves_mean_local_accuracy_over_the_global_model(digits)
     assert gain.mean() > 0
     assert binomtest(fixed, fixed + broken, 0.5, alternative="greater").pvalue < 0.01
     assert (gain > 0).sum() > (gain < 0).sum()
+
+
+def test_early_stopping_keeps_each_clients_best_validation_epoch():
+    torch.manual_seed(0)
+    start = make_mlp((16,))
+    generator = torch.Generator().manual_seed(3)
+    prototypes = torch.randn(10, 1, 8, 8, generator=generator)
+    sets = []
+    for n in (12, 20, 30):  # learnable clients: noisy copies of one prototype per class
+        labels = torch.randint(0, 10, (n,), generator=generator)
+        sets.append((prototypes[labels] + 0.8 * torch.randn(n, 1, 8, 8, generator=generator), labels))
+    stopped = adapt_all_early_stopped("finetune", start, sets, validation_share=0.25, max_epochs=4, seed=5, lr=0.05)
+    assert stopped.validation_sizes.tolist() == [3, 5, 8]
+    for k, (images, labels) in enumerate(sets):
+        fit, held = split_for_validation(images, labels, 0.25, seed=5 + k)
+        # the reference: adapt for each epoch count separately, score on the validation split
+        scores = [accuracy(start, *held)] + [
+            float(adapt_all("finetune", start, [fit], epochs=e, seed=5 + k, lr=0.05).accuracy_per_model([held])[0])
+            for e in range(1, 5)]
+        assert stopped.epochs[k] == int(np.argmax(scores))  # the first best: the fewest epochs among ties
+        if stopped.epochs[k] > 0:
+            again = adapt_all("finetune", start, [fit], epochs=int(stopped.epochs[k]), seed=5 + k, lr=0.05)
+            for name, value in again.parameters.items():
+                torch.testing.assert_close(stopped.models.parameters[name][k], value[0], atol=1e-6, rtol=1e-5)
+    assert stopped.epochs.max() > 0
+
+
+def test_a_client_too_small_to_hold_out_validation_is_rejected():
+    with pytest.raises(ValueError, match="a client with 1 training examples cannot hold out 1"):
+        split_for_validation(torch.zeros(1, 1, 8, 8), torch.zeros(1, dtype=torch.long), 0.2)
+    with pytest.raises(ValueError, match="early stopping is for the methods that start from the global model"):
+        adapt_all_early_stopped("local", make_mlp((8,)), [(torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))])

@@ -7,19 +7,21 @@ differ between CPUs; the claims below are what must hold on every machine and ev
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from ..adaptation import (ADAPTATION_DEFAULTS, DISTILL_ALPHA, DISTILL_TEMPERATURE, EWC_LAMBDA, FEDAVG_SETTINGS,
-                          LOCAL_DEFAULTS, METHODS, AdaptationExperiment, adapt, adaptation_curve,
-                          code_equivalent_alpha, evaluate_methods, ewc_stability_ratio, run_adaptation_experiment,
-                          subsample_clients)
+                          LOCAL_DEFAULTS, METHODS, AdaptationExperiment, adapt, adapt_all_early_stopped,
+                          adaptation_curve, code_equivalent_alpha, evaluate_methods, ewc_stability_ratio,
+                          run_adaptation_experiment, subsample_clients)
 from ..data import ImageSplit, load_digits_split
 from ..models import accuracy, make_mlp
+from ..training import progress_bar
 from ..validation import check_fraction, check_int_at_least, check_positive_finite
-from .claims import Claim, at_least
+from .claims import Claim, at_least, at_most
+from .intervals import PairedInterval, paired_interval
 
 # The methods that start from the global model (every method but the local-only baseline).
 ADAPTED = ("finetune", "freeze_base", "ewc", "distill")
@@ -67,6 +69,8 @@ class Settings:
     num_classes: int = 10
     # few-shot study
     shots: int = 10
+    seeds: int = 5  # the headline gains over seeds: seed, seed + 1, ..., seed + seeds - 1
+    validation_share: float = 0.2  # early-stopped fine-tuning: the share of its own images a client holds out
     epochs_grid: tuple[int, ...] = (0, 1, 2, 5, 10, 20, 50)
     sizes: tuple[int, ...] = (5, 10, 20)
     # DP aggregation at the paper's Reddit noise (fact 15); the clip norm is measured (median update norm)
@@ -96,6 +100,8 @@ class Settings:
         check_positive_finite(self.fedavg_lr, "fedavg_lr")
         check_int_at_least(self.fedavg_batch_size, "fedavg_batch_size", 1)
         check_fraction(self.momentum, "momentum")
+        check_int_at_least(self.seeds, "seeds", 2)
+        check_fraction(self.validation_share, "validation_share")
         if self.momentum == 1:
             raise ValueError("momentum must be in [0, 1), got 1")
         check_int_at_least(self.adapt_epochs, "adapt_epochs", 1)
@@ -224,6 +230,83 @@ def shrinking_data(experiment: AdaptationExperiment, settings: Settings,
     return shrink
 
 
+FEW = "10 images"  # the headline's few-shot comparisons, at the curves' last number of epochs
+STOPPED = "finetune, early-stopped"
+
+
+def early_stopped_finetune(experiment: AdaptationExperiment, settings: Settings, client_train=None):
+    """Fine-tuning with its epochs chosen per client on ``validation_share`` of the client's own
+    training images (up to the last of ``epochs_grid``): the fair fine-tuning baseline, scored on
+    the clients' local tests. Returns the :class:`~fedkd_lessons.adaptation.EarlyStopped` result
+    and the accuracies ``(K,)``."""
+    stopped = adapt_all_early_stopped("finetune", experiment.global_model, client_train or experiment.federation.train,
+                                      validation_share=settings.validation_share, max_epochs=settings.epochs_grid[-1],
+                                      seed=settings.seed, lr=settings.adapt_lr, batch_size=settings.adapt_batch_size,
+                                      momentum=settings.momentum)
+    return stopped, stopped.models.accuracy_per_model(experiment.federation.test)
+
+
+def headline_accuracies(experiment: AdaptationExperiment, curves: dict, settings: Settings) -> dict[str, np.ndarray]:
+    """One seed's headline numbers, ``{name: (K,)}`` local test accuracies: the global model, every
+    method at full local data, fine-tuning early-stopped on each client's own validation split, and,
+    on ``settings.shots`` images, fine-tuning and distillation after the last number of epochs of
+    ``settings.epochs_grid`` and fine-tuning early-stopped."""
+    return {**{name: experiment.accuracies[name] for name in ("global",) + METHODS},
+            STOPPED: early_stopped_finetune(experiment, settings)[1],
+            f"finetune, {FEW}": curves["finetune"][-1], f"distill, {FEW}": curves["distill"][-1],
+            f"{STOPPED}, {FEW}": early_stopped_finetune(experiment, settings, few_shot_clients(experiment, settings))[1]}
+
+
+def headline_run(digits: ImageSplit, settings: Settings) -> dict[str, np.ndarray]:
+    """:func:`headline_accuracies` at ``settings.seed``, trained from scratch: the partition, FedAvg,
+    the local-only models, every adaptation, and the two few-shot methods at the last epoch count."""
+    experiment = federate(digits, settings, progress=False)
+    experiment.accuracies.update(adapt_clients(experiment, settings, progress=False))
+    few = few_shot_clients(experiment, settings)
+    last = {"epochs": settings.epochs_grid[-1]}
+    curves = {method: evaluate_methods(experiment.global_model, few, experiment.federation.test, methods=(method,),
+                                       fisher=experiment.fisher, temperature=settings.temperature,
+                                       alpha=settings.distill_alpha, adaptation={**settings.adaptation, **last},
+                                       seed=settings.seed, progress=False)[method][None]
+              for method in ("finetune", "distill")}
+    return headline_accuracies(experiment, curves, settings)
+
+
+@dataclass
+class SeedHeadlines:
+    """The headline over ``settings.seeds`` seeds (each a new partition, global model, local models
+    and batches): per seed, ``{name: (K,)}`` every client's local test accuracy."""
+
+    seeds: tuple[int, ...]
+    per_seed: list[dict[str, np.ndarray]]
+
+    def interval(self, better: str, worse: str) -> PairedInterval:
+        """The paired difference of the clients' mean accuracy, ``better - worse``, over the seeds."""
+        return paired_interval([row[better].mean() for row in self.per_seed], [row[worse].mean() for row in self.per_seed])
+
+    def clients_moved(self, better: str, worse: str) -> tuple[int, int, int]:
+        """Over every seed's clients: how many end above, how many below, and how many in all."""
+        difference = np.concatenate([row[better] - row[worse] for row in self.per_seed])
+        return int((difference > 0).sum()), int((difference < 0).sum()), len(difference)
+
+    def comparisons(self) -> dict[str, PairedInterval]:
+        """The lesson's headline comparisons, label -> interval."""
+        pairs = [(method, "global") for method in METHODS] + [
+            (STOPPED, "global"), ("distill", STOPPED),
+            (f"distill, {FEW}", f"finetune, {FEW}"), (f"distill, {FEW}", f"{STOPPED}, {FEW}")]
+        return {f"{better} - {worse}": self.interval(better, worse) for better, worse in pairs}
+
+
+def headlines_over_seeds(digits: ImageSplit, experiment: AdaptationExperiment, curves: dict, settings: Settings,
+                         progress: bool | None = None) -> SeedHeadlines:
+    """The headline on ``settings.seed`` (read from ``experiment`` and ``curves``, the notebook's own
+    runs) and on the seeds after it (:func:`headline_run`)."""
+    seeds = tuple(settings.seed + i for i in range(settings.seeds))
+    rows = [headline_accuracies(experiment, curves, settings)]
+    rows += [headline_run(digits, replace(settings, seed=seed)) for seed in progress_bar(seeds[1:], progress, "other seeds")]
+    return SeedHeadlines(seeds, rows)
+
+
 def dp_clip_norm(experiment: AdaptationExperiment) -> float:
     """Lesson 3's choice of the DP clip norm S: the median norm of the plain run's client updates, to
     two decimals (the paper's S = 15 would never clip these small updates)."""
@@ -301,34 +384,36 @@ class AdaptationClaimsResult:
     curves: dict  # {"finetune", "distill": (len(epochs_grid), K)} on the few-shot clients
     aggregated: dict = field(default_factory=dict)  # {settings.dp_run (, "median"): {"global", *ADAPTED: (K,)}}
     stability_ratios: dict = field(default_factory=dict)  # {run: lr * paper lambda * max F}
+    over_seeds: SeedHeadlines | None = None  # the headline over settings.seeds seeds
 
 
-def result_of(experiment: AdaptationExperiment, curves: dict, runs: dict, settings: Settings) -> AdaptationClaimsResult:
+def result_of(experiment: AdaptationExperiment, curves: dict, runs: dict, settings: Settings,
+              over_seeds: SeedHeadlines) -> AdaptationClaimsResult:
     """What the claims need from what the notebook (or :func:`run_claims_experiment`) computed."""
     return AdaptationClaimsResult(
         settings, dict(experiment.accuracies), dict(curves),
         {name: dict(run.accuracies) for name, run in runs.items() if name != "mean"},
-        {name: ewc_stability_ratio(run.fisher, settings.paper_ewc_lambda, settings.adapt_lr) for name, run in runs.items()})
+        {name: ewc_stability_ratio(run.fisher, settings.paper_ewc_lambda, settings.adapt_lr) for name, run in runs.items()},
+        over_seeds)
 
 
-# The adaptation methods the claims are about; the prose draws no conclusion from the others (whose means
-# change sign with the seed), so the claims experiment does not train them.
-CLAIMED_FULL_DATA = ("distill",)
+# The adaptation methods the claims are about after DP; the prose draws no conclusion from the others there.
 CLAIMED_AFTER_DP = ("ewc", "distill")
 
 
 def run_claims_experiment(settings: Settings) -> AdaptationClaimsResult:
     """The experiments the prose draws conclusions from, exactly as the notebook runs them: the plain
     federation with the local-only models and distillation, the few-shot curves, and the DP run with EWC
-    and distillation. The median run and the other methods are left out: the prose claims nothing about
-    them (the median's effect on these clients changes sign with the seed)."""
+    and distillation; and the headline over seeds. The median run is left out: the prose claims nothing
+    about it (the median's effect on these clients changes sign with the seed)."""
     digits = load_digits_split()
     experiment = federate(digits, settings, progress=False)
-    experiment.accuracies.update(adapt_clients(experiment, settings, methods=CLAIMED_FULL_DATA, progress=False))
+    experiment.accuracies.update(adapt_clients(experiment, settings, progress=False))
     curves = few_shot_curves(experiment, settings, progress=False)
     runs = aggregation_runs(digits, experiment, settings, aggregators=("dp",), methods=CLAIMED_AFTER_DP,
                             progress=False)
-    return result_of(experiment, curves, runs, settings)
+    return result_of(experiment, curves, runs, settings,
+                     headlines_over_seeds(digits, experiment, curves, settings, progress=False))
 
 
 def claims(result: AdaptationClaimsResult) -> list[Claim]:
@@ -340,7 +425,21 @@ def claims(result: AdaptationClaimsResult) -> list[Claim]:
     points = lambda x: 100 * float(np.mean(x))  # noqa: E731
     finetune, distill = 100 * result.curves["finetune"].mean(axis=1), 100 * result.curves["distill"].mean(axis=1)
     ratios = result.stability_ratios
+    headline = result.over_seeds.comparisons()
+    few = f"distill, {FEW} - {STOPPED}, {FEW}"
     return [
+        # --- the headline over five seeds (paired differences of the clients' mean local test accuracy)
+        # the interval's upper end; seeds 0-9 (each with its four next seeds): -3.1 to -1.4 points
+        at_most(f"over {s.seeds} seeds, the local-only models are below the global model on average (the 95 % "
+                "interval of local - global lies below -1 point)", 100 * headline["local - global"].high, -1.0,
+                unit="points"),
+        # seeds 0-9: 0.00-0.30 points
+        at_most(f"over {s.seeds} seeds, distillation does not measurably beat fine-tuning early-stopped on each "
+                "client's own validation images (mean difference within a point)",
+                100 * abs(headline[f"distill - {STOPPED}"].mean), 1.0, unit="points"),
+        # seeds 0-9: +0.20 to +0.42 points
+        at_most(f"over {s.seeds} seeds, with {s.shots} images neither does it beat early-stopped fine-tuning by a point "
+                "or more", 100 * headline[few].mean, 1.0, unit="points"),
         # seeds 0-9: 2.47-8.76 points
         at_least("on average the local-only models are below the global model on the clients' own tests "
                  "(by a point or more)", points(a["global"] - a["local"]), 1.0, unit="points"),
