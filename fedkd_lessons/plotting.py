@@ -1,5 +1,7 @@
 """The course's one look: colours per method, the style, a digit image, probability bars."""
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import torch
 
@@ -81,7 +83,7 @@ def paired_differences_figure(comparisons: dict, title: str, xlabel: str = "diff
     are drawn in points (x 100). ``title`` should state what the intervals show."""
     if not comparisons:
         raise ValueError("comparisons is empty: give at least one label -> PairedInterval")
-    fig, ax = plt.subplots(figsize=(8.5, 0.75 * len(comparisons) + 1.4))
+    fig, ax = plt.subplots(figsize=(10.5, 0.6 * len(comparisons) + 1.6))
     for row, (label, interval) in enumerate(reversed(list(comparisons.items()))):
         ax.plot([100 * interval.low, 100 * interval.high], [row, row], "-", color="#000000", linewidth=2, zorder=2,
                 label=f"{100 * interval.confidence:.0f} % interval of the mean" if row == 0 else None)
@@ -93,6 +95,6 @@ def paired_differences_figure(comparisons: dict, title: str, xlabel: str = "diff
     ax.set_ylim(-0.7, len(comparisons) - 0.3)
     ax.set_xlabel(xlabel)
     ax.legend(frameon=False, fontsize=8, loc="best")
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, 90))
     fig.tight_layout()
     return fig
