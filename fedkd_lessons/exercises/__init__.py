@@ -12,3 +12,4 @@ from .lesson3_federated import check_class_skew, check_clip_update, check_weight
 from .lesson5_fedmd import check_consensus, check_fedmd_round_bytes
 from .lesson4_adaptation import check_distill_step, check_ewc_penalty, check_max_stable_lambda
 from .lesson6_flower import check_aggregate_replies, check_close_round
+from .lesson7_after_fedmd import check_entropy_reduction, check_fd_teachers

@@ -27,6 +27,7 @@ LESSON_MODULES = {
     "4": "lesson4_adaptation",
     "5": "lesson5_fedmd",
     "6": "lesson6_flower",
+    "7": "lesson7_after_fedmd",
 }
 
 

@@ -1,0 +1,51 @@
+"""Lesson 7's figures draw from a result at tiny settings (every panel, its labels, the chance line)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from fedkd_lessons.after_fedmd_figures import (accuracy_by_method_figure, against_control_figure,  # noqa: E402
+                                               leak_and_defence_figure, methods_diagram)
+from fedkd_lessons.experiments.lesson5_fedmd import Settings as FedMDSettings  # noqa: E402
+from fedkd_lessons.experiments.lesson7_after_fedmd import CHANCE, Settings, run_lesson  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def result():
+    fedmd = FedMDSettings(parties=3, letters_per_class=4, evaluation_per_class=2, public_epochs=1, private_epochs=1,
+                          pooled_epochs=1, rounds=1, subset_size=30)
+    settings = Settings(seeds=2, fedmd=fedmd, favourite_letters=4, other_letters=1, noise_stds=(5.0,), attack_draws=2)
+    return run_lesson(settings, progress=False)[1]
+
+
+def test_the_diagram_names_every_method():
+    fig = methods_diagram()
+    texts = {t.get_text() for t in fig.axes[0].texts}
+    assert {"FedMD", "DS-FL", "FD", "FedDF"} <= texts
+    plt.close(fig)
+
+
+def test_the_accuracy_figure_has_every_method_and_reference(result):
+    fig = accuracy_by_method_figure(result)
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["private-only", "control", "FedMD", "FD", "FedDF", "DS-FL", "upper bound"]
+    plt.close(fig)
+
+
+def test_the_control_figure_has_one_row_per_method(result):
+    fig = against_control_figure(result)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [
+        "DS-FL - control", "FedDF - control", "FD - control", "FedMD - control"]
+    plt.close(fig)
+
+
+def test_the_leak_figure_has_chance_and_every_noise_level(result):
+    fig = leak_and_defence_figure(result, CHANCE)
+    left, right = fig.axes
+    assert [t.get_text() for t in left.get_xticklabels()] == ["0", "5"]
+    assert any(line.get_ydata()[0] == CHANCE for line in left.get_lines() if len(line.get_ydata()) == 2)
+    assert right.get_title() == "What the noise costs FedMD"
+    plt.close(fig)

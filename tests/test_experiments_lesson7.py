@@ -1,0 +1,72 @@
+"""Lesson 7's experiment module: the settings' validation, the skewed private sets of the leak
+experiment, and the whole lesson end to end at tiny settings (shapes and bookkeeping, not results)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from fedkd_lessons.experiments.claims import claims_module
+from fedkd_lessons.experiments.lesson5_fedmd import Settings as FedMDSettings
+from fedkd_lessons.experiments.lesson7_after_fedmd import (CHANCE, COMPARED, PRIVATE_CLASSES, Settings, claims,
+                                                           method_runs, run_lesson, skewed_private_set)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("seed", -1, "seed must be an integer >= 0"),
+    ("seeds", 1, "seeds must be an integer >= 2"),
+    ("fedmd", {"rounds": 3}, "fedmd must be lesson 5's Settings"),
+    ("fd_weight", -0.5, "fd_weight must be a finite number >= 0"),
+    ("fd_temperature", 0.0, "fd_temperature must be a finite number > 0"),
+    ("feddf_temperature", float("inf"), "feddf_temperature must be a finite number > 0"),
+    ("era_temperature", -0.1, "era_temperature must be a finite number > 0"),
+    ("noise_stds", (), "noise_stds must hold at least one noise level"),
+    ("noise_stds", (0.0,), "noise_stds must be a finite number > 0"),
+    ("noise_stds", (3.0, 1.0), "noise_stds must be distinct and increasing"),
+    ("favourite_letters", 0, "favourite_letters must be an integer >= 1"),
+    ("favourite_letters", 11, "favourite_letters must be at most fedmd.letters_per_class"),
+    ("other_letters", 10, "other_letters must be below favourite_letters"),
+    ("attack_draws", 0, "attack_draws must be an integer >= 1"),
+])
+def test_settings_reject_bad_values(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        Settings(**{field: value})
+
+
+def test_the_default_settings_use_lesson_5s_federation_on_five_seeds():
+    settings = Settings()
+    assert settings.seed_list == (0, 1, 2, 3, 4)
+    assert settings.fedmd == FedMDSettings()
+    assert settings.fedmd_at(3) == dataclasses.replace(FedMDSettings(), seed=3)
+    assert settings.attack_noise_stds == (0.0, *settings.noise_stds)
+    assert claims_module("7").Settings is Settings
+
+
+def test_a_skewed_private_set_keeps_the_favourite_and_a_few_of_the_others():
+    labels = torch.tensor(list(PRIVATE_CLASSES) * 10)
+    images = torch.arange(len(labels)).float().view(-1, 1, 1, 1)
+    kept_images, kept = skewed_private_set(images, labels, favourite=2, favourite_letters=10, other_letters=3)
+    counts = torch.bincount(kept - PRIVATE_CLASSES[0], minlength=6)
+    assert counts.tolist() == [3, 3, 10, 3, 3, 3]
+    assert torch.equal(labels[kept_images.flatten().long()], kept)  # images travel with their labels
+
+
+def test_the_lesson_runs_end_to_end_at_tiny_settings():
+    fedmd = FedMDSettings(parties=3, letters_per_class=4, evaluation_per_class=2, public_epochs=1, private_epochs=1,
+                          pooled_epochs=1, rounds=1, subset_size=30)
+    settings = Settings(seeds=2, fedmd=fedmd, favourite_letters=4, other_letters=1, noise_stds=(5.0,), attack_draws=2)
+    federations, result = run_lesson(settings, progress=False)
+    assert result.digit_accuracy.shape == result.upper_bound.shape == (2, 3)
+    assert federations.favourites.shape == (2, 3)
+    assert [len(p.private_labels) for p in federations.leak_parties[0]] == [4 + 5] * 3
+    assert set(result.histories) == {"FedMD", "control", "FD", "FedDF", "DS-FL", "FedMD, noise 5"}
+    for histories in result.histories.values():
+        assert len(histories) == 2 and histories[0].accuracy.shape == (2, 3)
+    assert result.private_only.shape == (2,)
+    assert set(result.against_control()) == set(COMPARED)
+    assert set(result.defence_cost()) == {5.0}
+    assert result.attack.shape == (2, 2) and ((0 <= result.attack) & (result.attack <= 1)).all()
+    assert all(np.isfinite(claim.value) for claim in claims(result))
+    assert 0 < CHANCE < 1
+    assert len(method_runs(federations, settings)["FD"]) == 2
