@@ -58,6 +58,19 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen) -> None:
     raise TimeoutError(f"nothing listened on {HOST}:{port} within {timeout:.0f} s")
 
 
+def start_mark(process: psutil.Process) -> float:
+    """When ``process`` started, to tell it from a later process that gets its PID. On Linux the
+    kernel's start time in clock ticks since boot (``/proc/PID/stat``, field 22): psutil's
+    ``create_time`` adds the boot time, which moves whenever the wall clock is adjusted, and a
+    process whose mark moved would be taken for a stranger and never stopped."""
+    try:
+        with open(f"/proc/{process.pid}/stat") as stat:
+            text = stat.read()
+        return float(text[text.rfind(")") + 2 :].split()[19])
+    except (OSError, IndexError, ValueError):
+        return process.create_time()
+
+
 class ProcessGroup:
     """Processes this launcher started, each leading its own process group, and everything they spawn.
 
@@ -69,7 +82,7 @@ class ProcessGroup:
     def __init__(self, log_dir: Path, environment: dict):
         self.log_dir, self.environment = log_dir, environment
         self.processes: dict[str, subprocess.Popen] = {}
-        self.seen: dict[int, float] = {}  # pid -> create time (a PID number can be reused later)
+        self.seen: dict[int, float] = {}  # pid -> start_mark (a PID number can be reused later)
 
     def start(self, name: str, command: list[str]) -> subprocess.Popen:
         with open(self.log_dir / f"{name}.log", "wb") as log:
@@ -84,7 +97,7 @@ class ProcessGroup:
             try:
                 tree = psutil.Process(process.pid)
                 for member in [tree, *tree.children(recursive=True)]:
-                    self.seen.setdefault(member.pid, member.create_time())
+                    self.seen.setdefault(member.pid, start_mark(member))
             except psutil.NoSuchProcess:
                 continue
 
@@ -118,7 +131,7 @@ class ProcessGroup:
     def _alive(self, pid: int):
         try:
             member = psutil.Process(pid)
-            if member.create_time() != self.seen[pid] or member.status() == psutil.STATUS_ZOMBIE:
+            if start_mark(member) != self.seen[pid] or member.status() == psutil.STATUS_ZOMBIE:
                 return None
             return member
         except psutil.NoSuchProcess:

@@ -4,6 +4,8 @@ stops every process. The full run on loopback, one party stopped mid-run, is les
 
 import copy
 import math
+import os
+import sys
 
 import psutil
 import pytest
@@ -17,7 +19,7 @@ from fedkd_lessons.flower_fedmd.protocol import (
     RoundPolicy, party_reply, payload_bytes, read_party_reply, read_server_message, server_message,
     weights_payload_bytes,
 )
-from fedkd_lessons.flower_run import FlowerRunError, run_fedmd_on_flower
+from fedkd_lessons.flower_run import FlowerRunError, ProcessGroup, run_fedmd_on_flower, start_mark
 from fedkd_lessons.letters import make_letter_parties
 from fedkd_lessons.models import count_parameters, make_cnn, make_mlp, predict_logits
 
@@ -162,3 +164,15 @@ def test_a_failing_run_stops_every_process(setting):
     assert len(failure.value.pids) >= 3
     gone, running = _gone(failure.value.pids)
     assert gone, f"still running: {running}"
+
+
+def test_a_process_is_known_by_its_kernel_start_time_not_the_wall_clock(tmp_path):
+    group = ProcessGroup(tmp_path, dict(os.environ))
+    child = group.start("sleeper", [sys.executable, "-c", "import time; time.sleep(30)"])
+    me = psutil.Process(child.pid)
+    if os.path.exists(f"/proc/{child.pid}/stat"):  # Linux: clock ticks since boot, as the kernel counts them
+        assert start_mark(me) / os.sysconf("SC_CLK_TCK") == pytest.approx(me.create_time() - psutil.boot_time(), abs=0.05)
+    assert start_mark(me) == start_mark(psutil.Process(child.pid))
+    assert group.alive() == [child.pid]
+    assert group.stop() == []
+    assert child.poll() is not None
