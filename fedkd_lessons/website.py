@@ -169,16 +169,15 @@ def landing_page(readme: str | None, lessons: list[str], language: str) -> str:
     """The landing page: the README (its notebook names made links to the lessons), with the lesson
     map, a table of contents of the lessons, put before its first section."""
     text = TEXT[language]
-    other = "zh" if language == "en" else "en"
     if readme is None:
         readme = f"# {text['title']}\n"
     # links to the notebook folders become links to the two sites' landing pages
     readme = re.sub(r"\[([^\]]*)\]\((?:\./)?notebooks/(zh/)?\)",
                     lambda m: f'<a href="../{"zh" if m.group(2) else "en"}/index.html">{m.group(1)}</a>', readme)
     readme = readme.replace("](notebooks/zh/", "](notebooks/")
-    # the other language's README becomes the other site's landing page
-    readme = re.sub(r"\[([^\]]*)\]\((?:\./)?README(?:\.zh)?\.md\)",
-                    lambda m: f'<a href="../{other}/index.html">{m.group(1)}</a>', readme)
+    # and links to either README to that language's landing page
+    readme = re.sub(r"\[([^\]]*)\]\((?:\./)?README(\.zh)?\.md\)",
+                    lambda m: f'<a href="../{"zh" if m.group(2) else "en"}/index.html">{m.group(1)}</a>', readme)
 
     def link(match):
         name = match.group(1)
