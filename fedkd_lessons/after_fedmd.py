@@ -27,7 +27,6 @@ federations in lockstep, so the parties of one architecture train at once across
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass
 
@@ -36,7 +35,8 @@ import torch
 import torch.nn.functional as F
 
 from .batched import ModelStack, group_by_architecture
-from .fedmd import NUM_CLASSES, FedMDHistory, Party, compute_consensus, digest, revisit, train_parties
+from .fedmd import (NUM_CLASSES, FedMDHistory, Party, compute_consensus, copies_for_rounds, digest, revisit,
+                    train_parties)
 from .models import count_parameters
 from .temperature import entropy, log_softmax_with_temperature, softmax_with_temperature
 from .training import progress_bar
@@ -402,14 +402,7 @@ def run_methods_together(runs: list[MethodRun], public_images: torch.Tensor, *, 
     own server stream (``seed``); accuracy on the run's test set before the first round and after
     each (``accuracy[r, k]``, row 0 = private-only). Returns one history per run, in order."""
     check_int_at_least(rounds, "rounds", 0)
-    if not runs:
-        raise ValueError("runs: give at least one MethodRun")
-    for run in runs:
-        if run.subset_size > len(public_images):
-            raise ValueError(f"subset_size must be at most the public set's size {len(public_images)}, "
-                             f"got {run.subset_size}")
-    runs = [dataclasses.replace(run, parties=copy.deepcopy(list(run.parties))) for run in runs]
-    servers = [torch.Generator().manual_seed(run.seed) for run in runs]
+    runs, servers = copies_for_rounds(runs, public_images, "MethodRun")
     noise = [torch.Generator().manual_seed(10_000 + run.seed) for run in runs]
 
     def scores() -> list[np.ndarray]:

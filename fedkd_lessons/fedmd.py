@@ -281,6 +281,21 @@ def fedmd_round(runs: list[FedMDRun], servers: list[torch.Generator], public_ima
     revisit([party for run in runs for party in run.parties], epochs=revisit_epochs)
 
 
+def copies_for_rounds(runs: list, public_images: torch.Tensor, kind: str) -> tuple[list, list[torch.Generator]]:
+    """What every lockstep runner starts with: ``runs`` (each with ``parties``, ``subset_size`` and
+    ``seed``) checked against the public set, each with deep copies of its parties (the originals
+    stay untouched), and one server stream per run, seeded by the run's ``seed``. ``kind`` names the
+    runs' type in the error for an empty list."""
+    if not runs:
+        raise ValueError(f"runs: give at least one {kind}")
+    for run in runs:
+        if run.subset_size > len(public_images):
+            raise ValueError(f"subset_size must be at most the public set's size {len(public_images)}, "
+                             f"got {run.subset_size}")
+    copies = [dataclasses.replace(run, parties=copy.deepcopy(list(run.parties))) for run in runs]
+    return copies, [torch.Generator().manual_seed(run.seed) for run in runs]
+
+
 def run_fedmd_together(runs: list[FedMDRun], public_images: torch.Tensor, *, rounds: int = 10,
                        digest_epochs: int = 1, revisit_epochs: int = 2, digest_batch_size: int = 64,
                        progress: bool | None = None, description: str = "FedMD rounds") -> list[FedMDHistory]:
@@ -291,14 +306,7 @@ def run_fedmd_together(runs: list[FedMDRun], public_images: torch.Tensor, *, rou
     check_int_at_least(digest_epochs, "digest_epochs", 0)
     check_int_at_least(revisit_epochs, "revisit_epochs", 0)
     check_int_at_least(digest_batch_size, "digest_batch_size", 1)
-    if not runs:
-        raise ValueError("runs: give at least one FedMDRun")
-    for run in runs:
-        if run.subset_size > len(public_images):
-            raise ValueError(f"subset_size must be at most the public set's size {len(public_images)}, "
-                             f"got {run.subset_size}")
-    runs = [dataclasses.replace(run, parties=copy.deepcopy(list(run.parties))) for run in runs]
-    servers = [torch.Generator().manual_seed(run.seed) for run in runs]
+    runs, servers = copies_for_rounds(runs, public_images, "FedMDRun")
 
     def scores() -> list[list[float]]:
         return [[accuracy(p.model, run.test_images, run.test_labels) for p in run.parties] for run in runs]
