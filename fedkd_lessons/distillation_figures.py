@@ -9,8 +9,8 @@ from .temperature import softmax_with_temperature
 
 
 def soft_targets_figure(images, teacher_logits, labels, temperature: float = 4.0, class_names=None):
-    """Top row: a few digits; below each, the teacher's probabilities at ``T = 1`` (almost one-hot)
-    and at ``temperature`` (the soft targets, where the runner-up classes become visible).
+    """Top row: a few digits; below each, the teacher's probabilities at ``T = 1`` and at
+    ``temperature`` (the soft targets), each panel titled with its runner-up class and probability.
 
     ``images`` ``(K, 1, H, W)``, ``teacher_logits`` ``(K, C)``, ``labels`` ``(K,)``. Lesson 2, Fig. 1.
     """
@@ -29,7 +29,8 @@ def soft_targets_figure(images, teacher_logits, labels, temperature: float = 4.0
             axes[row, k].set_title(f"T = {t:g}: runner-up {class_names[second]} ({float(probs[second]):.2f})", fontsize=8)
     axes[1, 0].set_ylabel("teacher probability")
     axes[2, 0].set_ylabel("teacher probability")
-    fig.suptitle(f"At T = 1 the teacher says only the label; at T = {temperature:g} it also says what each digit resembles")
+    fig.suptitle(f"The teacher's probabilities at T = 1 and at T = {temperature:g}: the runner-up classes say what "
+                 "each digit resembles")
     fig.tight_layout()
     return fig
 
