@@ -135,15 +135,19 @@ def markdown_skeleton(markdown: str) -> dict:
             "table rows": sum(line.lstrip().startswith("|") for line in no_fences.splitlines())}
 
 
-@pytest.mark.parametrize("source", SOURCES, ids=str)
-def test_translations_keep_code_maths_links_and_structure(source):
+def translated_entries(source):
+    """The catalog file of ``source`` and its entries that have a translation (skip if no catalog)."""
     catalog_file = catalog_path(ROOT, source)
     if not catalog_file.exists():
         pytest.skip(f"no catalog {catalog_file.relative_to(ROOT)} yet")
+    return catalog_file, [entry for entry in load_catalog(catalog_file)["entries"] if entry["zh"].strip()]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=str)
+def test_translations_keep_code_maths_links_and_structure(source):
+    catalog_file, entries = translated_entries(source)
     problems = []
-    for entry in load_catalog(catalog_file)["entries"]:
-        if not entry["zh"].strip():
-            continue
+    for entry in entries:
         english, chinese = markdown_skeleton(entry["en"]), markdown_skeleton(entry["zh"])
         for part, kept in english.items():
             if isinstance(kept, list) and part != "headings":
@@ -179,13 +183,9 @@ GLOSSARY = {
 
 @pytest.mark.parametrize("source", SOURCES, ids=str)
 def test_translations_use_the_seed_articles_terms(source):
-    catalog_file = catalog_path(ROOT, source)
-    if not catalog_file.exists():
-        pytest.skip(f"no catalog {catalog_file.relative_to(ROOT)} yet")
+    catalog_file, entries = translated_entries(source)
     problems = []
-    for entry in load_catalog(catalog_file)["entries"]:
-        if not entry["zh"].strip():
-            continue
+    for entry in entries:
         english = prose(entry["en"])
         for term, chinese in GLOSSARY.items():
             if re.search(term, english) and chinese not in entry["zh"]:
