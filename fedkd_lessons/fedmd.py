@@ -18,6 +18,7 @@ several seeds, say) train at once (:mod:`fedkd_lessons.batched`).
 import copy
 import dataclasses
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +36,7 @@ NUM_PUBLIC_CLASSES = 10
 NUM_PRIVATE_CLASSES = 6
 NUM_CLASSES = NUM_PUBLIC_CLASSES + NUM_PRIVATE_CLASSES  # fact 19: 10 digits + letters a-f
 CONSENSUS_KINDS = ("logits", "probabilities")
+CONSENSUS_RULES = ("mean", "median", "trimmed mean")
 DIGEST_TARGETS = ("consensus", "none", "own logits")
 
 
@@ -122,18 +124,28 @@ def party_logits(party: Party, public_images: torch.Tensor, indices) -> torch.Te
     return predict_logits(party.model, public_images[torch.as_tensor(indices)])
 
 
-def compute_consensus(logits, kind: str = "logits", temperature: float = 1.0) -> torch.Tensor:
-    """Aggregate: the server's equal-weight mean over the ``m`` parties (fact 16: f = 1/m sum_k f_k).
+def compute_consensus(logits, kind: str = "logits", temperature: float = 1.0, rule: str = "mean",
+                      trim: float = 0.1) -> torch.Tensor:
+    """Aggregate: the server's equal-weight mean over the ``m`` parties (Li & Wang 2019, Algorithm 1:
+    f = 1/m sum_k f_k), or a robust stand-in for it, number by number.
 
     Args:
         logits: ``(m, S, C)`` every party's logits on the same ``S`` public samples (or a list of
             ``m`` tensors ``(S, C)``).
-        kind: ``"logits"`` averages the raw logits (the paper's code, fact 18); ``"probabilities"``
-            averages the softened probabilities ``softmax(z_k / T)`` (Hinton et al. 2015, Eq. 1).
+        kind: ``"logits"`` aggregates the raw logits (the authors' code); ``"probabilities"``
+            aggregates the softened probabilities ``softmax(z_k / T)`` (Hinton et al. 2015, Eq. 1).
         temperature: ``T`` for ``kind="probabilities"``.
+        rule: ``"mean"`` is FedMD's. ``"median"``: the coordinate-wise median over the parties (the
+            mean of the two middle values when ``m`` is even, as ``numpy.median``). ``"trimmed mean"``:
+            per coordinate, drop the ``floor(trim m)`` smallest and largest values and average the
+            rest (as ``scipy.stats.trim_mean``). Both bound what a few parties sending extreme
+            scores can do to the consensus (lesson 3 used the median for weights, Yin et al. 2018).
+            With probabilities, a robust rule's rows are divided by their sum so that they stay a
+            distribution.
+        trim: the share cut from each end by ``"trimmed mean"``, in ``[0, 0.5)``.
 
     Returns:
-        ``(S, C)``: mean logits, or mean probabilities (rows sum to 1).
+        ``(S, C)``: the aggregated logits, or probabilities (rows sum to 1).
     """
     if isinstance(logits, (list, tuple)):
         if not logits:
@@ -142,11 +154,28 @@ def compute_consensus(logits, kind: str = "logits", temperature: float = 1.0) ->
     logits = as_logits(logits)
     if logits.ndim != 3:
         raise ValueError(f"logits must have shape (parties, samples, classes), got {tuple(logits.shape)}")
+    if rule not in CONSENSUS_RULES:
+        raise ValueError(f"rule must be one of {CONSENSUS_RULES}, got {rule!r}")
+    if not (isinstance(trim, (int, float)) and 0.0 <= trim < 0.5):
+        raise ValueError(f"trim must be a number in [0, 0.5), got {trim!r}")
     if kind == "logits":
-        return logits.mean(dim=0)
+        scores = logits
+    elif kind == "probabilities":
+        scores = softmax_with_temperature(logits, temperature)
+    else:
+        raise ValueError(f"kind must be one of {CONSENSUS_KINDS}, got {kind!r}")
+    if rule == "mean":
+        return scores.mean(dim=0)
+    ordered = scores.sort(dim=0).values
+    parties = len(ordered)
+    if rule == "median":
+        aggregated = (ordered[(parties - 1) // 2] + ordered[parties // 2]) / 2
+    else:
+        cut = int(trim * parties)
+        aggregated = ordered[cut : parties - cut].mean(dim=0)
     if kind == "probabilities":
-        return softmax_with_temperature(logits, temperature).mean(dim=0)
-    raise ValueError(f"kind must be one of {CONSENSUS_KINDS}, got {kind!r}")
+        aggregated = aggregated / aggregated.sum(dim=-1, keepdim=True)
+    return aggregated
 
 
 def consensus_loss(logits, consensus, kind: str = "logits", temperature: float = 1.0,
@@ -224,7 +253,13 @@ class FedMDHistory:
 class FedMDRun:
     """One federation to run: its parties and test set, and the settings of its rounds that may
     differ from another federation's in the same call of :func:`run_fedmd_together` (see
-    :func:`run_fedmd` for each argument). ``seed`` seeds the server's choice of public subsets."""
+    :func:`run_fedmd` for each argument). ``seed`` seeds the server's choice of public subsets.
+
+    ``rule`` and ``trim``: how the server aggregates (:func:`compute_consensus`; FedMD's is the mean).
+    ``tamper``: what reaches the server instead of the parties' honest scores, a function of the
+    ``(m, S, C)`` scores returning new ``(m, S, C)`` scores (a party that cheats, lesson 6); ``None``:
+    everybody is honest. It acts on the consensus only, never on what a party digests of its own.
+    """
 
     parties: list
     test_images: torch.Tensor
@@ -234,12 +269,21 @@ class FedMDRun:
     temperature: float = 1.0
     digest_target: str = "consensus"
     seed: int = 0
+    rule: str = "mean"
+    trim: float = 0.1
+    tamper: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __post_init__(self):
         check_int_at_least(self.subset_size, "subset_size", 1)
         check_positive_finite(self.temperature, "temperature")
         if self.consensus not in CONSENSUS_KINDS:
             raise ValueError(f"consensus must be one of {CONSENSUS_KINDS}, got {self.consensus!r}")
+        if self.rule not in CONSENSUS_RULES:
+            raise ValueError(f"rule must be one of {CONSENSUS_RULES}, got {self.rule!r}")
+        if not (isinstance(self.trim, (int, float)) and 0.0 <= self.trim < 0.5):
+            raise ValueError(f"trim must be a number in [0, 0.5), got {self.trim!r}")
+        if self.tamper is not None and not callable(self.tamper):
+            raise ValueError(f"tamper must be a function of the (m, S, C) scores or None, got {self.tamper!r}")
         if self.digest_target not in DIGEST_TARGETS:
             raise ValueError(f"digest_target must be one of {DIGEST_TARGETS}, got {self.digest_target!r}")
         if not list(self.parties):
@@ -252,8 +296,8 @@ def fedmd_round(runs: list[FedMDRun], servers: list[torch.Generator], public_ima
 
     1. communicate: the server draws ``subset_size`` public indices; every party scores them
        (:func:`party_logits`);
-    2. aggregate: :func:`compute_consensus` of the parties' scores (the controls: each party's own
-       scores, or nothing);
+    2. aggregate: :func:`compute_consensus` of the parties' scores, by the run's ``rule``, after the
+       run's ``tamper`` (the controls: each party's own scores, or nothing);
     3. digest: every party fits its consensus (:func:`digest`);
     4. revisit: every party trains on its private data (:func:`revisit`).
 
@@ -268,7 +312,10 @@ def fedmd_round(runs: list[FedMDRun], servers: list[torch.Generator], public_ima
         if run.digest_target == "none":
             continue
         if run.digest_target == "consensus":
-            targets = [compute_consensus(scores, run.consensus, run.temperature)] * len(run.parties)
+            received = scores if run.tamper is None else run.tamper(scores)
+            if received.shape != scores.shape:
+                raise ValueError(f"tamper must return scores of shape {tuple(scores.shape)}, got {tuple(received.shape)}")
+            targets = [compute_consensus(received, run.consensus, run.temperature, run.rule, run.trim)] * len(run.parties)
         else:  # "own logits": each party's own scores through the same code
             targets = [compute_consensus(scores[k : k + 1], run.consensus, run.temperature) for k in range(len(scores))]
         parties, subsets, consensus = digesting.setdefault((run.consensus, run.temperature), ([], [], []))
@@ -320,7 +367,7 @@ def run_fedmd_together(runs: list[FedMDRun], public_images: torch.Tensor, *, rou
         FedMDHistory(np.array([row[r] for row in history]), tuple(p.name for p in run.parties), run.parties,
                      dict(rounds=rounds, subset_size=run.subset_size, digest_epochs=digest_epochs,
                           revisit_epochs=revisit_epochs, consensus=run.consensus, temperature=run.temperature,
-                          digest_target=run.digest_target, seed=run.seed))
+                          digest_target=run.digest_target, seed=run.seed, rule=run.rule))
         for r, run in enumerate(runs)
     ]
 

@@ -180,3 +180,90 @@ def test_run_settings_are_checked():
         fedmd.FedMDRun([], torch.zeros(1), torch.zeros(1))
     with pytest.raises(ValueError, match="runs: give at least one FedMDRun"):
         fedmd.run_fedmd_together([], torch.zeros(3, 1, 8, 8))
+
+
+# ---- robust consensus rules and a party that tampers with its scores (lesson 6) ----
+
+@pytest.mark.parametrize("parties", [1, 2, 5, 6, 10])
+def test_median_consensus_is_numpys_coordinate_wise_median(parties):
+    logits = torch.randn(parties, 7, 16, generator=torch.Generator().manual_seed(parties))
+    expected = torch.from_numpy(np.median(logits.numpy(), axis=0))  # even m: the mean of the two middle values
+    torch.testing.assert_close(compute_consensus(logits, rule="median"), expected)
+
+
+@pytest.mark.parametrize("parties, trim", [(10, 0.1), (10, 0.25), (7, 0.2), (3, 0.4), (4, 0.0)])
+def test_trimmed_mean_consensus_is_scipys_trim_mean(parties, trim):
+    from scipy import stats
+
+    logits = torch.randn(parties, 5, 16, generator=torch.Generator().manual_seed(3 * parties))
+    expected = torch.from_numpy(stats.trim_mean(logits.numpy(), trim, axis=0)).float()
+    torch.testing.assert_close(compute_consensus(logits, rule="trimmed mean", trim=trim), expected)
+
+
+def test_robust_probability_consensus_stays_a_distribution():
+    logits = torch.randn(4, 6, 16)
+    probabilities = torch.softmax(logits / 2.0, dim=-1).numpy()
+    median = np.median(probabilities, axis=0)
+    expected = torch.from_numpy(median / median.sum(axis=-1, keepdims=True))
+    got = compute_consensus(logits, "probabilities", 2.0, rule="median")
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(got.sum(dim=-1), torch.ones(6))
+
+
+def test_one_extreme_party_moves_the_mean_but_not_the_median():
+    honest = torch.randn(9, 4, 16)
+    poisoned = torch.cat([honest, -100 * torch.ones(1, 4, 16)])
+    assert (compute_consensus(poisoned) - compute_consensus(honest)).abs().min() > 9  # 100/10 minus spread
+    lower, upper = honest.min(dim=0).values, honest.max(dim=0).values
+    for rule in ("median", "trimmed mean"):
+        robust = compute_consensus(poisoned, rule=rule)  # stays within the honest parties' range
+        assert bool(((robust >= lower - 1e-6) & (robust <= upper + 1e-6)).all())
+
+
+def test_consensus_rule_and_trim_are_checked():
+    with pytest.raises(ValueError, match="rule must be one of"):
+        compute_consensus(torch.zeros(2, 3, 16), rule="mode")
+    with pytest.raises(ValueError, match=r"trim must be a number in \[0, 0.5\), got 0.5"):
+        compute_consensus(torch.zeros(2, 3, 16), rule="trimmed mean", trim=0.5)
+    with pytest.raises(ValueError, match="rule must be one of"):
+        fedmd.FedMDRun([object()], torch.zeros(1), torch.zeros(1), rule="max")
+    with pytest.raises(ValueError, match="tamper must be a function"):
+        fedmd.FedMDRun([object()], torch.zeros(1), torch.zeros(1), tamper=3)
+
+
+def test_the_server_aggregates_what_tamper_returns_by_the_runs_rule(small_world, monkeypatch):
+    parties, public, letters = small_world
+    seen = []
+    original = fedmd.compute_consensus
+
+    def spy(scores, *args):
+        seen.append((scores.clone(), args))
+        return original(scores, *args)
+
+    monkeypatch.setattr(fedmd, "compute_consensus", spy)
+
+    def flip_first(scores):
+        scores = scores.clone()
+        scores[0] = -5 * scores[0]
+        return scores
+
+    run = fedmd.FedMDRun(parties, letters.test_images, letters.test_labels, subset_size=20, rule="median",
+                         tamper=flip_first)
+    fedmd.run_fedmd_together([run], public, rounds=1, progress=False)
+    (received, args), = seen
+    indices = torch.randperm(len(public), generator=torch.Generator().manual_seed(0))[:20]
+    honest = torch.stack([party_logits(p, public, indices) for p in parties])  # the parties before the round
+    torch.testing.assert_close(received[0], -5 * honest[0])
+    torch.testing.assert_close(received[1:], honest[1:])
+    assert args == ("logits", 1.0, "median", 0.1)
+
+
+def test_without_tamper_and_with_the_mean_a_run_is_unchanged(small_world):
+    parties, public, letters = small_world
+    test = (letters.test_images, letters.test_labels)
+    plain = fedmd.run_fedmd_together([fedmd.FedMDRun(parties, *test, subset_size=40, seed=4)], public, rounds=2,
+                                     progress=False)[0]
+    explicit = fedmd.run_fedmd_together([fedmd.FedMDRun(parties, *test, subset_size=40, seed=4, rule="mean",
+                                                         tamper=lambda scores: scores)], public, rounds=2,
+                                        progress=False)[0]
+    np.testing.assert_array_equal(plain.accuracy, explicit.accuracy)
