@@ -9,6 +9,11 @@ Exercise convention (every lesson): the answer sits between nbgrader's ``### BEG
 ``fedkd_lessons.exercises``. The cells are given nbgrader's cell metadata here, so the reference
 notebooks stay plain and nbgrader's own preprocessors (``ClearSolutions``, ``ClearOutput``,
 ``LockCells``) do the work, exactly as ``nbgrader generate_assignment`` would.
+
+Autograding: each check cell is an nbgrader *autograded test* cell worth ``POINTS_PER_CHECK``
+points. nbgrader gives a test cell its points when it runs without error; our checkers raise
+(``fedkd_lessons.exercises.feedback.NotPassed``) when nbgrader is grading and the answer does not
+pass, so ``nbgrader autograde`` gives a solved exercise full points and an unsolved or wrong one zero.
 """
 
 import argparse
@@ -22,6 +27,7 @@ from nbgrader.preprocessors import ClearOutput, ClearSolutions, LockCells
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 SOURCES = {"en": "notebooks", "zh": "notebooks/zh"}  # the reference notebooks of each language
 CHECK_CALL = re.compile(r"\bcheck_\w+\(")
+POINTS_PER_CHECK = 1  # every exercise counts alike: a lesson's total is its number of exercises
 
 
 def is_solution_cell(cell) -> bool:
@@ -34,7 +40,8 @@ def is_check_cell(cell) -> bool:
 
 def with_nbgrader_metadata(nb, stem: str):
     """A copy of ``nb`` whose exercise cells carry nbgrader metadata: answer cells are solution
-    cells, check cells are read-only. Raises ``ValueError`` if an answer has no check cell after it."""
+    cells, check cells are read-only autograded tests worth ``POINTS_PER_CHECK`` points each.
+    Raises ``ValueError`` if an answer has no check cell after it."""
     nb = copy.deepcopy(nb)
     exercise = 0
     for index, cell in enumerate(nb.cells):
@@ -45,8 +52,9 @@ def with_nbgrader_metadata(nb, stem: str):
                 raise ValueError(f"{stem}: exercise {exercise} (cell {index}) is not followed by a check cell")
             cell.metadata["nbgrader"] = {"grade": False, "solution": True, "locked": False,
                                          "grade_id": f"{stem}-exercise-{exercise}", "schema_version": 3}
-            following.metadata["nbgrader"] = {"grade": False, "solution": False, "locked": True,
-                                              "grade_id": f"{stem}-check-{exercise}", "schema_version": 3}
+            following.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True,
+                                              "points": POINTS_PER_CHECK, "grade_id": f"{stem}-check-{exercise}",
+                                              "schema_version": 3}
     return nb
 
 

@@ -6,9 +6,16 @@ module with that function. A checker runs the function on several inputs, edge c
 against the package's reference, and returns a :class:`Feedback` that prints as one sentence:
 what is right, or exactly what is wrong and a hint. A stub that still raises
 ``NotImplementedError`` gets "not solved yet", never a traceback.
+
+Grading: under ``nbgrader autograde`` (or ``validate``), which sets the ``NBGRADER_EXECUTION``
+environment variable for the kernel, a check that does not pass raises :class:`NotPassed` with the
+same sentence, so the check cell ends in an error and nbgrader gives it zero points (it gives a
+test cell its points when it runs without error). A learner running the notebook never sees that
+traceback, and "Run all" goes on past an unsolved exercise.
 """
 
 import functools
+import os
 from dataclasses import dataclass
 
 import torch
@@ -33,23 +40,44 @@ class Wrong(Exception):
     """Raised inside a check to report what is wrong (the message is shown to the learner)."""
 
 
+class NotPassed(AssertionError):
+    """Raised by a checker under nbgrader's grading run when the answer does not pass (zero points)."""
+
+
+def grading() -> bool:
+    """True inside ``nbgrader autograde`` or ``nbgrader validate`` (nbgrader sets ``NBGRADER_EXECUTION``)."""
+    return bool(os.environ.get("NBGRADER_EXECUTION"))
+
+
+def graded(feedback: Feedback) -> Feedback:
+    """``feedback`` itself, or :class:`NotPassed` raised when nbgrader is grading and it did not pass."""
+    if grading() and not feedback.passed:
+        raise NotPassed(feedback.message)
+    return feedback
+
+
 def checker(success: str):
-    """Turn ``check(answer)``, which raises :class:`Wrong` on a mistake, into a Feedback-returning checker."""
+    """Turn ``check(answer)``, which raises :class:`Wrong` on a mistake, into a Feedback-returning checker.
+    A check may return a sentence (what the learner's code measured, for an experiment); it is
+    appended to ``success``."""
 
     def decorate(check):
         @functools.wraps(check)
         def run(answer, *args, **kwargs) -> Feedback:
+            return graded(outcome(answer, *args, **kwargs))
+
+        def outcome(answer, *args, **kwargs) -> Feedback:
             if answer is None:
                 return Feedback("not solved", "⏳ Not solved yet: define your function above, then run this cell again.")
             try:
-                check(answer, *args, **kwargs)
+                extra = check(answer, *args, **kwargs)
             except NotImplementedError:
                 return Feedback("not solved", "⏳ Not solved yet: replace `raise NotImplementedError` with your answer, then run this cell again.")
             except Wrong as wrong:
                 return Feedback("wrong", f"❌ Not yet: {wrong}")
             except Exception as error:  # the learner's code failed: say how, without a traceback
                 return Feedback("wrong", f"❌ Not yet: your function raised {type(error).__name__}: {error}")
-            return Feedback("correct", f"✅ Correct! {success}")
+            return Feedback("correct", f"✅ Correct! {success}" + (f" {extra}" if extra else ""))
 
         return run
 
