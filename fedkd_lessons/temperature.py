@@ -65,3 +65,36 @@ def entropy(probs, dim: int = -1) -> torch.Tensor:
         worst = float((sums - 1).abs().max())
         raise ValueError(f"probs must sum to 1 along dim={dim}; the worst row is off by {worst:.3g}")
     return -torch.special.xlogy(probs, probs).sum(dim=dim)
+
+
+def resemblance_table(logits, labels, temperature: float) -> torch.Tensor:
+    """What a model thinks each class resembles: entry ``(c, d)`` is the mean softened probability
+    ``softmax(z / T)_d`` over the digits whose true class is ``c`` (lesson 1's dark-knowledge map).
+
+    Args:
+        logits: ``(N, C)`` logits; labels: ``(N,)`` true classes; temperature: ``T`` > 0.
+
+    Returns:
+        ``(C, C)`` tensor, rows = true class, columns = class; the diagonal (the right answer) is NaN,
+        so that the largest entry of a row is the wrong class its digits lean to most. A class
+        with no digit gives a row of NaN.
+    """
+    logits, labels = as_logits(logits, dim=-1), torch.as_tensor(labels)
+    if logits.dim() != 2 or labels.shape != logits.shape[:1]:
+        raise ValueError(f"logits must be (N, C) and labels (N,); got {tuple(logits.shape)} and {tuple(labels.shape)}")
+    probs = softmax_with_temperature(logits, temperature)
+    num_classes = logits.shape[1]
+    table = torch.stack([probs[labels == c].mean(dim=0) for c in range(num_classes)])
+    return table.fill_diagonal_(float("nan"))
+
+
+def strongest_lookalikes(table: torch.Tensor) -> list[tuple[int, int, float]]:
+    """Each class's strongest look-alike from a :func:`resemblance_table`: ``(class, wrong class,
+    mean probability)`` per row, strongest first."""
+    rows = []
+    for true_class, row in enumerate(table):
+        if torch.isnan(row).all():
+            continue
+        lookalike = int(row.nan_to_num(float("-inf")).argmax())
+        rows.append((true_class, lookalike, float(row[lookalike])))
+    return sorted(rows, key=lambda entry: -entry[2])

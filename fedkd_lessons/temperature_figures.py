@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from .plotting import COLOURS, draw_probability_bars, show_digit
-from .temperature import entropy, softmax_with_temperature
+from .temperature import entropy, resemblance_table, softmax_with_temperature, strongest_lookalikes
 
 TEMPERATURE_GRID = np.geomspace(0.05, 100, 60)
 
@@ -102,21 +102,21 @@ def wrong_class_curves_figure(image, logits, label: int, highlight: int, tempera
 
 def dark_knowledge_figure(logits, labels, temperature: float, class_names=None):
     """Mean softened probability that digits of each true class (rows) give to each *wrong*
-    class (columns) at ``temperature``; the diagonal (the right answer) is left blank."""
-    logits, labels = torch.as_tensor(logits), torch.as_tensor(labels)
-    num_classes = logits.shape[1]
+    class (columns) at ``temperature`` (:func:`resemblance_table`); the diagonal (the right answer)
+    is left blank. The title names the strongest look-alike the table measured."""
+    table = resemblance_table(logits, labels, temperature)
+    num_classes = table.shape[0]
     class_names = class_names or [str(c) for c in range(num_classes)]
-    probs = softmax_with_temperature(logits, temperature)
-    table = torch.stack([probs[labels == c].mean(dim=0) for c in range(num_classes)]).numpy()
-    np.fill_diagonal(table, np.nan)
-    fig, ax = plt.subplots(figsize=(5.6, 4.6))
-    shown = ax.imshow(table, cmap="Blues")
+    true_class, lookalike, probability = strongest_lookalikes(table)[0]
+    fig, ax = plt.subplots(figsize=(5.6, 4.8))
+    shown = ax.imshow(table.numpy(), cmap="Blues")
     ax.set_xticks(range(num_classes), class_names)
     ax.set_yticks(range(num_classes), class_names)
     ax.grid(False)
     ax.set_xlabel("wrong class")
     ax.set_ylabel("true class")
     fig.colorbar(shown, ax=ax, label=f"mean probability at T = {temperature:g}")
-    ax.set_title("What the model thinks each digit resembles")
+    ax.set_title(f"What the model thinks each digit resembles:\nstrongest, the {class_names[true_class]}s "
+                 f"lean to {class_names[lookalike]} ({probability:.2f} on average)")
     fig.tight_layout()
     return fig

@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fedkd_lessons.temperature import entropy, log_softmax_with_temperature, softmax_with_temperature
+from fedkd_lessons.temperature import (entropy, log_softmax_with_temperature, resemblance_table, softmax_with_temperature,
+                                       strongest_lookalikes)
 
 LOGITS = torch.randn(7, 10, generator=torch.Generator().manual_seed(0)) * 4
 
@@ -122,3 +123,19 @@ def test_entropy_rejects_logits_and_unnormalised_rows():
         entropy(torch.tensor([0.5, 0.6]))
     with pytest.raises(ValueError, match="probs contains NaN"):
         entropy(torch.tensor([0.5, math.nan]))
+
+
+def test_resemblance_table_by_hand():
+    # Class 0: two digits; at T = 1 their probabilities are softmax([0, ln 2, ln 1]) = (1/4, 2/4, 1/4)
+    # and softmax([0, 0, ln 2]) = (1/4, 1/4, 2/4): the mean is (1/4, 3/8, 3/8). Class 2: one digit, (1/6, 2/6, 3/6).
+    logits = torch.tensor([[0.0, math.log(2), 0.0], [0.0, 0.0, math.log(2)], [0.0, math.log(2), math.log(3)]])
+    table = resemblance_table(logits, torch.tensor([0, 0, 2]), 1.0)
+    assert torch.isnan(table.diagonal()).all() and torch.isnan(table[1]).all()  # class 1 has no digit
+    assert table[0, 1:].tolist() == pytest.approx([3 / 8, 3 / 8])
+    assert table[2, :2].tolist() == pytest.approx([1 / 6, 2 / 6])
+    assert strongest_lookalikes(table) == [(0, 1, pytest.approx(3 / 8)), (2, 1, pytest.approx(1 / 3))]
+
+
+def test_resemblance_table_rejects_mismatched_labels():
+    with pytest.raises(ValueError, match="labels"):
+        resemblance_table(torch.zeros(3, 4), torch.zeros(2, dtype=torch.long), 1.0)

@@ -62,17 +62,26 @@ def _reference_temperature_for_entropy(logits, target, low=1e-3, high=1e3, steps
     return math.sqrt(low * high)
 
 
+def _temperature_answer(search_fn, logits, target, case: str) -> float:
+    found = search_fn(logits.clone(), target)
+    if isinstance(found, torch.Tensor) and found.numel() == 1:
+        found = found.item()
+    if not isinstance(found, (int, float)) or not math.isfinite(found) or found <= 0:
+        raise Wrong(f"{case}: for target {target:.3f} nats you returned {found!r}; return one positive temperature.")
+    return float(found)
+
+
 @checker("Your bisection finds the temperature that reaches the target entropy.")
-def check_temperature_for_entropy(search_fn) -> None:
-    """Lesson 1: ``search_fn(logits (C,), target_entropy) -> T`` such that H(softmax(z/T)) = target."""
+def check_temperature_for_entropy(search_fn, lesson_digits: dict | None = None):
+    """Lesson 1: ``search_fn(logits (C,), target_entropy) -> T`` such that H(softmax(z/T)) = target.
+
+    ``lesson_digits`` (name -> ``(C,)`` logits, e.g. the lesson's confident and ambiguous digits):
+    the experiment. On each, the learner's T must reach half the maximal entropy, ``log(C) / 2``;
+    the feedback then says which digit needed the higher temperature."""
     logits = torch.tensor([6.0, 2.5, 1.0, 0.0, -1.0, -2.0, -2.0, -3.0, -4.0, -5.0])
     for fraction in (0.25, 0.5, 0.9):
         target = fraction * math.log(10)
-        found = search_fn(logits, target)
-        if isinstance(found, torch.Tensor):
-            found = found.item()
-        if not isinstance(found, (int, float)) or not math.isfinite(found) or found <= 0:
-            raise Wrong(f"for target {target:.3f} nats you returned {found!r}; return one positive temperature.")
+        found = _temperature_answer(search_fn, logits, target, "on the checker's logits")
         reached = float(entropy(softmax_with_temperature(logits, found)))
         if abs(reached - target) > 1e-3:
             expected = _reference_temperature_for_entropy(logits, target)
@@ -80,3 +89,20 @@ def check_temperature_for_entropy(search_fn) -> None:
                 f"for target {target:.3f} nats your T = {found:.4g} gives H = {reached:.3f}; the right T is about "
                 f"{expected:.4g}. Entropy rises with T: raise T when H is too small, lower it when too large."
             )
+    if not lesson_digits:
+        return None
+    found = {}
+    for name, digit in lesson_digits.items():
+        digit = torch.as_tensor(digit, dtype=torch.float32)
+        target = math.log(digit.numel()) / 2
+        found[name] = _temperature_answer(search_fn, digit, target, f"on the {name} digit")
+        reached = float(entropy(softmax_with_temperature(digit, found[name])))
+        if abs(reached - target) > 1e-3:
+            raise Wrong(f"on the lesson's {name} digit your T = {found[name]:.4g} gives H = {reached:.3f} nats, not "
+                        f"log(C)/2 = {target:.3f}. Is your search bracket wide enough (1e-3 to 1e3)?")
+    ranked = sorted(found, key=found.get, reverse=True)
+    if len(ranked) == 1:
+        return f"On the lesson's {ranked[0]} digit it reaches half the maximal entropy, log(C)/2."
+    order = (f"the {ranked[0]} digit needs a higher temperature than the {ranked[1]} digit" if len(ranked) == 2 else
+             f"the {ranked[0]} digit needs the highest temperature, the {ranked[-1]} digit the lowest")
+    return f"On the lesson's digits it reaches half the maximal entropy, log(C)/2, and {order}."
