@@ -46,7 +46,7 @@ def distillation_loss(student_logits, teacher_logits, targets=None, temperature:
     with soft targets only by the teacher's entropy, a constant, so the gradient is the paper's
     Eq. 2 times ``T^2``: ``dL/dz_ni = alpha * T * (q_ni - p_ni) / N`` plus the hard term's. The soft
     gradients shrink as ``1/T^2``; the ``T^2`` keeps the two terms in balance as ``T`` changes
-    (fact 3 of the paper).
+    (Hinton et al. 2015, section 2).
 
     Reduction: the KL is summed over the classes of each example and averaged over the ``N``
     examples (``reduction="batchmean"`` in ``torch.nn.functional.kl_div``). A mean over all
@@ -61,7 +61,7 @@ def distillation_loss(student_logits, teacher_logits, targets=None, temperature:
             requires ``alpha = 1``.
         temperature: ``T > 0``, the same for teacher and student (default 4).
         alpha: weight of the soft term in ``[0, 1]`` (default 0.9; the paper found a much lower
-            weight on the hard term generally best, fact 2).
+            weight on the hard term generally best, section 2).
         reduction: ``"mean"`` (the loss above) or ``"none"``: the ``(N,)`` loss of each example,
             whose mean is the loss above (the batched engine averages each model's own examples).
 

@@ -52,23 +52,27 @@ def gradient_scale_figure(temperatures, norms_without, norms_with):
 
 
 def _accuracy_panel(ax, groups, methods, accuracies, title):
-    """Mean (bar) and each seed (dots) of ``accuracies[group][method]`` (lists over seeds, in %)."""
+    """Each seed (small dots) and the mean ± std over seeds (large dot with whiskers) of
+    ``accuracies[group][method]`` (lists over seeds, in [0, 1]; drawn in %). Dots, not bars: the
+    axis does not start at zero, and a bar's length would exaggerate the differences."""
     width = 0.8 / len(methods)
     for m, method in enumerate(methods):
         for g, group in enumerate(groups):
             values = 100 * np.asarray(accuracies[group][method], dtype=float)
             x = g + (m - (len(methods) - 1) / 2) * width
-            ax.bar(x, values.mean(), width * 0.9, color=COLOURS[method], label=method if g == 0 else None,
-                   yerr=values.std(), capsize=3, alpha=0.85)
-            ax.plot(np.full(len(values), x), values, "k.", markersize=4)
+            ax.plot(np.full(len(values), x), values, ".", color=COLOURS[method], markersize=4, alpha=0.6)
+            ax.errorbar(x, values.mean(), yerr=values.std(), fmt="o", color=COLOURS[method], markersize=7,
+                        capsize=3, label=method if g == 0 else None)
     ax.set_xticks(range(len(groups)), groups)
+    ax.set_xlim(-0.5, len(groups) - 0.5)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
 
 
 def student_comparison_figure(same_set, few_labels, title: str = "Students trained with and without a teacher",
                               bottom: float = 70.0):
-    """Lesson 2, Fig. 3: scratch vs distilled students, mean ± std over seeds with each seed as a dot.
+    """Lesson 2: scratch vs distilled students, each seed as a small dot and the mean ± std over
+    seeds as a large one (no bars: the accuracy axis is cut).
 
     ``same_set[size][method]`` and ``few_labels[n_labelled][method]`` are lists of accuracies in
     [0, 1] over seeds; methods are keys of :data:`fedkd_lessons.plotting.COLOURS`. ``title`` should

@@ -35,6 +35,7 @@ def test_other_figures_return_figures_with_the_expected_panels():
         assert isinstance(fig, Figure) and len(fig.axes) == panels
         plt.close(fig)
     assert figures[1][0].get_suptitle() == "finding"
+    assert not any(ax.patches for ax in figures[1][0].axes)  # dots on a cut axis, never bars
 
 
 def test_readme_figure_needs_no_arguments():

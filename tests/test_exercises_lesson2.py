@@ -1,8 +1,9 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from fedkd_lessons.distillation import choose_bias_shift, distillation_loss
 from fedkd_lessons.exercises import check_bias_shift_choice, check_distillation_loss, check_soft_gradient
 
 
@@ -15,9 +16,51 @@ def soft_kl(student, teacher, temperature, reduction="batchmean"):
                     reduction=reduction)
 
 
+def right_loss(s, t, y, T, a):
+    """The loss written with torch.nn.functional's own KL (batchmean), independent of the package."""
+    return a * T**2 * soft_kl(s, t, T) + (1 - a) * F.cross_entropy(s, y)
+
+
 def test_loss_checker_accepts_reference_and_reports_unsolved():
-    assert check_distillation_loss(lambda s, t, y, T, a: distillation_loss(s, t, y, T, a)).passed
+    assert check_distillation_loss(right_loss).passed
     assert check_distillation_loss(unsolved).status == "not solved"
+
+
+def test_soft_kl_reference_by_hand():
+    # Two classes at T = 1: teacher p = (3/4, 1/4), student q = (1/2, 1/2):
+    # KL(p || q) = 3/4 log(3/2) + 1/4 log(1/2).
+    teacher, student = torch.tensor([[math.log(3), 0.0]]), torch.zeros(1, 2)
+    assert float(soft_kl(student, teacher, 1.0)) == pytest.approx(0.75 * math.log(1.5) + 0.25 * math.log(0.5))
+
+
+def test_loss_checker_runs_the_omitted_class_experiment_with_the_learners_loss():
+    # The experiment is replaced by hand-made outcomes: the share of test 3s the student gets right.
+    seen = []
+
+    def run(share):
+        def experiment(loss_fn):
+            seen.append(loss_fn)
+            return share
+        return experiment
+
+    feedback = check_distillation_loss(right_loss, run(0.95))
+    assert feedback.passed and "never saw a 3" in feedback.message and seen == [right_loss]
+    feedback = check_distillation_loss(right_loss, run(0.0))
+    assert not feedback.passed and "only 0 % of the test 3s" in feedback.message
+
+
+def test_loss_checker_catches_a_loss_that_blocks_gradients():
+    # Right values, but computed on detached logits: the experiment's backward pass fails.
+    def detached(s, t, y, T, a):
+        return right_loss(s.detach(), t, y, T, a)
+
+    def experiment(loss_fn):
+        logits = torch.zeros(2, 3, requires_grad=True)
+        loss_fn(logits, torch.ones(2, 3), torch.tensor([0, 1]), 20.0, 1.0).backward()
+        return 1.0
+
+    feedback = check_distillation_loss(detached, experiment)
+    assert not feedback.passed and "gradients flow" in feedback.message
 
 
 def test_loss_checker_rejects_missing_t_squared():
@@ -75,15 +118,18 @@ def test_gradient_checker_rejects_missing_one_over_t_flipped_sign_and_t_squared_
     assert "gradient of T²·C" in check_soft_gradient(lambda z, v, T: closed_form(z, v, T) * T**2).message
 
 
-def test_bias_checker_accepts_reference_and_reports_unsolved():
-    assert check_bias_shift_choice(lambda l, y, c, s: choose_bias_shift(l, y, c, s)[0]).passed
-    assert check_bias_shift_choice(unsolved).status == "not solved"
-
-
 def accuracy_after(logits, labels, class_index, shift, sign=1.0):
     shifted = logits.clone()
     shifted[:, class_index] += sign * shift
     return (shifted.argmax(1) == labels).float().mean().item()
+
+
+def test_bias_checker_accepts_reference_and_reports_unsolved():
+    def best_overall(logits, labels, class_index, shifts):  # written here, not the package's choose_bias_shift
+        return max(sorted(shifts), key=lambda s: (accuracy_after(logits, labels, class_index, s), -s))
+
+    assert check_bias_shift_choice(best_overall).passed
+    assert check_bias_shift_choice(unsolved).status == "not solved"
 
 
 def test_bias_checker_rejects_maximising_only_the_omitted_class_recall():

@@ -8,10 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fedkd_lessons import predict_logits, seed_everything
 from fedkd_lessons.data import load_digits_split
 from fedkd_lessons.experiments.lesson2_distillation import (
     SEED_STRIDE, Settings, closed_form_soft_gradient, epochs_for, errors, fresh_mlp, logit_matching_gaps,
-    soft_gradient, soft_gradient_norms, split_data)
+    make_splits, omitted_class_share_with, soft_gradient, soft_gradient_norms, split_data, train_teacher)
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -160,3 +161,19 @@ def test_logit_matching_gaps_against_numpy():
     # uncentred logits give the same gaps (the softmax ignores a shift, and the function centres them)
     np.testing.assert_allclose(logit_matching_gaps(torch.tensor(z + 5), torch.tensor(v - 2), temperatures), expected,
                                rtol=1e-9)
+
+
+def test_omitted_class_experiment_with_a_loss_recognises_3s_only_through_the_teacher():
+    # Exercise 1's experiment: the lesson's distillation loss, written here with torch.nn.functional,
+    # teaches a student without 3s most test 3s; the hard-label cross-entropy alone teaches it none.
+    seed_everything(0)
+    settings = Settings()
+    data = make_splits(settings)
+    teacher_logits = predict_logits(train_teacher(data, settings, progress=False), data.images)
+
+    def soft_only(student, teacher, targets, temperature, alpha):
+        return alpha * temperature**2 * F.kl_div(F.log_softmax(student / temperature, dim=1),
+                                                 F.softmax(teacher / temperature, dim=1), reduction="batchmean")
+
+    assert omitted_class_share_with(soft_only, data, teacher_logits, settings) > 0.5
+    assert omitted_class_share_with(lambda s, t, y, T, a: F.cross_entropy(s, y), data, teacher_logits, settings) == 0.0

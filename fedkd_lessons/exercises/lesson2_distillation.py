@@ -1,4 +1,5 @@
-"""Checkers for lesson 2's exercises: the distillation loss, its gradient, the omitted-class bias shift."""
+"""Checkers for lesson 2's exercises: the distillation loss (and the omitted-class student it
+trains), its gradient, the omitted-class bias shift."""
 
 import math
 
@@ -27,8 +28,13 @@ def _soft_term(student, teacher, temperature, reverse=False):
 
 @checker("Your loss matches alpha·T²·KL(teacher‖student) per example, averaged over the batch, plus (1−alpha)·CE, "
          "and it stays finite on logits of 1e4.")
-def check_distillation_loss(loss_fn) -> None:
-    """Lesson 2: ``loss_fn(student_logits (N, C), teacher_logits (N, C), targets (N,), temperature, alpha) -> scalar``."""
+def check_distillation_loss(loss_fn, omitted_class_run=None):
+    """Lesson 2: ``loss_fn(student_logits (N, C), teacher_logits (N, C), targets (N,), temperature, alpha) -> scalar``.
+
+    ``omitted_class_run`` (``loss_fn -> share``), the experiment: section 6's student trained with
+    the learner's loss on a transfer set without 3s, returning the share of test 3s it then gets
+    right (:func:`fedkd_lessons.experiments.lesson2_distillation.omitted_class_share_with`). The
+    distilled students of the lesson get most of them; the check asks for more than half."""
     generator = torch.Generator().manual_seed(3)
     student = torch.randn(6, 10, generator=generator) * 2
     teacher = torch.randn(6, 10, generator=generator) * 3
@@ -73,6 +79,20 @@ def check_distillation_loss(loss_fn) -> None:
     if not math.isfinite(got) or not math.isclose(got, expected, rel_tol=1e-3, abs_tol=1e-4):
         raise Wrong(f"on logits of size 1e4 the loss should be {expected:.4f}, got {got}: softmax then log "
                     "underflows to log 0; use F.log_softmax (the log-sum-exp trick).")
+    if omitted_class_run is None:
+        return None
+    try:
+        share = float(omitted_class_run(loss_fn))
+    except RuntimeError as error:
+        raise Wrong(f"training a student with your loss failed ({error}). Compute it with torch operations on "
+                    "student_logits so that gradients flow: no .item(), .detach(), float() or numpy inside.") from error
+    if share <= 0.5:
+        raise Wrong(f"your loss has the right values, but a student trained with it on digits without a single 3 gets "
+                    f"only {100 * share:.0f} % of the test 3s right after the bias shift; the lesson's distilled student "
+                    "gets most of them. Does the soft term really use the teacher's logits, with gradients "
+                    "flowing into student_logits?")
+    return ("Trained with it, a student that never saw a 3 gets more than half of the test 3s right after the bias "
+            "shift chosen on validation: section 6's effect, produced by your loss.")
 
 
 @checker("Your gradient is Hinton's Eq. 2, (q − p)/T, and matches autograd.")

@@ -1,7 +1,7 @@
 """Lesson 2's experiments: a teacher and its soft targets, the T^2 gradient check, the logit-matching
 limit, students from hard labels vs soft targets, few labels plus teacher-labelled digits, the T x
-alpha sweep and the omitted class (Hinton, Vinyals & Dean 2015, PAPER_FACTS facts 1-7), with what
-the lesson's prose claims about them."""
+alpha sweep and the omitted class (Hinton, Vinyals & Dean 2015: Eq. 1-4, sections 2, 2.1 and 3), with
+what the lesson's prose claims about them."""
 
 from __future__ import annotations
 
@@ -479,6 +479,27 @@ def omitted_class_students(data: LessonData, teacher_logits, settings: Settings,
         results[method] = [shift_on_validation(student, data, settings, int(kept.sum()), int((~kept).sum()))
                            for student in students]
     return results
+
+
+def omitted_class_share_with(loss_fn, data: LessonData, teacher_logits, settings: Settings) -> float:
+    """Section 6's experiment with another distillation loss (lesson 2, exercise 1): the first seed's
+    64-unit student, trained on the transfer set without ``omitted_class`` by minimising
+    ``loss_fn(student_logits, teacher_logits, targets, temperature, alpha)`` at ``T = omitted_temperature``
+    and ``alpha = 1``, then given the bias shift chosen on validation. Returns the share of the
+    test digits of ``omitted_class`` it gets right (the lesson's distilled students: most of them;
+    a loss that ignores the teacher: none)."""
+    c = settings.omitted_class
+    kept = data.labels != c
+    student = fresh_mlp((settings.omitted_hidden,), settings.derived_seed(OMITTED_STUDENTS))
+
+    def loss(logits, teacher, targets):
+        return loss_fn(logits, teacher, targets, settings.omitted_temperature, 1.0)
+
+    train(student, data.images[kept], (torch.as_tensor(teacher_logits)[kept], data.labels[kept]),
+          epochs=settings.omitted_epochs, lr=settings.lr, batch_size=settings.batch_size, loss_fn=loss,
+          generator=settings.generator(OMITTED_STUDENTS), progress=False)
+    result = shift_on_validation(student, data, settings, int(kept.sum()), int((~kept).sum()))
+    return class_share_right(result, data.test_labels, c, shifted=True)
 
 
 def class_share_right(result: OmittedClassResult, labels, class_index: int, shifted: bool) -> float:
