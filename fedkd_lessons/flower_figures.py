@@ -40,9 +40,9 @@ def flower_architecture_figure(party_names=("mlp 32", "cnn 8-16", "mlp 64-32-32"
 
     # server side
     box(0.15, 4.9, 2.0, 0.8, "flwr run\n(builds the FAB,\nsubmits the run)", "#FFF3D6")
-    box(3.3, 4.75, 3.9, 1.1, "flower-superlink  127.0.0.1:port\nServerApp: draws the subset,\n"
-        "averages the logits $\\tilde f = \\frac{1}{m}\\sum_k f_k$", "#F0F0F0")
-    box(8.2, 4.9, 2.15, 0.8, "result.json\n(accuracy, bytes,\nwho replied)", "#FFF3D6")
+    box(3.3, 4.75, 3.9, 1.1, "flower-superlink  127.0.0.1:port\nServerApp: draws the subset, checks\n"
+        "the replies, averages $\\tilde f = \\frac{1}{m}\\sum_k f_k$", "#F0F0F0")
+    box(8.2, 4.9, 2.15, 0.8, "result.json\n(accuracy, bytes, who\nreplied, what dropped)", "#FFF3D6")
     arrow((2.2, 5.3), (3.25, 5.3), "#555555")
     arrow((7.25, 5.3), (8.15, 5.3), "#555555")
 
@@ -68,7 +68,7 @@ def flower_architecture_figure(party_names=("mlp 32", "cnn 8-16", "mlp 64-32-32"
             ax.plot([x, x + w], [2.8, 0.2], color=COLOURS["control"], linewidth=3)
             ax.text(centre, 1.7, "stopped mid-run", ha="center", fontsize=9, color=COLOURS["control"],
                     fontweight="bold", bbox=dict(facecolor="white", edgecolor="none", pad=0.5))
-    ax.text(5.25, -0.22, "HTTP on loopback, --insecure: no weights, no images, only indices and class scores",
+    ax.text(5.25, -0.22, "HTTPS (TLS) on loopback, registered SuperNodes only: no weights, no images, only indices and class scores",
             ha="center", fontsize=8, style="italic", color="#444444",
             bbox=dict(facecolor="white", edgecolor="#BBBBBB", boxstyle="round,pad=0.3"))
     ax.set_title("FedMD on Flower: one process per party, messages through the SuperLink", fontsize=12)

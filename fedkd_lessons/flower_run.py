@@ -1,10 +1,16 @@
 """Run FedMD as real processes with Flower's own command-line tools, on loopback (lesson 6).
 
-:func:`run_fedmd_on_flower` starts, in deployment mode and ``--insecure`` on 127.0.0.1 only:
+:func:`run_fedmd_on_flower` starts, in deployment mode on 127.0.0.1 only:
 
-1. ``flower-superlink``: the server's endpoint; it also launches the ``ServerApp`` process;
-2. one ``flower-supernode`` per party, told which party it is and where its disk is;
-3. ``flwr run``: builds the app in :mod:`fedkd_lessons.flower_fedmd` into a FAB and submits it.
+1. ``flower-superlink``: the server's endpoint; it also launches the ``ServerApp`` process. By
+   default with TLS (``--ssl-ca-certfile/--ssl-certfile/--ssl-keyfile``) and SuperNode
+   authentication (``--enable-supernode-auth``), from a CA, certificate and keys made for the run
+   (:mod:`fedkd_lessons.flower_fedmd.credentials`); ``secure=False`` runs ``--insecure`` instead;
+2. with authentication, ``flwr supernode register`` of each party's public key: the SuperLink
+   answers with the node id, which binds that node to its party for the whole run;
+3. one ``flower-supernode`` per party (``--root-certificates``, ``--auth-supernode-private-key``),
+   told which party it is and where its disk is;
+4. ``flwr run``: builds the app in :mod:`fedkd_lessons.flower_fedmd` into a FAB and submits it.
 
 It waits for the ServerApp's JSON result, can stop one party's node mid-run, and stops every
 process it started (each in its own process group, plus any process they spawned, by PID) when
@@ -29,12 +35,15 @@ import psutil
 import torch
 
 from .fedmd import CONSENSUS_KINDS, Party
+from .fedmd import CONSENSUS_RULES, NUM_CLASSES
+from .flower_fedmd.credentials import make_credentials
+from .flower_fedmd.faults import parse_faults
 from .flower_fedmd.party_disk import read_diary, save_party, save_shared_data
 from .flower_fedmd.protocol import RoundPolicy
 from .validation import check_int_at_least, check_positive_finite
 
 APP_DIR = Path(__file__).parent / "flower_fedmd"
-HOST = "127.0.0.1"  # loopback only: --insecure is acceptable nowhere else
+HOST = "127.0.0.1"  # loopback only (and --insecure, when asked for, is acceptable nowhere else)
 CONNECTION = "fedmd-loopback"
 _BIN = Path(sys.executable).parent  # Flower's command-line tools sit beside this Python
 
@@ -161,9 +170,14 @@ class FlowerFedMDRun:
     """What :func:`run_fedmd_on_flower` measured.
 
     ``accuracy[j, k]`` is party ``k``'s test accuracy after ``j`` rounds, as the party reported it
-    (NaN once a party is stopped), the same layout as :class:`fedkd_lessons.fedmd.FedMDHistory`.
-    ``messages`` is the ServerApp's record, one entry per message; ``diaries[k]`` what party ``k``
-    itself kept of the logits it sent and the consensus it received, ``{("sent"|"received", round): tensor}``.
+    (NaN once a party is stopped or its reply dropped), the same layout as
+    :class:`fedkd_lessons.fedmd.FedMDHistory`. ``messages`` is the ServerApp's record, one entry per
+    message (who was addressed, whose replies were used, which were dropped and why, who was
+    silent); ``diaries[k]`` what party ``k`` itself kept of the logits it sent and the consensus it
+    received, ``{("sent"|"received", round): tensor}``. ``registered``: node id -> party id, as the
+    SuperLink assigned them at registration (empty without authentication). ``intruder``: what
+    became of a SuperNode whose key was never registered (``None`` if none was started).
+    ``timings``: seconds spent making credentials, registering keys, starting up, and in all.
     """
 
     accuracy: np.ndarray
@@ -175,10 +189,17 @@ class FlowerFedMDRun:
     pids: list[int]
     left_running: list[int]
     logs: dict[str, str] = field(repr=False)
+    registered: dict[int, int] = field(default_factory=dict)
+    intruder: dict | None = None
+    timings: dict[str, float] = field(default_factory=dict)
 
     def bytes_per_message(self) -> list[tuple[int, int]]:
         """``(down, up)`` payload bytes of every message, summed over the parties addressed / replying."""
         return [(sum(m["bytes_down"].values()), sum(m["bytes_up"].values())) for m in self.messages]
+
+    def dropped(self) -> list[tuple[int, object, str]]:
+        """Every reply the server dropped: ``(message, party or node, reason)``."""
+        return [(m["message"], d["party"], d["reason"]) for m in self.messages for d in m["dropped"]]
 
 
 def run_fedmd_on_flower(
@@ -194,9 +215,16 @@ def run_fedmd_on_flower(
     digest_batch_size: int = 64,
     consensus: str = "logits",
     temperature: float = 1.0,
+    rule: str = "mean",
+    trim: float = 0.1,
     seed: int = 0,
     policy: RoundPolicy | None = None,
     stop_party: tuple[int, int] | None = None,
+    secure: bool = True,
+    intruder: bool = False,
+    faults: dict[int, str] | None = None,
+    twin_of: int | None = None,
+    kill_mid_round: tuple[int, int] | None = None,
     startup_timeout: float = 60.0,
     run_timeout: float = 300.0,
     workdir=None,
@@ -204,14 +232,23 @@ def run_fedmd_on_flower(
     """FedMD (Li & Wang 2019, Algorithm 1) with each party in its own Flower SuperNode process.
 
     The arguments mean what they mean in :func:`fedkd_lessons.fedmd.run_fedmd` (give transfer-learned
-    parties; they are saved to the parties' disks and not changed). In addition:
+    parties; they are saved to the parties' disks and not changed; ``rule`` and ``trim`` as in
+    :func:`fedkd_lessons.fedmd.compute_consensus`). In addition:
 
     Args:
-        policy: when the server closes a round without every reply (:class:`RoundPolicy`); default:
-            all but one party must reply, 6 s grace for stragglers, 120 s time-out.
+        policy: when the server closes a round without every good reply (:class:`RoundPolicy`);
+            default: all but one party must reply, 6 s grace for stragglers, 120 s time-out.
         stop_party: ``(k, j)`` kills party ``k``'s SuperNode (and its ClientApp) right after the
             server has closed message ``j - 1``, before message ``j`` reaches it: party ``k`` then
             never reports after ``j - 1`` rounds, and rounds ``j + 1`` on are averaged without it.
+        secure: TLS and SuperNode authentication (default), or ``--insecure`` without either.
+        intruder: also start a SuperNode whose key was never registered (needs ``secure``); the
+            SuperLink must refuse it. Its fate is in the result's ``intruder``.
+        faults: ``{k: "kind@message ..."}`` party ``k`` misbehaves (:mod:`fedkd_lessons.flower_fedmd.faults`).
+        twin_of: party ``k`` starts a second SuperNode, with a copy of its disk and a key of its own
+            registered as party ``k`` too: two replies from one party each message.
+        kill_mid_round: ``(k, j)`` kills party ``k``'s SuperNode while its ClientApp works on
+            message ``j >= 1`` (once it has received the consensus, before it replies).
         workdir: a folder for the run's files (default: a new temporary folder, removed afterwards).
     """
     parties = list(parties)
@@ -225,31 +262,54 @@ def run_fedmd_on_flower(
         raise ValueError(f"subset_size must be at most the public set's size {len(public_images)}, got {subset_size}")
     if consensus not in CONSENSUS_KINDS:
         raise ValueError(f"consensus must be one of {CONSENSUS_KINDS}, got {consensus!r}")
+    if rule not in CONSENSUS_RULES:
+        raise ValueError(f"rule must be one of {CONSENSUS_RULES}, got {rule!r}")
     check_positive_finite(temperature, "temperature")
     check_positive_finite(startup_timeout, "startup_timeout")
     check_positive_finite(run_timeout, "run_timeout")
     policy = policy or RoundPolicy(min_replies=max(1, len(parties) - 1))
     if policy.min_replies > len(parties):
         raise ValueError(f"policy.min_replies must be at most the number of parties {len(parties)}, got {policy.min_replies}")
-    if stop_party is not None:
-        party, message = stop_party
-        if not 0 <= party < len(parties) or not 1 <= message <= rounds:
-            raise ValueError(f"stop_party must be (party in 0..{len(parties) - 1}, message in 1..{rounds}), got {stop_party!r}")
+    for name, value in (("stop_party", stop_party), ("kill_mid_round", kill_mid_round)):
+        if value is not None:
+            party, message = value
+            if not 0 <= party < len(parties) or not 1 <= message <= rounds:
+                raise ValueError(f"{name} must be (party in 0..{len(parties) - 1}, message in 1..{rounds}), got {value!r}")
+    if intruder and not secure:
+        raise ValueError("intruder needs secure=True: without authentication any SuperNode may join")
+    faults = dict(faults or {})
+    for party, text in faults.items():
+        if not 0 <= party < len(parties):
+            raise ValueError(f"faults: party must be in 0..{len(parties) - 1}, got {party!r}")
+        parse_faults(text)  # raises on a malformed list
+    if twin_of is not None and not 0 <= twin_of < len(parties):
+        raise ValueError(f"twin_of must be a party in 0..{len(parties) - 1}, got {twin_of!r}")
 
     own_workdir = workdir is None
     root = Path(tempfile.mkdtemp(prefix="fedmd-flower-") if own_workdir else workdir)
-    paths = {name: root / name for name in ("home", "logs", "result")}
+    paths = {name: root / name for name in ("home", "logs", "result", "keys")}
     for path in paths.values():
         path.mkdir(parents=True, exist_ok=True)
     party_dirs = [root / f"party-{k}" for k in range(len(parties))]
     for directory, party in zip(party_dirs, parties):
         save_party(directory, party)
         save_shared_data(directory, public_images, test_images, test_labels)
+    # the SuperNodes to start: (name, party id, disk)
+    nodes = [(f"party-{k}", k, directory) for k, directory in enumerate(party_dirs)]
+    if twin_of is not None:
+        shutil.copytree(party_dirs[twin_of], root / f"twin-of-{twin_of}")
+        nodes.append((f"twin-of-{twin_of}", twin_of, root / f"twin-of-{twin_of}"))
+
+    timings = {}
+    clock = time.monotonic()
+    credentials = make_credentials(paths["keys"], [name for name, _, _ in nodes] + ["intruder"]) if secure else None
+    timings["credentials"] = time.monotonic() - clock
 
     superlink_port = free_port()
+    transport = (f'root-certificates = "{credentials.ca_certificate}"\n' if secure else "insecure = true\n")
     (paths["home"] / "config.toml").write_text(
         f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
-        f'address = "{HOST}:{superlink_port}"\ninsecure = true\n')
+        f'address = "{HOST}:{superlink_port}"\n{transport}')
     environment = {
         **os.environ,
         "PATH": f"{_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -262,42 +322,75 @@ def run_fedmd_on_flower(
         "FEDKD_PROGRESS": "0",
         "OMP_NUM_THREADS": "1",
     }
-    run_config = dict(
-        **{"num-parties": len(parties), "rounds": rounds, "subset-size": subset_size,
-           "public-size": len(public_images), "seed": seed, "digest-epochs": digest_epochs,
-           "revisit-epochs": revisit_epochs, "digest-batch-size": digest_batch_size,
-           "consensus": consensus, "temperature": float(temperature), "min-replies": policy.min_replies,
-           "round-timeout": float(policy.timeout), "grace": float(policy.grace),
-           "connect-timeout": float(startup_timeout), "result-dir": str(paths["result"])})
+    if secure:
+        link_security = ["--ssl-ca-certfile", str(credentials.ca_certificate), "--ssl-certfile",
+                         str(credentials.server_certificate), "--ssl-keyfile", str(credentials.server_key),
+                         "--enable-supernode-auth"]
+    else:
+        link_security = ["--insecure"]
+
+    def node_security(name: str) -> list[str]:
+        if not secure:
+            return ["--insecure"]
+        return ["--root-certificates", str(credentials.ca_certificate),
+                "--auth-supernode-private-key", str(credentials.nodes[name].private)]
 
     processes = ProcessGroup(paths["logs"], environment)
     started = time.monotonic()
     failure = None
+    registered: dict[int, int] = {}
+    intruder_fate = None
     try:
         superlink = processes.start("superlink", [
-            str(_BIN / "flower-superlink"), "--insecure", "--host", HOST, "--port", str(superlink_port),
+            str(_BIN / "flower-superlink"), *link_security, "--host", HOST, "--port", str(superlink_port),
             "--disable-runtime-dependency-installation"])
         wait_for_port(superlink_port, startup_timeout, superlink)
-        for k, directory in enumerate(party_dirs):
-            processes.start(f"party-{k}", [
-                str(_BIN / "flower-supernode"), "--insecure", "--superlink", f"{HOST}:{superlink_port}",
-                "--port", str(free_port()), "--node-config", f"party-id={k} party-dir='{directory}'"])
+        if secure:
+            clock = time.monotonic()
+            registered = _register_nodes(nodes, credentials, environment, root, startup_timeout)
+            timings["registration"] = time.monotonic() - clock
+        for name, party_id, directory in nodes:
+            fault = faults.get(party_id, "") if name.startswith("party-") else ""
+            processes.start(name, [
+                str(_BIN / "flower-supernode"), *node_security(name), "--superlink", f"{HOST}:{superlink_port}",
+                "--port", str(free_port()),
+                "--node-config", f"party-id={party_id} party-dir='{directory}' faults='{fault}'"])
+        if intruder:
+            processes.start("intruder", [
+                str(_BIN / "flower-supernode"), *node_security("intruder"), "--superlink", f"{HOST}:{superlink_port}",
+                "--port", str(free_port()), "--node-config", f"party-id=0 party-dir='{root / 'intruder'}'"])
+        run_config = {
+            "num-parties": len(nodes), "rounds": rounds, "subset-size": subset_size,
+            "public-size": len(public_images), "seed": seed, "digest-epochs": digest_epochs,
+            "revisit-epochs": revisit_epochs, "digest-batch-size": digest_batch_size,
+            "consensus": consensus, "temperature": float(temperature), "rule": rule, "trim": float(trim),
+            "classes": NUM_CLASSES, "registered": " ".join(f"{n}:{p}" for n, p in registered.items()),
+            "min-replies": policy.min_replies, "round-timeout": float(policy.timeout), "grace": float(policy.grace),
+            "connect-timeout": float(startup_timeout), "result-dir": str(paths["result"])}
         submitted = subprocess.run(
             [str(_BIN / "flwr"), "run", str(APP_DIR), CONNECTION, "--run-config", _toml_pairs(run_config)],
             env=environment, capture_output=True, text=True, timeout=startup_timeout, cwd=root)
         (paths["logs"] / "flwr-run.log").write_text(submitted.stdout + submitted.stderr)
         if submitted.returncode != 0:
             raise RuntimeError(f"`flwr run` failed:\n{submitted.stdout}{submitted.stderr}")
-        record = _wait_for_result(paths["result"], processes, stop_party, started + run_timeout)
+        timings["startup"] = time.monotonic() - started
+        kills = [(*stop_party, "before")] if stop_party is not None else []
+        kills += [(*kill_mid_round, "during")] if kill_mid_round is not None else []
+        record = _wait_for_result(paths["result"], processes, kills, party_dirs, started + run_timeout)
         if record["error"]:
             raise RuntimeError(f"the ServerApp failed: {record['error']}")
+        if intruder:
+            intruder_fate = _intruder_fate(processes, paths["logs"] / "intruder.log", record)
     except Exception as error:
         failure = error
     finally:  # also on KeyboardInterrupt: nothing started here outlives this call
         seconds = time.monotonic() - started
+        timings["run"] = seconds
         left = processes.stop()
         logs = _read_logs(paths["logs"])
         diaries = [read_diary(directory) for directory in party_dirs]
+        for name, party_id, directory in nodes[len(parties):]:  # a twin's diary is its party's too
+            diaries[party_id] = {**read_diary(directory), **diaries[party_id]}
         if own_workdir:
             shutil.rmtree(root, ignore_errors=True)
     if failure is not None:
@@ -309,7 +402,37 @@ def run_fedmd_on_flower(
         for party_id, value in message["accuracy"].items():
             accuracy[message["message"], int(party_id)] = value
     return FlowerFedMDRun(accuracy, tuple(p.name for p in parties), record["messages"], diaries,
-                          None if stop_party is None else stop_party[0], seconds, sorted(processes.seen), left, logs)
+                          None if stop_party is None else stop_party[0], seconds, sorted(processes.seen), left, logs,
+                          registered, intruder_fate, {k: round(v, 2) for k, v in timings.items()})
+
+
+def _register_nodes(nodes, credentials, environment, root: Path, timeout: float) -> dict[int, int]:
+    """``flwr supernode register`` every node's public key, all at once; ``{node id: party id}``."""
+    commands = {name: [str(_BIN / "flwr"), "supernode", "register", str(credentials.nodes[name].public), CONNECTION,
+                       "--format", "json"] for name, _, _ in nodes}
+    running = {name: subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True, cwd=root) for name, command in commands.items()}
+    registered = {}
+    for name, party_id, _ in nodes:
+        output, _ = running[name].communicate(timeout=timeout)
+        if running[name].returncode != 0 or "{" not in output:
+            raise RuntimeError(f"`flwr supernode register` of {name} failed:\n{output}")
+        registered[int(json.loads(output[output.index("{"):])["node-id"])] = party_id
+    return registered
+
+
+def _intruder_fate(processes: ProcessGroup, log: Path, record: dict) -> dict:
+    """Whether the unregistered SuperNode was refused: it exited on its own with an error, it never
+    got a node id, and no message of the run was addressed to anyone but the registered parties."""
+    process = processes.processes["intruder"]
+    deadline = time.monotonic() + 10.0
+    while process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    text = log.read_text(errors="replace") if log.exists() else ""
+    reason = next((line.strip() for line in text.splitlines() if "Failed to activate" in line), None)
+    strangers = [a for m in record["messages"] for a in m["addressed"] if not isinstance(a, int)]
+    return dict(exit_code=process.poll(), reason=reason, got_node_id="SuperNode ID:" in text,
+                addressed_strangers=strangers)
 
 
 def _toml_pairs(config: dict) -> str:
@@ -317,18 +440,22 @@ def _toml_pairs(config: dict) -> str:
     return " ".join(f"{key}={json.dumps(value)}" for key, value in config.items())
 
 
-def _wait_for_result(result_dir: Path, processes: ProcessGroup, stop_party, deadline: float) -> dict:
-    """Poll for the ServerApp's result, stopping a party when asked; fail fast if the SuperLink dies."""
-    stopped = stop_party is None
+def _wait_for_result(result_dir: Path, processes: ProcessGroup, kills, party_dirs, deadline: float) -> dict:
+    """Poll for the ServerApp's result, killing parties when asked: ``(k, j, "before")`` once the
+    server has closed message ``j - 1``; ``(k, j, "during")`` once party ``k`` has received message
+    ``j`` (its diary holds the consensus of round ``j``). Fail fast if the SuperLink dies."""
+    kills = list(kills)
     while time.monotonic() < deadline:
         processes.watch()
         if (result_dir / "result.json").exists():
             return json.loads((result_dir / "result.json").read_text())
-        if not stopped and (result_dir / "progress.json").exists():
-            closed = json.loads((result_dir / "progress.json").read_text())["closed"]
-            if closed >= stop_party[1] - 1:
-                processes.stop_one(f"party-{stop_party[0]}")
-                stopped = True
+        closed = json.loads((result_dir / "progress.json").read_text())["closed"] \
+            if (result_dir / "progress.json").exists() else -1
+        for kill in list(kills):
+            party, message, when = kill
+            if (closed >= message - 1) if when == "before" else (party_dirs[party] / f"received-round-{message}.pt").exists():
+                processes.stop_one(f"party-{party}")
+                kills.remove(kill)
         if processes.processes["superlink"].poll() is not None:
             raise RuntimeError("the SuperLink exited before the run finished")
         time.sleep(0.1)

@@ -12,11 +12,14 @@ import pytest
 import torch
 
 from fedkd_lessons.fedmd import make_parties, transfer_learning
+from fedkd_lessons.flower_fedmd.credentials import make_credentials
+from fedkd_lessons.flower_fedmd.faults import parse_faults, spoil_reply
 from fedkd_lessons.flower_fedmd.party_disk import (
-    load_party, load_shared_data, read_diary, save_party, save_shared_data, write_diary,
+    architecture_of, build_architecture, load_party, load_shared_data, read_diary, save_party, save_shared_data,
+    write_diary,
 )
 from fedkd_lessons.flower_fedmd.protocol import (
-    RoundPolicy, party_reply, payload_bytes, read_party_reply, read_server_message, server_message,
+    RoundPolicy, check_reply, party_reply, payload_bytes, read_party_reply, read_server_message, server_message,
     weights_payload_bytes,
 )
 from fedkd_lessons.flower_run import FlowerRunError, ProcessGroup, run_fedmd_on_flower, start_mark
@@ -132,6 +135,12 @@ def test_party_disk_round_trip_keeps_model_data_and_random_stream(tmp_path, sett
     (dict(stop_party=(0, 0)), "stop_party"),
     (dict(policy=RoundPolicy(min_replies=4)), "min_replies"),
     (dict(consensus="median"), "consensus"),
+    (dict(rule="max"), "rule"),
+    (dict(intruder=True, secure=False), "intruder needs secure=True"),
+    (dict(faults={5: "nan@0"}), "faults: party"),
+    (dict(faults={0: "boom@0"}), "faults must be"),
+    (dict(twin_of=3), "twin_of"),
+    (dict(kill_mid_round=(0, 3)), "kill_mid_round"),
     (dict(temperature=0.0), "temperature"),
 ])
 def test_run_rejects_bad_arguments(setting, change, message):
@@ -176,3 +185,99 @@ def test_a_process_is_known_by_its_kernel_start_time_not_the_wall_clock(tmp_path
     assert group.alive() == [child.pid]
     assert group.stop() == []
     assert child.poll() is not None
+
+
+# ---- the server's checks of a reply ----
+
+def _check(logits, party_id=1, node=11, accuracy=0.5, replied=(), rows=4):
+    return check_reply(node, party_id, accuracy, logits, party_of_node={10: 0, 11: 1}, replied=set(replied),
+                       rows=rows, classes=16)
+
+
+def test_a_good_reply_passes_every_check():
+    assert _check(torch.randn(4, 16)) is None
+    assert _check(None, rows=None) is None  # the last message asks for no scores
+
+
+@pytest.mark.parametrize("arguments, reason, identity", [
+    (dict(node=12), "unknown node 12: not registered as a party", True),
+    (dict(party_id=0), "spoofed id: node 11 is party 1 but claims party 0", True),
+    (dict(replied=(1,)), "duplicate: party 1 already replied to this message", True),
+    (dict(accuracy=float("nan")), "accuracy nan is not a number in [0, 1]", False),
+    (dict(accuracy=1.5), "accuracy 1.5 is not a number in [0, 1]", False),
+])
+def test_replies_from_the_wrong_sender_or_with_a_bad_accuracy_are_dropped(arguments, reason, identity):
+    drop = _check(torch.randn(4, 16), **arguments)
+    assert (drop.reason, drop.identity) == (reason, identity)
+
+
+def test_logits_that_do_not_fit_the_indices_sent_are_dropped():
+    assert _check(torch.randn(3, 16)).reason == "wrong shape: logits (3, 16), expected (4, 16) for the indices sent"
+    assert _check(torch.randn(4, 10)).reason.startswith("wrong shape: logits (4, 10)")
+    assert _check(torch.randn(4)).reason.startswith("wrong shape: logits (4,)")
+    assert _check(None).reason == "no logits, but scores on 4 public images were asked for"
+    assert _check(torch.randn(4, 16), rows=None).reason == "logits (4, 16) sent, but none were asked for"
+    poisoned = torch.randn(4, 16)
+    poisoned[1, 3], poisoned[2, 0] = float("nan"), float("inf")
+    drop = _check(poisoned)
+    assert drop.reason == "logits not finite: 2 of 64 values are NaN or infinite" and not drop.identity
+
+
+def test_content_that_is_not_a_reply_is_refused_by_name():
+    with pytest.raises(ValueError, match="not a party's reply"):
+        read_party_reply(server_message(0, indices=[1]))
+
+
+# ---- faults a party can be told to commit ----
+
+def test_faults_parse_and_spoil_the_reply_as_documented():
+    assert parse_faults("nan@0 shape@1 spoof@2 hang@3") == {0: "nan", 1: "shape", 2: "spoof", 3: "hang"}
+    assert parse_faults("") == {}
+    for bad in ("nan", "nan@x", "crash@1"):
+        with pytest.raises(ValueError, match="faults must be 'KIND@MESSAGE'"):
+            parse_faults(bad)
+    logits = torch.randn(5, 16)
+    assert spoil_reply(None, 3, logits) == (3, logits)
+    party_id, spoiled = spoil_reply("nan", 3, logits)
+    assert party_id == 3 and torch.isnan(spoiled).sum() == 1 and torch.isfinite(logits).all()
+    assert spoil_reply("shape", 3, logits)[1].shape == (4, 16)
+    assert spoil_reply("spoof", 3, logits)[0] == 0 and spoil_reply("spoof", 0, logits)[0] == 1
+
+
+# ---- models on disk: weights and a plain architecture, nothing unpickled ----
+
+@pytest.mark.parametrize("model", [make_mlp((32, 16), num_classes=16, dropout=0.2), make_cnn((8, 16, 16), num_classes=16, dropout=0.3)])
+def test_an_architecture_rebuilds_the_same_model(model):
+    rebuilt = build_architecture(architecture_of(model))
+    assert str(rebuilt) == str(model)
+    rebuilt.load_state_dict(model.state_dict())
+    images = torch.randn(5, 1, 8, 8)
+    torch.testing.assert_close(predict_logits(rebuilt, images), predict_logits(model, images))
+
+
+def test_a_party_file_holds_no_pickled_code(tmp_path, setting):
+    save_party(tmp_path, setting[0][0])
+    state = torch.load(tmp_path / "party.pt", weights_only=True)  # would raise on a pickled module
+    assert not any(isinstance(value, torch.nn.Module) for value in state.values())
+    assert state["architecture"][0] == {"type": "Flatten"}
+    with pytest.raises(ValueError, match="layer Tanh cannot be stored"):
+        architecture_of(torch.nn.Sequential(torch.nn.Tanh()))
+
+
+# ---- credentials made for a run ----
+
+def test_credentials_a_ca_signed_server_certificate_and_p384_node_keys(tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_ssh_private_key, load_ssh_public_key
+
+    made = make_credentials(tmp_path, ["party-0"])
+    ca = x509.load_pem_x509_certificate(made.ca_certificate.read_bytes())
+    server = x509.load_pem_x509_certificate(made.server_certificate.read_bytes())
+    server.verify_directly_issued_by(ca)  # raises if the CA did not sign it
+    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    private = load_ssh_private_key(made.nodes["party-0"].private.read_bytes(), password=None)
+    public = load_ssh_public_key(made.nodes["party-0"].public.read_bytes())
+    assert isinstance(private.curve, ec.SECP384R1) and private.public_key().public_numbers() == public.public_numbers()
+    assert made.nodes["party-0"].private.stat().st_mode & 0o077 == 0  # readable by its owner only

@@ -1,7 +1,7 @@
 """FedMD's party side on Flower: one ``ClientApp`` run per message from the server (lesson 6).
 
 Every SuperNode is started with ``--node-config "party-id=K party-dir='...'"``: which party it is
-and where its own disk is. On each message the party loads its state from that disk, digests the
+and where its own disk is (and, for the fault-injection tests, ``faults='...'``: :mod:`.faults`). On each message the party loads its state from that disk, digests the
 consensus and revisits its private data (if the message brings a consensus), reports its test
 accuracy, scores the requested public images (if any), writes its state back and replies.
 Its architecture, weights and private letters never leave the directory.
@@ -13,6 +13,7 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
 from fedkd_lessons.fedmd import digest, party_logits, revisit
+from fedkd_lessons.flower_fedmd.faults import parse_faults, spoil_reply
 from fedkd_lessons.flower_fedmd.party_disk import load_party, load_shared_data, save_party, write_diary
 from fedkd_lessons.flower_fedmd.protocol import party_reply, read_server_message
 from fedkd_lessons.models import accuracy
@@ -49,4 +50,6 @@ def fedmd_step(message: Message, context: Context) -> Message:
         logits = party_logits(party, public_images, request.indices)
         write_diary(directory, request.message_number + 1, "sent", logits)
     save_party(directory, party)
+    fault = parse_faults(str(context.node_config.get("faults", ""))).get(request.message_number)
+    party_id, logits = spoil_reply(fault, party_id, logits)
     return Message(party_reply(party_id, score, logits), reply_to=message)

@@ -1,6 +1,7 @@
 """What FedMD's server and parties say to each other on Flower, and when a round closes (lesson 6).
 
-One message per party per step, in both directions (Li & Wang 2019, Algorithm 1, facts 16-18):
+One message per party per step, in both directions (Li & Wang 2019, Algorithm 1: communicate,
+aggregate, distribute, digest, revisit; raw logits, no softmax, as in the authors' code):
 
 - server -> party, message ``j`` (``j = 0 .. R``): from ``j = 1`` on, the ``consensus`` of round ``j``
   with the public indices it belongs to; and, except in the last message, the public-subset
@@ -11,8 +12,10 @@ One message per party per step, in both directions (Li & Wang 2019, Algorithm 1,
 - party -> server: its test ``accuracy`` after ``j`` rounds and its raw ``logits`` on the new indices.
 
 Only integers (indices), class scores and one accuracy cross the wire: never weights, never images.
+The server trusts no reply: :func:`check_reply` says why one must be dropped before it is used.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,10 +85,60 @@ def party_reply(party_id: int, accuracy: float, logits=None) -> RecordDict:
 
 
 def read_party_reply(content: RecordDict) -> tuple[int, float, torch.Tensor | None]:
-    """``(party_id, accuracy, logits or None)`` from :func:`party_reply`'s content."""
-    metrics = content[METRICS]
-    logits = torch.from_numpy(np.array(content[LOGITS][LOGITS].numpy())) if LOGITS in content else None
-    return int(metrics["party-id"]), float(metrics["accuracy"]), logits
+    """``(party_id, accuracy, logits or None)`` from :func:`party_reply`'s content. Raises
+    ``ValueError`` for content that is not a reply at all (records or fields missing)."""
+    try:
+        metrics = content[METRICS]
+        party_id, accuracy = metrics["party-id"], metrics["accuracy"]
+        logits = torch.from_numpy(np.array(content[LOGITS][LOGITS].numpy())) if LOGITS in content else None
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"not a party's reply ({type(error).__name__}: {error})") from error
+    if isinstance(party_id, float) and not party_id.is_integer():
+        raise ValueError(f"not a party's reply: party-id {party_id!r} is not an integer")
+    return int(party_id), float(accuracy), logits
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Why a reply was dropped. ``identity``: the sender is not who it must be (an unknown node, a
+    spoofed id, a second reply for one party): the server never trusts that node again. Otherwise
+    only this reply's content was bad (scores of the wrong shape, NaN), and the node is asked again
+    next message, as a party may recover from a passing fault."""
+
+    reason: str
+    identity: bool
+
+
+def check_reply(node: int, party_id: int, accuracy: float, logits, *, party_of_node: dict[int, int],
+                replied: set[int], rows: int | None, classes: int) -> Drop | None:
+    """Why the server must drop this reply, or ``None`` if it may use it. The checks, in order:
+
+    1. the sending node is one the server knows (``party_of_node``: bound at registration);
+    2. the reply claims the party its node is bound to (else: a spoofed id);
+    3. that party has not already replied to this message (``replied``: one reply per party);
+    4. the accuracy is a number in [0, 1];
+    5. logits, when the message asked for ``rows`` scores (``None``: it asked for none), have the
+       shape ``(rows, classes)`` of the indices sent, and every value is finite.
+    """
+    if node not in party_of_node:
+        return Drop(f"unknown node {node}: not registered as a party", identity=True)
+    if party_id != party_of_node[node]:
+        return Drop(f"spoofed id: node {node} is party {party_of_node[node]} but claims party {party_id}", identity=True)
+    if party_id in replied:
+        return Drop(f"duplicate: party {party_id} already replied to this message", identity=True)
+    if not (math.isfinite(accuracy) and 0.0 <= accuracy <= 1.0):
+        return Drop(f"accuracy {accuracy!r} is not a number in [0, 1]", identity=False)
+    if rows is None:
+        return None if logits is None else Drop(f"logits {tuple(logits.shape)} sent, but none were asked for", False)
+    if logits is None:
+        return Drop(f"no logits, but scores on {rows} public images were asked for", identity=False)
+    if tuple(logits.shape) != (rows, classes):
+        return Drop(f"wrong shape: logits {tuple(logits.shape)}, expected ({rows}, {classes}) for the indices sent",
+                    identity=False)
+    if not torch.isfinite(logits).all():
+        bad = int((~torch.isfinite(logits)).sum())
+        return Drop(f"logits not finite: {bad} of {logits.numel()} values are NaN or infinite", identity=False)
+    return None
 
 
 def payload_bytes(content: RecordDict) -> int:

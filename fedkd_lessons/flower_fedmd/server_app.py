@@ -3,7 +3,10 @@
 The server holds no data and no model. It knows only the public set's size, from which it draws each
 round's subset with its own seeded generator (the same draws as :func:`fedkd_lessons.fedmd.run_fedmd`),
 and the run's settings, from ``flwr run --run-config``. It writes what happened (per message: who
-was addressed, who replied, their accuracies, the bytes each way) as JSON to ``result-dir``.
+was addressed, whose replies it used, which it dropped and why, who stayed silent, the
+accuracies, the bytes each way) as JSON to ``result-dir``. Every reply is checked before use
+(:func:`fedkd_lessons.flower_fedmd.protocol.check_reply`); a silent node, and one whose reply
+claimed an identity that is not its own, is not addressed again.
 """
 
 import json
@@ -16,7 +19,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedkd_lessons.fedmd import compute_consensus
 from fedkd_lessons.flower_fedmd.protocol import (
-    MESSAGE_TYPE, RoundPolicy, payload_bytes, read_party_reply, server_message,
+    MESSAGE_TYPE, Drop, RoundPolicy, check_reply, payload_bytes, read_party_reply, server_message,
 )
 
 app = ServerApp()
@@ -39,9 +42,63 @@ def wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
     return nodes[:count]
 
 
-def collect_replies(grid: Grid, messages: list[Message], policy: RoundPolicy):
-    """Push ``messages``, then pull replies until ``policy`` closes the round. Returns the replies,
-    the seconds after which each arrived, the decision (``"close"`` or ``"fail"``) and the seconds waited."""
+def parse_registered(text: str) -> dict[int, int]:
+    """``{node_id: party_id}`` from the run config's ``"NODE:PARTY NODE:PARTY ..."`` (empty: none)."""
+    return {int(node): int(party) for node, party in (pair.split(":") for pair in text.split())}
+
+
+class ReplyChecker:
+    """Reads and checks every reply of one message (:func:`check_reply`) as it arrives; keeps the
+    accepted ones and the reasons for the others. With ``open_registration`` (a run without node
+    authentication, message 0 only) a node is bound to the first party id it claims, unless another
+    node holds that id already."""
+
+    def __init__(self, party_of_node: dict[int, int], rows: int | None, classes: int, open_registration: bool):
+        self.party_of_node, self.rows, self.classes = party_of_node, rows, classes
+        self.open_registration = open_registration
+        self.accepted: dict[int, tuple[float, torch.Tensor | None]] = {}  # party -> (accuracy, logits)
+        self.node_of_party: dict[int, int] = {}
+        self.dropped: list[dict] = []
+
+    def add(self, reply: Message) -> bool:
+        """Check ``reply``; keep it if it passes. Returns whether it was accepted."""
+        node = reply.metadata.src_node_id
+        if reply.has_error():  # the party's ClientApp crashed: nothing to read
+            return self._drop(node, None, Drop(f"the party's ClientApp failed: {reply.error.reason}", False))
+        try:
+            party_id, accuracy, logits = read_party_reply(reply.content)
+        except ValueError as error:
+            return self._drop(node, None, Drop(str(error), identity=False))
+        if self.open_registration and node not in self.party_of_node:
+            if party_id in self.party_of_node.values():
+                holder = next(n for n, p in self.party_of_node.items() if p == party_id)
+                return self._drop(node, party_id, Drop(f"duplicate: party {party_id} is already node {holder}", True))
+            self.party_of_node[node] = party_id
+        drop = check_reply(node, party_id, accuracy, logits, party_of_node=self.party_of_node,
+                           replied=set(self.accepted), rows=self.rows, classes=self.classes)
+        if drop is not None:
+            return self._drop(node, party_id, drop)
+        self.accepted[party_id] = (accuracy, logits)
+        self.node_of_party[party_id] = node
+        return True
+
+    def _drop(self, node: int, claimed: int | None, drop: Drop) -> bool:
+        self.dropped.append(dict(node=node, party=self.party_of_node.get(node), claimed=claimed, reason=drop.reason,
+                                 identity=drop.identity))
+        return False
+
+    def nodes_to_ask_again(self) -> list[int]:
+        """The nodes whose reply was used, and those whose reply was dropped for its content only."""
+        kept = {self.node_of_party[p] for p in self.accepted}
+        kept |= {d["node"] for d in self.dropped if not d["identity"] and d["node"] in self.party_of_node}
+        return sorted(kept, key=self.party_of_node.get)
+
+
+def collect_replies(grid: Grid, messages: list[Message], policy: RoundPolicy, checker: ReplyChecker):
+    """Push ``messages``, then pull and check replies until ``policy`` closes the round: every node
+    answered (well or badly), or enough good replies and the grace is over, or the time-out. Returns
+    the accepted replies' messages, the seconds after which each arrived, the decision (``"close"``
+    or ``"fail"``) and the seconds waited."""
     pending = set(grid.push_messages(messages))
     replies: list[Message] = []
     arrivals: list[float] = []
@@ -49,17 +106,25 @@ def collect_replies(grid: Grid, messages: list[Message], policy: RoundPolicy):
     while True:
         for reply in grid.pull_messages(pending):
             pending.discard(reply.metadata.reply_to_message_id)
-            if not reply.has_error():  # a party whose ClientApp crashed counts as silent
+            if checker.add(reply):
                 replies.append(reply)
                 arrivals.append(time.monotonic() - start)
         now = time.monotonic()
         if minimum_reached is None and len(replies) >= policy.min_replies:
             minimum_reached = now
-        decision = policy.decide(len(messages), len(replies), now - start,
+        # a node whose reply was dropped is answered for: the round need not wait for it
+        decision = policy.decide(len(messages) - len(checker.dropped), len(replies), now - start,
                                  None if minimum_reached is None else now - minimum_reached)
         if decision != "wait" or not pending:
-            return replies, arrivals, ("close" if decision == "wait" else decision), now - start
+            if decision == "wait":  # everybody answered, some badly
+                decision = "close" if len(replies) >= policy.min_replies else "fail"
+            return replies, arrivals, decision, now - start
         time.sleep(POLL_SECONDS)
+
+
+def party_order(name) -> tuple:
+    """Parties by number, then nodes not bound to any party (named ``"node N"``)."""
+    return (0, name, "") if isinstance(name, int) else (1, 0, str(name))
 
 
 @app.main()
@@ -70,8 +135,12 @@ def main(grid: Grid, context: Context) -> None:
     policy = RoundPolicy(int(settings["min-replies"]), float(settings["round-timeout"]), float(settings["grace"]))
     server = torch.Generator().manual_seed(int(settings["seed"]))  # the same draws as run_fedmd(seed=...)
     record = dict(settings={k: settings[k] for k in settings}, messages=[], error=None)
+    # node -> party, bound when each party's key was registered (`flwr supernode register`); a run
+    # without node authentication binds each node to the id it claims in its first reply instead
+    party_of_node = parse_registered(str(settings["registered"]))
+    open_registration = not party_of_node
+    record["registered"] = {str(n): p for n, p in party_of_node.items()}
 
-    party_of_node: dict[int, int] = {}
     consensus = consensus_indices = None
     try:
         nodes = wait_for_nodes(grid, int(settings["num-parties"]), float(settings["connect-timeout"]))
@@ -80,33 +149,36 @@ def main(grid: Grid, context: Context) -> None:
             content = server_message(message_number, indices, consensus, consensus_indices)
             messages = [Message(content, dst_node_id=node, message_type=MESSAGE_TYPE, group_id=str(message_number))
                         for node in nodes]
-            replies, arrivals, decision, seconds = collect_replies(grid, messages, policy)
+            checker = ReplyChecker(party_of_node, None if indices is None else len(indices), int(settings["classes"]),
+                                   open_registration and message_number == 0)
+            replies, arrivals, decision, seconds = collect_replies(grid, messages, policy, checker)
 
-            accuracy, bytes_up, logits, arrived = {}, {}, {}, {}
-            for reply, arrival in zip(replies, arrivals):
-                party_id, party_accuracy, party_scores = read_party_reply(reply.content)
-                party_of_node[reply.metadata.src_node_id] = party_id
-                accuracy[party_id] = party_accuracy
-                arrived[party_id] = round(arrival, 2)
-                bytes_up[party_id] = payload_bytes(reply.content)
-                if party_scores is not None:
-                    logits[party_id] = party_scores
-            addressed = sorted(party_of_node[n] for n in nodes if n in party_of_node)
-            addressed += [f"node {n}" for n in nodes if n not in party_of_node]  # silent from the start
+            def name(node):  # a party's id once its node is bound, else the node's
+                return party_of_node[node] if node in party_of_node else f"node {node}"
+
+            answered = {d["node"] for d in checker.dropped} | {r.metadata.src_node_id for r in replies}
+            accuracy = {party: value for party, (value, _) in checker.accepted.items()}
+            logits = {party: scores for party, (_, scores) in checker.accepted.items() if scores is not None}
             record["messages"].append(dict(
-                message=message_number, addressed=addressed, replied=sorted(accuracy), accuracy=accuracy,
-                bytes_down={str(p): payload_bytes(content) for p in addressed}, bytes_up=bytes_up,
-                arrived=arrived, seconds=round(seconds, 2), decision=decision))
+                message=message_number, addressed=sorted((name(n) for n in nodes), key=party_order),
+                replied=sorted(accuracy), accuracy=accuracy,
+                dropped=[{**d, "party": name(d["node"])} for d in checker.dropped],
+                silent=sorted((name(n) for n in nodes if n not in answered), key=party_order),
+                bytes_down={str(name(n)): payload_bytes(content) for n in nodes},
+                bytes_up={party: payload_bytes(r.content) for r in replies for party in [name(r.metadata.src_node_id)]},
+                arrived={name(r.metadata.src_node_id): round(a, 2) for r, a in zip(replies, arrivals)},
+                seconds=round(seconds, 2), decision=decision))
             if decision == "fail":
-                raise RuntimeError(f"message {message_number}: {len(replies)} replies, fewer than "
+                raise RuntimeError(f"message {message_number}: {len(replies)} good replies, fewer than "
                                    f"min-replies = {policy.min_replies} within {policy.timeout:.0f} s")
-            # aggregate (fact 16): equal-weight mean over the parties that replied, in party order
+            # aggregate (Li & Wang 2019, Algorithm 1): over the parties whose replies passed, in party order
             if logits:
                 consensus = compute_consensus([logits[p] for p in sorted(logits)], str(settings["consensus"]),
-                                              float(settings["temperature"]))
+                                              float(settings["temperature"]), str(settings["rule"]),
+                                              float(settings["trim"]))
                 consensus_indices = indices
-            nodes = [reply.metadata.src_node_id for reply in replies]  # a silent party is dropped for good
-            nodes.sort(key=party_of_node.get)
+            # a silent node, or one that claimed to be someone it is not, is not addressed again
+            nodes = checker.nodes_to_ask_again()
             write_json(result_dir / "progress.json", dict(closed=message_number))
     except Exception as error:
         record["error"] = f"{type(error).__name__}: {error}"
