@@ -55,13 +55,17 @@ def plot_partitions_by_alpha(labels=None, alphas=(100, 1, 0.1), num_clients: int
     return fig
 
 
-def plot_accuracy_curves(histories: Mapping[str, FedAvgHistory], title: str, colours: Mapping[str, str] | None = None) -> Figure:
-    """Global test accuracy (%) per round, one line per run (``{label: history}``). Returns the figure."""
+def plot_accuracy_curves(histories: Mapping[str, FedAvgHistory], title: str, colours: Mapping[str, str] | None = None,
+                         styles: Mapping[str, Mapping] | None = None) -> Figure:
+    """Global test accuracy (%) per round, one line per run (``{label: history}``). ``styles`` gives
+    a run extra line options (e.g. ``{"linestyle": "--"}``): two settings of one method share its
+    colour and differ in style. Returns the figure."""
     fig, ax = plt.subplots(figsize=(6, 3.4))
     for label, history in histories.items():
         colour = (colours or COLOURS).get(label)
+        options = {"marker": "o", "markersize": 3, **(styles or {}).get(label, {})}
         ax.plot(range(len(history.global_accuracy)), 100 * np.array(history.global_accuracy),
-                marker="o", markersize=3, label=label, color=colour)
+                label=label, color=colour, **options)
     ax.set_xlabel("communication round")
     ax.set_ylabel("global test accuracy (%)")
     ax.set_title(title)
@@ -90,30 +94,34 @@ def plot_client_accuracy_histogram(accuracies: Mapping[str, np.ndarray], title: 
 
 
 def plot_aggregator_cost(per_class: Mapping[str, np.ndarray], per_client: Mapping[str, np.ndarray], title: str,
-                         baseline: str = "mean", colours: Mapping[str, str] | None = None) -> Figure:
+                         baseline: str = "mean", colours: Mapping[str, str] | None = None,
+                         styles: Mapping[str, Mapping] | None = None) -> Figure:
     """What a robust or private aggregator costs, and whom: left, the global model's accuracy (%)
-    per class for each aggregator (``{label: (C,)}``); right, each client's accuracy under the
-    ``baseline`` aggregator (x) against the others (y), ``{label: (K,)}``: points under the
-    diagonal are clients the aggregator hurt."""
-    colours = colours or COLOURS
+    per class for each aggregator (``{label: (C,)}``), one dot per class; right, each client's
+    accuracy under the ``baseline`` aggregator (x) against the others (y), ``{label: (K,)}``: points
+    under the diagonal are clients the aggregator hurt. ``styles`` gives an aggregator extra marker
+    options (e.g. ``{"fillstyle": "none"}``), so two settings of one method can share its colour."""
+    colours, styles = colours or COLOURS, styles or {}
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1.3, 1]})
-    width = 0.8 / len(per_class)
+    width = 0.7 / len(per_class)
     for i, (label, values) in enumerate(per_class.items()):
-        left.bar(np.arange(len(values)) + (i - (len(per_class) - 1) / 2) * width, 100 * np.asarray(values), width,
-                 label=label, color=colours.get(label))
+        options = {"marker": "o", "markersize": 6, **styles.get(label, {})}
+        left.plot(np.arange(len(values)) + (i - (len(per_class) - 1) / 2) * width, 100 * np.asarray(values),
+                  linestyle="none", label=label, color=colours.get(label), **options)
     left.set_xticks(np.arange(len(next(iter(per_class.values())))))
     left.set_xlabel("digit class")
     left.set_ylabel("global test accuracy (%)")
     left.set_title("Per class: which digits each global model still knows")
-    left.legend(fontsize=8, ncols=len(per_class))
-    left.set_ylim(0, 115)
+    left.legend(fontsize=8, ncols=len(per_class), loc="upper center")
+    left.set_ylim(0, 118)  # room above 100 % for the legend
     reference = 100 * np.asarray(per_client[baseline])
     right.plot([0, 100], [0, 100], color=colours.get(baseline, "grey"), linewidth=1, linestyle="--")
     for label, values in per_client.items():
         if label != baseline:
             change = 100 * np.asarray(values) - reference
-            right.scatter(reference, 100 * np.asarray(values), color=colours.get(label), alpha=0.8,
-                          label=f"{label}: mean {change.mean():+.1f}, worst {change.min():+.0f} points")
+            options = {"marker": "o", "markersize": 5, **styles.get(label, {})}
+            right.plot(reference, 100 * np.asarray(values), linestyle="none", color=colours.get(label), alpha=0.8,
+                       label=f"{label}: mean {change.mean():+.1f}, worst {change.min():+.0f} points", **options)
     right.set_xlabel(f"client's accuracy under {baseline} (%)")
     right.set_ylabel("under the other aggregator (%)")
     right.set_title("Per client: under the diagonal = hurt")
@@ -159,4 +167,59 @@ def plot_federation_partitions(federations, labels, title: str | None = None) ->
     fig.legend(handles, names, title="class", loc="center right", fontsize=8)
     fig.suptitle(title or "Smaller alpha, more skewed clients: Dirichlet partitions of the digits", y=1.0)
     fig.tight_layout(rect=(0, 0, 0.94, 1))
+    return fig
+
+
+def plot_client_drift(settings=None) -> Figure:
+    """Client drift on lesson 3's toy (:mod:`fedkd_lessons.experiments.lesson3_client_drift`).
+    Left: the two clients' loss contours, their optima, the optimum of the federation's loss, one
+    round's local steps from the start (the clients drift towards their own optima) and FedAvg's
+    path with the fewest and the most local steps. Right: the distance of FedAvg's global weights
+    from the federation's optimum, round by round, for each number of local steps, with the fixed
+    point the closed form predicts (dotted)."""
+    from .experiments.lesson3_client_drift import (DriftSettings, fedavg_fixed_point, fedavg_path, global_optimum,
+                                                   local_steps)
+
+    settings = settings or DriftSettings()
+    clients, start = settings.clients, np.asarray(settings.start, dtype=float)
+    if len(start) != 2:
+        raise ValueError(f"the picture needs 2-d weights, got start of length {len(start)}")
+    best = global_optimum(clients)
+    fewest, most = min(settings.local_steps), max(settings.local_steps)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), gridspec_kw={"width_ratios": [1.1, 1]})
+    grid = np.stack(np.meshgrid(np.linspace(-3, 3, 121), np.linspace(-2.2, 3, 121)), axis=-1)
+    for client, style in zip(clients, ("solid", "dashed")):
+        left.contour(grid[..., 0], grid[..., 1], client.loss(grid), levels=[0.25, 1, 2.5, 5], colors=COLOURS["local"],
+                     linestyles=style, linewidths=0.8, alpha=0.6)
+    for number, (client, marker) in enumerate(zip(clients, ("s", "D")), start=1):
+        left.plot(*client.optimum, marker, color=COLOURS["local"], markersize=8, label=f"client {number}'s optimum")
+        path = local_steps(client, start, most, settings.lr)
+        left.plot(path[:, 0], path[:, 1], ".-", color=COLOURS["local"], markersize=3, linewidth=1,
+                  label=f"round 1: {most} local steps" if number == 1 else None)
+    for steps, style in ((fewest, "solid"), (most, "dashed")):
+        path = fedavg_path(settings, steps)
+        left.plot(path[:, 0], path[:, 1], "o", linestyle=style, color=COLOURS["global"], markersize=3, linewidth=1.2,
+                  label=f"FedAvg, {steps} local step{'s' if steps > 1 else ''} a round")
+    left.plot(*start, "o", color="black", markersize=5)
+    left.annotate("start", start, textcoords="offset points", xytext=(6, 4), fontsize=8)
+    left.plot(*best, "*", color="black", markersize=14, label="optimum of the federation's loss")
+    left.set_xlabel("weight $w_1$")
+    left.set_ylabel("weight $w_2$")
+    left.set_aspect("equal")
+    left.set_title("Local steps pull each client to its own optimum")
+    left.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2)
+    for steps, style in zip(sorted(settings.local_steps), ("solid", "dashdot", "dashed", "dotted")):
+        path = fedavg_path(settings, steps)
+        distance = np.linalg.norm(path - best, axis=1)
+        line, = right.plot(range(len(path)), distance, linestyle=style, color=COLOURS["global"],
+                           label=f"{steps} local step{'s' if steps > 1 else ''} a round")
+        settles = np.linalg.norm(fedavg_fixed_point(clients, steps, settings.lr) - best)
+        right.axhline(settles, color=line.get_color(), linestyle=":", linewidth=0.8)
+    right.set_xlabel("communication round")
+    right.set_ylabel("distance from the federation's optimum")
+    right.set_title("Where FedAvg settles (dotted: the closed form)")
+    right.legend(fontsize=8)
+    fig.suptitle(f"Client drift: with {most} local steps a round FedAvg settles away from the optimum "
+                 f"that {fewest} step{'s' if fewest > 1 else ''} a round reaches", y=1.0)
+    fig.tight_layout()
     return fig

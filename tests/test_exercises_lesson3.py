@@ -3,6 +3,8 @@ import torch
 
 from fedkd_lessons.data import class_skew
 from fedkd_lessons.exercises import check_class_skew, check_clip_update, check_weighted_average
+from fedkd_lessons.exercises.lesson3_federated import check_fedavg_round
+from fedkd_lessons.experiments.lesson3_client_drift import DriftSettings
 
 
 def unsolved(*args):
@@ -106,3 +108,44 @@ def test_clip_checker_rejects_per_tensor_clipping():
 def test_clip_checker_rejects_coordinate_clamping():
     feedback = check_clip_update(lambda u, s: {k: v.clamp(-s, s) for k, v in u.items()})
     assert not feedback.passed and "direction" in feedback.message
+
+
+def fedavg_round_by_hand(weights, clients, steps, lr):
+    """A FedAvg round written here: copies of the global weights, plain gradient steps, weighted average."""
+    finals = []
+    for client in clients:
+        w = np.array(weights, dtype=float)
+        for _ in range(steps):
+            w = w - lr * np.asarray(client.curvature) * (w - np.asarray(client.optimum))
+        finals.append(w)
+    sizes = [client.examples for client in clients]
+    return sum(n * w for n, w in zip(sizes, finals)) / sum(sizes)
+
+
+def test_fedavg_round_checker_accepts_a_round_written_by_hand_and_reports_the_drift():
+    feedback = check_fedavg_round(fedavg_round_by_hand, DriftSettings())
+    # by hand (tests/test_experiments_lesson3.py): 20 local steps settle at distance 1.25 from (-14/9, -7/9)
+    assert feedback.passed and "0.00 from the federation's optimum with 1 local step" in feedback.message
+    assert "1.25 from it with 20" in feedback.message
+    assert check_fedavg_round(unsolved).status == "not solved"
+
+
+def test_fedavg_round_checker_names_the_usual_mistakes():
+    def plain_mean(weights, clients, steps, lr):
+        finals = [fedavg_round_by_hand(weights, [client], steps, lr) for client in clients]
+        return sum(finals) / len(finals)
+
+    def in_place(weights, clients, steps, lr):
+        finals = []
+        for client in clients:
+            for _ in range(steps):
+                weights -= lr * client.gradient(weights)
+            finals.append(weights.copy())
+        return sum(c.examples * w for c, w in zip(clients, finals)) / sum(c.examples for c in clients)
+
+    def one_step(weights, clients, steps, lr):
+        return fedavg_round_by_hand(weights, clients, 1, lr)
+
+    assert "plain mean" in check_fedavg_round(plain_mean).message
+    assert "changed the global weights" in check_fedavg_round(in_place).message
+    assert "only one step" in check_fedavg_round(one_step).message

@@ -123,3 +123,66 @@ def test_plot_federation_partitions_counts_every_example_of_every_client():
     assert first.get_title() == f"alpha = 1: class skew {skew:.2f}"
     assert fig.axes[1].get_title().startswith("alpha = 0.5")
     plt.close(fig)
+
+
+# --- the client-drift toy: closed forms by hand ---------------------------------------------------
+
+from fedkd_lessons.experiments.lesson3_client_drift import (DriftSettings, QuadraticClient,  # noqa: E402
+                                                            fedavg_fixed_point, fedavg_path, fedavg_round,
+                                                            global_optimum, local_steps)
+from fedkd_lessons.federated_figures import plot_client_drift  # noqa: E402
+
+
+def test_drift_toy_global_optimum_by_hand():
+    # The lesson's clients: optima (-2, 1) and (2, -1), curvatures (4, 0.5) and (0.5, 4), equal sizes.
+    # w1* = (4 * -2 + 0.5 * 2) / 4.5 = -14/9, w2* = (0.5 * 1 + 4 * -1) / 4.5 = -7/9.
+    np.testing.assert_allclose(global_optimum(DriftSettings().clients), [-14 / 9, -7 / 9])
+
+
+def test_drift_toy_fixed_points_by_hand():
+    clients, lr = DriftSettings().clients, 0.1
+    # One local step: FedAvg is gradient descent on the federation's loss and settles at its optimum.
+    np.testing.assert_allclose(fedavg_fixed_point(clients, 1, lr), [-14 / 9, -7 / 9])
+    # Twenty: client 1 keeps m = 0.6^20 of its w1 gap, client 2 m = 0.95^20:
+    # w1 = (-2 (1 - 0.6^20) + 2 (1 - 0.95^20)) / ((1 - 0.6^20) + (1 - 0.95^20)), and w2 mirrored.
+    pull_steep, pull_flat = 1 - 0.6**20, 1 - 0.95**20
+    expected = [(-2 * pull_steep + 2 * pull_flat) / (pull_steep + pull_flat),
+                (1 * pull_flat - 1 * pull_steep) / (pull_steep + pull_flat)]
+    np.testing.assert_allclose(fedavg_fixed_point(clients, 20, lr), expected)
+    # Very many steps: each client reaches its own optimum, FedAvg the plain mean of the optima.
+    np.testing.assert_allclose(fedavg_fixed_point(clients, 10_000, lr), [0.0, 0.0], atol=1e-12)
+
+
+def test_drift_toy_round_by_hand_and_simulation_reaches_the_closed_form():
+    a, b = QuadraticClient((0.0,), (1.0,), 1), QuadraticClient((4.0,), (1.0,), 3)
+    np.testing.assert_allclose(local_steps(a, [2.0], 2, 0.5)[:, 0], [2.0, 1.0, 0.5])
+    assert fedavg_round(np.array([2.0]), [a, b], 2, 0.5)[0] == pytest.approx((0.5 + 3 * 3.5) / 4)
+    settings = dataclasses.replace(DriftSettings(), rounds=150)
+    for steps in settings.local_steps:
+        np.testing.assert_allclose(fedavg_path(settings, steps)[-1], fedavg_fixed_point(settings.clients, steps, 0.1),
+                                   atol=1e-9)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(lr=0.6), "must be below 2"),
+    (dict(local_steps=(0, 5)), "local_steps must be an integer >= 1"),
+    (dict(start=(0.0,)), "length of start"),
+    (dict(clients=(QuadraticClient((0.0, 0.0), (1.0, 1.0), 5),)), "at least two clients"),
+])
+def test_drift_settings_reject_bad_values(change, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(DriftSettings(), **change)
+
+
+def test_quadratic_client_rejects_bad_values():
+    with pytest.raises(ValueError, match="curvature must be a finite number > 0"):
+        QuadraticClient((0.0,), (0.0,), 1)
+    with pytest.raises(ValueError, match="same length"):
+        QuadraticClient((0.0, 1.0), (1.0,), 1)
+
+
+def test_client_drift_figure_states_its_finding_and_draws_no_bars():
+    fig = plot_client_drift()
+    assert "settles away from the optimum" in fig.get_suptitle()
+    assert len(fig.axes) == 2 and not any(ax.patches for ax in fig.axes)
+    plt.close(fig)

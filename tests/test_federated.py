@@ -233,6 +233,15 @@ def test_figures_are_returned(federation, digits):
     ]
     assert all(isinstance(f, Figure) for f in figures)
     assert "alpha = 0.1" in figures[1].axes[1].get_title()
+    assert not any(ax.patches for ax in figures[4].axes)  # what an aggregator costs is drawn in dots
+    styled = plot_aggregator_cost({"dp": np.full(10, 0.9), "dp, more noise": np.full(10, 0.5)},
+                                  {"dp": history.final_client_accuracy, "dp, more noise": history.final_client_accuracy},
+                                  "cost", baseline="dp", colours={"dp": "C0", "dp, more noise": "C0"},
+                                  styles={"dp": {"fillstyle": "none"}})
+    fill = {line.get_label(): line.get_fillstyle() for line in styled.axes[0].lines}
+    assert fill == {"dp": "none", "dp, more noise": "full"}  # one colour per method, a style per setting
+    curves = plot_accuracy_curves({"a": history, "b": history}, "curves", styles={"b": {"linestyle": "--"}})
+    assert [line.get_linestyle() for line in curves.axes[0].lines] == ["-", "--"]
     plt.close("all")
 
 

@@ -1,5 +1,6 @@
 """Checkers for lesson 3's exercises: FedAvg's weighted average, the class skew of a partition,
-and clipping an update to norm S (the first step of DP-style FedAvg)."""
+clipping an update to norm S (the first step of DP-style FedAvg), and a whole FedAvg round on the
+client-drift toy, with the drift it produces."""
 
 import math
 
@@ -7,6 +8,7 @@ import numpy as np
 import torch
 
 from ..data import class_skew
+from ..experiments.lesson3_client_drift import DriftSettings, QuadraticClient, fedavg_fixed_point, global_optimum
 from ..federated import fedavg
 from .feedback import Wrong, as_tensor_answer, assert_close_answer, checker
 
@@ -109,3 +111,66 @@ def check_clip_update(clip_fn) -> None:
     for name, value in split.items():
         assert_close_answer(got[name], value * 2.0 / 5.0, f"a two-tensor update of total norm 5, S = 2, entry {name!r}",
                             "Take the norm over all entries together, then scale every tensor by S / norm.")
+
+
+def _round_answer(round_fn, weights, clients, steps, lr, case: str) -> np.ndarray:
+    given = np.array(weights, dtype=float)
+    value = round_fn(given, list(clients), steps, lr)
+    if isinstance(value, torch.Tensor):
+        value = value.detach().numpy()
+    value = np.asarray(value, dtype=float)
+    if value.shape != given.shape:
+        raise Wrong(f"{case}: return the new global weights, shape {given.shape}, got shape {value.shape}.")
+    if not np.array_equal(given, np.asarray(weights, dtype=float)):
+        raise Wrong(f"{case}: your round changed the global weights it was given. Each client must start from a "
+                    "copy (w = global_weights.copy()), or the second client starts where the first one stopped.")
+    if not np.isfinite(value).all():
+        raise Wrong(f"{case}: the new weights contain NaN or inf.")
+    return value
+
+
+@checker("Your round is FedAvg: every client takes its local steps from the same global weights, and the server "
+         "averages the results, each client weighted by its examples.")
+def check_fedavg_round(round_fn, settings: DriftSettings | None = None):
+    """Lesson 3: ``round_fn(global_weights (D,), clients: list[QuadraticClient], local_steps, lr) -> (D,)``:
+    ``local_steps`` gradient steps ``w <- w - lr * client.gradient(w)`` on each client from the global
+    weights, then ``sum_k n_k w_k / sum_k n_k`` with ``n_k = client.examples``.
+
+    ``settings`` (the lesson's :class:`DriftSettings`), the experiment: the learner's round repeated
+    until it settles, with the fewest and the most local steps, against the closed forms."""
+    # By hand: clients with optima 0 and 4, curvature 1, 1 and 3 examples; start at 2, lr 0.5.
+    # One step: 2 -> 1 and 2 -> 3, average (1 * 1 + 3 * 3) / 4 = 2.5.
+    # Two steps: 2 -> 1 -> 0.5 and 2 -> 3 -> 3.5, average (0.5 + 3 * 3.5) / 4 = 2.75.
+    hand = [QuadraticClient((0.0,), (1.0,), 1), QuadraticClient((4.0,), (1.0,), 3)]
+    for steps, expected in ((1, 2.5), (2, 2.75)):
+        got = float(_round_answer(round_fn, [2.0], hand, steps, 0.5, f"two 1-d clients, {steps} local step(s)")[0])
+        if math.isclose(got, expected, abs_tol=1e-9):
+            continue
+        hints = {
+            (1, 2.0): "you took the plain mean; weight each client by its examples, n_k / sum n_k.",
+            (2, 2.0): "you took the plain mean; weight each client by its examples, n_k / sum n_k.",
+            (2, 3.125): "the second client started where the first one stopped: every client starts from the global weights.",
+            (2, 2.5): "each client took only one step; take local_steps gradient steps per client.",
+            (1, 4.0): "the gradient step goes downhill: w - lr * gradient, not w + lr * gradient.",
+        }
+        hint = next((h for (s, value), h in hints.items() if s == steps and math.isclose(got, value, abs_tol=1e-9)),
+                    f"by hand the clients reach {'1 and 3' if steps == 1 else '0.5 and 3.5'}, weighted 1 : 3.")
+        raise Wrong(f"two 1-d clients (optima 0 and 4, 1 and 3 examples), start 2, lr 0.5, {steps} local step(s): "
+                    f"expected {expected}, got {got:.4g}: {hint}")
+    if settings is None:
+        return None
+    best = global_optimum(settings.clients)
+    settled = {}
+    for steps in (min(settings.local_steps), max(settings.local_steps)):
+        weights = np.asarray(settings.start, dtype=float)
+        for _ in range(150):  # the slowest case, one local step, shrinks the distance by 0.775 a round
+            weights = _round_answer(round_fn, weights, settings.clients, steps, settings.lr,
+                                    f"the lesson's clients, {steps} local step(s)")
+        expected = fedavg_fixed_point(settings.clients, steps, settings.lr)
+        if not np.allclose(weights, expected, atol=1e-6):
+            raise Wrong(f"on the lesson's two clients with {steps} local step(s) a round, repeating your round should "
+                        f"settle at {np.round(expected, 3).tolist()}, but it reached {np.round(weights, 3).tolist()}.")
+        settled[steps] = float(np.linalg.norm(weights - best))
+    (fewest, near), (most, far) = sorted(settled.items())
+    return (f"Repeated on the lesson's two clients, it settles {near:.2f} from the federation's optimum with {fewest} "
+            f"local step a round and {far:.2f} from it with {most}: client drift, made by your round.")

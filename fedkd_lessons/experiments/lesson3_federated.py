@@ -1,6 +1,7 @@
 """Lesson 3's experiments: FedAvg on Dirichlet partitions of the digits, one round traced by hand,
-and what median and DP-style aggregation cost (McMahan et al. 2017; Yu et al. 2020, PAPER_FACTS
-facts 9, 13, 15), with what the lesson claims about them."""
+and what median and DP-style aggregation cost (McMahan et al. 2017, Algorithm 1; Yu et al. 2020: the
+abstract's claims, the CIFAR-10, DP and median settings of the authors' official code), with what the
+lesson claims about them. The client-drift toy is in :mod:`.lesson3_client_drift`."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ class Settings:
     test_share: float = 0.3  # of each client's data kept as its local test set ...
     min_test: int = 10  # ... and never fewer than this many images
     hidden_units: int = 32
-    # FedAvg, after Yu et al.'s CIFAR-10 run (fact 13): half the clients a round, 2 local epochs, SGD lr 0.1
+    # FedAvg, after Yu et al.'s CIFAR-10 setting (their official code): half the clients a round, 2 local epochs, SGD lr 0.1
     rounds: int = 30
     client_fraction: float = 0.5
     local_epochs: int = 2
