@@ -6,7 +6,8 @@ one client, using only that client's own training data. Every ``adapt_*`` functi
 global model and one client's local training set and returns a NEW adapted model; the global model
 is never changed (it is copied, and its copy is what trains).
 
-The methods (PAPER_FACTS facts 10-12, settings from the authors' code):
+The methods (Yu et al. 2020, abstract; their settings from the authors' code, github.com/ebagdasa/
+federated_adaptation, ``utils/utils.py`` and ``utils/adapt_*.yaml``):
 
 - ``local``: a model of the same architecture trained from scratch on the local data alone;
 - ``finetune``: plain cross-entropy, starting from the global weights;
@@ -37,16 +38,16 @@ from .validation import check_fraction, check_int_at_least, check_positive_finit
 
 METHODS = ("local", "finetune", "freeze_base", "ewc", "distill")
 
-# The adaptation optimiser of Yu et al.'s code is SGD with momentum 0.9 and batch 32 (fact 13); their
+# The adaptation optimiser of Yu et al.'s code is SGD with momentum 0.9 and batch 32 (utils/adapt_*.yaml); their
 # 200 epochs at lr 0.001 on CIFAR become 20 epochs at lr 0.01 on our clients of ~100 digits.
 ADAPTATION_DEFAULTS = {"epochs": 20, "lr": 0.01, "batch_size": 32, "momentum": 0.9}
 # A model trained from scratch needs more steps than one that starts from the global weights; these
 # settings fit every client's training set (training accuracy 1.0), so the local baseline is not starved.
 LOCAL_DEFAULTS = {"epochs": 100, "lr": 0.05, "batch_size": 32, "momentum": 0.9}
-EWC_LAMBDA = 5000.0  # fact 11
-DISTILL_TEMPERATURE = 6.0  # fact 10
-DISTILL_ALPHA = 0.95  # fact 10
-# Lesson 3's FedAvg settings (Yu et al.'s CIFAR-10 run scaled to the digits, fact 13).
+EWC_LAMBDA = 5000.0  # Yu et al.'s code (utils/adapt_*.yaml)
+DISTILL_TEMPERATURE = 6.0  # Yu et al.'s code (criterion_kd in utils/utils.py)
+DISTILL_ALPHA = 0.95  # Yu et al.'s code (criterion_kd in utils/utils.py)
+# Lesson 3's FedAvg settings (Yu et al.'s CIFAR-10 run, utils/*.yaml of their code, scaled to the digits).
 FEDAVG_SETTINGS = {"rounds": 20, "client_fraction": 1.0, "local_epochs": 2, "lr": 0.1, "batch_size": 16,
                    "optimizer": "sgd", "momentum": 0.9}
 
@@ -106,7 +107,7 @@ def _sgd(model, images, labels, *, epochs, lr, batch_size, momentum, seed, progr
 def adapt_local(global_model: nn.Module, images, labels, *, epochs: int = LOCAL_DEFAULTS["epochs"],
                 lr: float = LOCAL_DEFAULTS["lr"], batch_size: int = LOCAL_DEFAULTS["batch_size"],
                 momentum: float = LOCAL_DEFAULTS["momentum"], seed: int = 0, progress: bool | None = False) -> nn.Module:
-    """The local-only baseline (fact 12): the global model's architecture, re-initialised under
+    """The local-only baseline (Yu et al. 2020): the global model's architecture, re-initialised under
     ``seed`` and trained with cross-entropy on the client's data alone. The global *weights* are not
     used; only the architecture is. Images ``(n, ...)``, labels ``(n,)``."""
     images, labels = _check_client_data(images, labels)
@@ -125,7 +126,7 @@ def adapt_finetune(global_model: nn.Module, images, labels, *, epochs: int = ADA
                    lr: float = ADAPTATION_DEFAULTS["lr"], batch_size: int = ADAPTATION_DEFAULTS["batch_size"],
                    momentum: float = ADAPTATION_DEFAULTS["momentum"], seed: int = 0,
                    progress: bool | None = False) -> nn.Module:
-    r"""Fine-tuning (fact 12): start from the global weights :math:`\theta_{fed}` and minimise the
+    r"""Fine-tuning (Yu et al. 2020): start from the global weights :math:`\theta_{fed}` and minimise the
     plain cross-entropy on the client's data, :math:`L = \frac1n \sum_n -\log \mathrm{softmax}(f_\theta(x_n))_{y_n}`,
     with SGD (momentum ``momentum``), ``epochs`` passes in batches of ``batch_size`` shuffled by ``seed``."""
     images, labels = _check_client_data(images, labels)
@@ -138,8 +139,8 @@ def adapt_freeze_base(global_model: nn.Module, images, labels, *, epochs: int = 
                       lr: float = ADAPTATION_DEFAULTS["lr"], batch_size: int = ADAPTATION_DEFAULTS["batch_size"],
                       momentum: float = ADAPTATION_DEFAULTS["momentum"], seed: int = 0,
                       progress: bool | None = False) -> nn.Module:
-    """Freeze-base (fact 12): fine-tuning in which only the last ``nn.Linear`` (the classifier head)
-    trains; every other weight keeps its global value bit for bit. The features stay the federation's;
+    """Freeze-base (Yu et al. 2020, on images): fine-tuning in which only the last ``nn.Linear`` (the
+    classifier head) trains; every other weight keeps its global value bit for bit. The features stay the federation's;
     the client re-weighs them for its own classes. Same arguments as :func:`adapt_finetune`."""
     images, labels = _check_client_data(images, labels)
     epochs = _check_epochs(epochs)
@@ -157,7 +158,8 @@ def adapt_freeze_base(global_model: nn.Module, images, labels, *, epochs: int = 
 
 
 def fisher_diagonal(model: nn.Module, images, labels, batch_size: int = 1) -> dict[str, torch.Tensor]:
-    r"""The diagonal of the empirical Fisher information of ``model`` on labelled data (fact 11).
+    r"""The diagonal of the empirical Fisher information of ``model`` on labelled data (Kirkpatrick et
+    al. 2017; ``fisher_matrix_diag`` in Yu et al.'s code).
 
     .. math::
         F_i = \frac{1}{N} \sum_{b} |b| \, \Big(\frac{\partial L_b}{\partial \theta_i}\Big)^2,
@@ -209,7 +211,8 @@ def _check_fisher(fisher, model: nn.Module) -> dict[str, torch.Tensor]:
 
 def ewc_penalty(model, global_parameters: dict[str, torch.Tensor], fisher: dict[str, torch.Tensor],
                 ewc_lambda: float) -> torch.Tensor:
-    r"""The elastic weight consolidation penalty (Kirkpatrick et al. 2017; Yu et al. 2020, fact 11):
+    r"""The elastic weight consolidation penalty (Kirkpatrick et al. 2017, Eq. 3; ``criterion_ewc`` in
+    Yu et al.'s code):
 
     .. math::
         \Omega(\theta) = \frac{\lambda}{2} \sum_i F_i \, (\theta_i - \theta_{fed,i})^2 .
@@ -255,7 +258,7 @@ def adapt_ewc(global_model: nn.Module, images, labels, fisher: dict[str, torch.T
               lr: float = ADAPTATION_DEFAULTS["lr"], batch_size: int = ADAPTATION_DEFAULTS["batch_size"],
               momentum: float = ADAPTATION_DEFAULTS["momentum"], seed: int = 0,
               progress: bool | None = False) -> nn.Module:
-    r"""Multi-task learning with EWC (fact 11): fine-tuning whose every batch loss gets
+    r"""Multi-task learning with EWC (Yu et al. 2020; Kirkpatrick et al. 2017, Eq. 3): fine-tuning whose every batch loss gets
     :func:`ewc_penalty`,
 
     .. math:: L = \mathrm{CE} + \frac{\lambda}{2} \sum_i F_i (\theta_i - \theta_{fed,i})^2 ,
@@ -281,7 +284,7 @@ def adapt_distill(global_model: nn.Module, images, labels, *, temperature: float
                   lr: float = ADAPTATION_DEFAULTS["lr"], batch_size: int = ADAPTATION_DEFAULTS["batch_size"],
                   momentum: float = ADAPTATION_DEFAULTS["momentum"], seed: int = 0,
                   progress: bool | None = False) -> nn.Module:
-    r"""Local adaptation by knowledge distillation (fact 10): the frozen global model is the teacher,
+    r"""Local adaptation by knowledge distillation (Yu et al. 2020; ``criterion_kd`` in their code): the frozen global model is the teacher,
     the student starts from the global weights, and each batch minimises lesson 2's
     :func:`fedkd_lessons.distillation.distillation_loss`,
 
@@ -455,7 +458,7 @@ def code_equivalent_alpha(alpha: float = DISTILL_ALPHA, temperature: float = DIS
     r"""The ``alpha`` of :func:`~fedkd_lessons.distillation.distillation_loss` that balances soft and
     hard terms as Yu et al.'s code does, and the factor by which their loss is smaller.
 
-    Their code (``criterion_kd``, fact 10) takes ``nn.KLDivLoss()`` with its default mean over all
+    Their code (``criterion_kd`` in ``utils/utils.py``) takes ``nn.KLDivLoss()`` with its default mean over all
     ``N * C`` entries, i.e. the true KL divided by ``C``:
 
     .. math::
@@ -546,6 +549,23 @@ def adaptation_curve(method: str, global_model: nn.Module, client_train, client_
     return np.array(rows)
 
 
+def mirror_clients(federation: Federation, clients) -> Federation:
+    """The same federation with every image (local train and local test) of each client in ``clients``
+    flipped left to right: clients whose scanner mirrors the page. Their labels are unchanged, so the
+    same label now goes with a different picture, and a model fitted to the other clients serves them
+    worse. ``clients`` are indices in ``range(len(federation.train))``, each at most once."""
+    count = len(federation.train)
+    chosen = [check_int_at_least(int(k) if isinstance(k, np.integer) else k, "clients", 0) for k in clients]
+    if any(k >= count for k in chosen) or len(set(chosen)) != len(chosen):
+        raise ValueError(f"clients must be distinct indices in range({count}), got {list(clients)!r}")
+
+    def flipped(sets):
+        return [(images.flip(-1), labels) if k in chosen else (images, labels) for k, (images, labels) in enumerate(sets)]
+
+    return Federation(flipped(federation.train), flipped(federation.test), federation.train_indices,
+                      federation.test_indices)
+
+
 @dataclass
 class AdaptationExperiment:
     """What :func:`run_adaptation_experiment` built and measured."""
@@ -589,7 +609,8 @@ def run_adaptation_experiment(
     split: ImageSplit,
     *,
     num_clients: int = 10,
-    alpha: float = 0.5,
+    concentration: float = 0.5,
+    mirrored_clients=(),
     seed: int = 0,
     min_samples: int = 40,
     test_share: float = 0.3,
@@ -611,12 +632,13 @@ def run_adaptation_experiment(
     """Yu et al.'s experiment at the digits' scale: partition, federate, adapt every client with every
     method, and score each on the client's own local test data.
 
-    1. The training digits are split among ``num_clients`` clients with a Dirichlet(``alpha``) over
-       classes, and each client's share into local train and local test
+    1. The training digits are split among ``num_clients`` clients with a Dirichlet(``concentration``)
+       over classes, and each client's share into local train and local test
        (:func:`fedkd_lessons.data.make_federation` with ``min_samples``, ``test_share``, ``min_test``;
-       the defaults leave the median client about 40 local test images).
+       the defaults leave the median client about 40 local test images). The clients listed in
+       ``mirrored_clients`` see every image of theirs flipped left to right (:func:`mirror_clients`).
     2. The held-out digits are split (stratified, ``public_fraction``) into auxiliary public data for
-       the EWC Fisher (as the paper's 10 % of the CIFAR-10 test set, fact 11) and a central test set.
+       the EWC Fisher (as the paper's code takes 10 % of the CIFAR-10 test set) and a central test set.
        The public data are in no client's test set.
     3. The global model is trained by :func:`fedkd_lessons.federated.run_fedavg` with ``fedavg``
        (default :data:`FEDAVG_SETTINGS`) and ``aggregator`` (``"mean"``, ``"median"`` or ``"dp"``
@@ -626,8 +648,10 @@ def run_adaptation_experiment(
     ``seed`` fixes the partition, the public split, the federated training and the adaptation.
     """
     check_fraction(public_fraction, "public_fraction")
-    federation = make_federation(split.train_images, split.train_labels, num_clients, alpha=alpha, seed=seed,
+    # data.make_federation still calls the Dirichlet concentration ``alpha`` (lesson 3's module)
+    federation = make_federation(split.train_images, split.train_labels, num_clients, alpha=concentration, seed=seed,
                                  min_samples=min_samples, test_share=test_share, min_test=min_test)
+    federation = mirror_clients(federation, mirrored_clients)
     central, public = stratified_indices(split.test_labels.numpy(), public_fraction, seed)
     public_set = (split.test_images[public], split.test_labels[public])
     central_set = (split.test_images[central], split.test_labels[central])
@@ -641,7 +665,8 @@ def run_adaptation_experiment(
                                   ewc_lambda=ewc_lambda, temperature=temperature, alpha=distill_alpha,
                                   adaptation=adaptation, local=local, seed=seed, progress=progress)
     return AdaptationExperiment(federation, public_set, central_set, global_model, history, fisher, accuracies,
-                                {"aggregator": aggregator, "alpha": alpha, "ewc_lambda": ewc_lambda,
+                                {"aggregator": aggregator, "concentration": concentration,
+                                 "mirrored_clients": tuple(int(k) for k in mirrored_clients), "ewc_lambda": ewc_lambda,
                                  "temperature": temperature, "distill_alpha": distill_alpha,
                                  "adaptation": {**ADAPTATION_DEFAULTS, **(adaptation or {})},
                                  "local": {**LOCAL_DEFAULTS, **(local or {})}, "fedavg": settings})

@@ -12,6 +12,8 @@ from fedkd_lessons.adaptation import (METHODS, adapt, adapt_all, adapt_all_early
                                       code_equivalent_alpha, evaluate_methods, ewc_penalty, ewc_stability_ratio,
                                       fisher_diagonal, run_adaptation_experiment, split_for_validation,
                                       subsample_clients)
+from fedkd_lessons.adaptation import mirror_clients
+from fedkd_lessons.data import Federation
 from fedkd_lessons.distillation import distillation_loss
 from fedkd_lessons.models import accuracy, make_mlp, predict_logits
 
@@ -229,7 +231,7 @@ def test_distillation_improves_mean_local_accuracy_over_the_global_model(digits)
     """Fixed seed, Dirichlet(0.5) over 10 clients, an early global model (3 FedAvg rounds) so there is
     room to gain. One-sided sign test over the local test images whose verdict changes."""
     alpha_prime, _ = code_equivalent_alpha()
-    experiment = run_adaptation_experiment(digits, num_clients=10, alpha=0.5, seed=0, fedavg={"rounds": 3},
+    experiment = run_adaptation_experiment(digits, num_clients=10, concentration=0.5, seed=0, fedavg={"rounds": 3},
                                            methods=("distill",), distill_alpha=alpha_prime, progress=False)
     fixed = broken = 0
     for k, (train, test) in enumerate(zip(experiment.federation.train, experiment.federation.test)):
@@ -274,3 +276,20 @@ def test_a_client_too_small_to_hold_out_validation_is_rejected():
         split_for_validation(torch.zeros(1, 1, 8, 8), torch.zeros(1, dtype=torch.long), 0.2)
     with pytest.raises(ValueError, match="early stopping is for the methods that start from the global model"):
         adapt_all_early_stopped("local", make_mlp((8,)), [(torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))])
+
+
+def test_mirror_clients_flips_only_the_chosen_clients_images_left_to_right():
+    images = torch.arange(2 * 1 * 2 * 3, dtype=torch.float32).reshape(2, 1, 2, 3)
+    labels = torch.tensor([4, 7])
+    federation = Federation([(images, labels), (images + 1, labels)], [(images + 2, labels), (images + 3, labels)],
+                            [np.arange(2), np.arange(2)], [np.arange(2), np.arange(2)])
+    mirrored = mirror_clients(federation, [np.int64(1)])
+    # by hand: the row [0, 1, 2] of a mirrored image reads [2, 1, 0]
+    assert mirrored.train[1][0][0, 0, 0].tolist() == [3.0, 2.0, 1.0]
+    assert mirrored.test[1][0][0, 0, 1].tolist() == [8.0, 7.0, 6.0]
+    torch.testing.assert_close(mirrored.train[0][0], images)
+    torch.testing.assert_close(mirrored.train[1][1], labels)
+    assert mirror_clients(federation, ()) == federation
+    for bad in ([2], [0, 0], [-1]):
+        with pytest.raises(ValueError, match="clients must be"):
+            mirror_clients(federation, bad)

@@ -3,7 +3,8 @@ from matplotlib.figure import Figure
 
 from fedkd_lessons.adaptation_figures import (aggregator_recovery_figure, client_spread_figure, distill_sweep_figure,
                                               method_comparison_figure, overfitting_figure, readme_figure,
-                                              who_gains_figure)
+                                              springs_figure, who_gains_by_local_figure, who_gains_figure)
+from fedkd_lessons.adaptation_springs import make_spring_toy
 
 RNG = np.random.default_rng(0)
 K = 6
@@ -40,3 +41,30 @@ def test_readme_figure_shows_finetuning_below_distillation_after_many_epochs():
     finetune, distill, _ = fig.axes[0].lines
     assert isinstance(fig, Figure)
     assert finetune.get_ydata()[-1] < distill.get_ydata()[-1]
+
+
+def test_no_lesson4_figure_draws_bars():
+    """Bars would need an axis from zero; these axes start near the data, so the figures use dots and lines."""
+    acc = scores()
+    for fig in (client_spread_figure(acc["global"], acc["local"], np.arange(K) + 30, np.arange(K) + 20),
+                method_comparison_figure(acc), aggregator_recovery_figure({"mean": acc, "median": scores()})):
+        assert not fig.axes[0].patches
+
+
+def test_who_gains_by_local_figure_draws_one_panel_per_model_with_open_dots_for_the_mirrored():
+    local = RNG.uniform(0.7, 1.0, 8)
+    mirrored = np.array([True, False] * 4)
+    fig = who_gains_by_local_figure(local, {"global": RNG.normal(0, 0.05, 8), "distill": RNG.normal(0, 0.05, 8)},
+                                    mirrored, title="who")
+    assert len(fig.axes) == 2 and fig._suptitle.get_text() == "who"
+    filled, hollow = fig.axes[1].collections
+    assert len(filled.get_offsets()) == 4 and len(hollow.get_offsets()) == 4
+    np.testing.assert_allclose(hollow.get_offsets()[:, 0], 100 * local[mirrored])
+
+
+def test_springs_figure_draws_both_springs_and_the_paths():
+    fig = springs_figure(make_spring_toy(size=80), steps=20)
+    ewc, distill = fig.axes[:2]
+    assert "each weight" in ewc.get_title() and "outputs" in distill.get_title()
+    labels = [text.get_text() for text in distill.get_legend().get_texts()]
+    assert labels[0].startswith("fine-tune") and labels[1].startswith("distill")

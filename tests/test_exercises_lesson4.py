@@ -135,3 +135,54 @@ def test_max_stable_lambda_checker_rejects_the_mean_fisher():
 def test_max_stable_lambda_checker_rejects_a_limit_of_one():
     feedback = check_max_stable_lambda(lambda f, lr, m: reference_lambda(f, lr, m) / 2)
     assert not feedback.passed and "500" in feedback.message
+
+
+# --- the early-stopped adaptation loop ---------------------------------------------------------------
+
+import copy  # noqa: E402
+
+from fedkd_lessons.exercises.lesson4_adaptation import check_early_stopping  # noqa: E402
+
+
+def early_stopping(model, train_one_epoch, validation_accuracy, max_epochs, *, strict=True, copy_state=True,
+                   restore=True, first_epoch=0):
+    """A correct loop by default; each keyword switches on one mistake a learner makes."""
+    snapshot = (lambda: copy.deepcopy(model.state_dict())) if copy_state else model.state_dict
+    best_epoch, best_state = 0, snapshot()
+    best_score = validation_accuracy(model) if first_epoch == 0 else -1.0
+    for epoch in range(1, max_epochs + 1):
+        train_one_epoch(model)
+        score = validation_accuracy(model)
+        if score > best_score or (not strict and score == best_score):
+            best_score, best_epoch, best_state = score, epoch, snapshot()
+    if restore:
+        model.load_state_dict(best_state)
+    return best_epoch
+
+
+def test_early_stopping_checker_accepts_the_reference_and_reports_unsolved():
+    assert check_early_stopping(early_stopping).passed
+    assert check_early_stopping(unsolved).status == "not solved"
+
+
+def test_early_stopping_checker_names_each_mistake():
+    cases = {
+        "among ties keep the earliest": lambda *a: early_stopping(*a, strict=False),
+        "a bare state_dict() follows the live weights": lambda *a: early_stopping(*a, copy_state=False),
+        "LAST epoch": lambda *a: early_stopping(*a, restore=False),
+        "score the model before any training": lambda *a: early_stopping(*a, first_epoch=1),
+    }
+    for hint, solution in cases.items():
+        feedback = check_early_stopping(solution)
+        assert not feedback.passed and hint in feedback.message, (hint, feedback.message)
+
+
+def test_early_stopping_checker_rejects_a_loop_that_always_returns_the_global_model():
+    def never_trains(model, train_one_epoch, validation_accuracy, max_epochs):
+        validation_accuracy(model)
+        for _ in range(max_epochs):
+            train_one_epoch(model)
+            validation_accuracy(model)
+        return 0
+
+    assert not check_early_stopping(never_trains).passed

@@ -10,7 +10,8 @@ import torch
 from fedkd_lessons.adaptation import (ADAPTATION_DEFAULTS, DISTILL_ALPHA, EWC_LAMBDA, FEDAVG_SETTINGS, LOCAL_DEFAULTS,
                                       AdaptationExperiment, fisher_diagonal)
 from fedkd_lessons.data import Federation
-from fedkd_lessons.experiments.lesson4_adaptation import Settings, dp_clip_norm, max_fisher, paper_lambda_ewc
+from fedkd_lessons.experiments.lesson4_adaptation import (ADAPTED, GROUPS, Settings, WhoGains, dp_clip_norm, max_fisher,
+                                                          mirrored_clients, paper_lambda_ewc, worse_local_half)
 from fedkd_lessons.federated import FedAvgHistory
 from fedkd_lessons.models import make_mlp
 
@@ -18,7 +19,9 @@ from fedkd_lessons.models import make_mlp
 @pytest.mark.parametrize("field, value, message", [
     ("seed", -1, "seed must be an integer >= 0"),
     ("num_clients", 1, "num_clients must be an integer >= 2"),
-    ("dirichlet_alpha", 0.0, "dirichlet_alpha must be a finite number > 0"),
+    ("concentration", 0.0, "concentration must be a finite number > 0"),
+    ("mirrored_clients", 10, "mirrored_clients must be below num_clients"),
+    ("mirrored_clients", 0, "mirrored_clients must be an integer >= 1"),
     ("min_samples", 0, "min_samples must be an integer >= 1"),
     ("test_share", 1.0, r"test_share must be in \(0, 1\)"),
     ("test_share", 1.5, r"test_share must be a number in \[0, 1\]"),
@@ -118,3 +121,48 @@ def test_paper_lambda_ewc_stable_and_diverged_by_the_closed_form_limit():
     assert calm["max_fisher"] == pytest.approx(largest)
     assert calm["largest_change"] < 10 and calm["accuracy"].shape == (2,)
     assert not wild["largest_change"] < 1000  # huge, or inf for NaN weights
+
+
+def test_worse_local_half_takes_the_lower_half_by_local_accuracy_ties_to_the_lower_client():
+    np.testing.assert_array_equal(worse_local_half([0.9, 0.5, 0.7, 0.7, 1.0, 0.6]),
+                                  [False, True, True, False, False, True])
+    np.testing.assert_array_equal(worse_local_half([0.8, 0.8, 0.8]), [True, False, False])
+
+
+def _who_gains():
+    """Two seeds of four clients, numbers chosen to be worked by hand."""
+    rows = [{"local": np.array([0.5, 0.9, 0.6, 1.0]), "global": np.array([0.7, 0.8, 0.7, 0.9])},
+            {"local": np.array([0.8, 0.4, 0.9, 0.5]), "global": np.array([0.8, 0.8, 0.7, 0.6])}]
+    for row in rows:
+        for name in ADAPTED:
+            row[name] = row["global"] + 0.05
+    return WhoGains((0, 1), rows, [np.array([True, False, False, False]), np.array([False, False, True, False])])
+
+
+def test_who_gains_by_hand():
+    who = _who_gains()
+    # worse half: seed 0 clients 0, 2 (gains +0.2, +0.1), seed 1 clients 1, 3 (+0.4, +0.1)
+    # better half: seed 0 clients 1, 3 (-0.1, -0.1), seed 1 clients 0, 2 (0.0, -0.2)
+    worse = who.interval("global", "worse local half")
+    np.testing.assert_allclose(worse.differences, [0.15, 0.25])
+    better = who.interval("global", "better local half")
+    np.testing.assert_allclose(better.differences, [-0.1, -0.1])
+    np.testing.assert_allclose(who.gap("global").differences, [0.25, 0.35])
+    assert who.clients_moved("global", "worse local half") == (4, 0, 4)
+    assert who.clients_moved("global", "better local half") == (0, 3, 4)
+    # local beats global for seed 0 clients 1, 3 and seed 1 client 2; each method is global + 0.05:
+    # seed 0: 0.85 < 0.9, 0.95 < 1.0; seed 1: 0.75 < 0.9, so none ends above its local model
+    assert who.local_winners() == {name: (0, 3) for name in ADAPTED}
+    np.testing.assert_array_equal(who.pooled("mirrored"), [True, False, False, False, False, False, True, False])
+    assert set(who.comparisons()) == {f"{n} - local, {g}" for n in ("global",) + ADAPTED for g in GROUPS} | {
+        "global - local: worse half's gain - better half's"}
+    with pytest.raises(ValueError, match="group must be one of"):
+        who.group(0, "middle")
+
+
+def test_mirrored_clients_are_drawn_by_the_seed():
+    settings = Settings()
+    chosen = mirrored_clients(settings)
+    assert len(chosen) == settings.mirrored_clients and len(set(chosen)) == len(chosen)
+    assert all(0 <= k < settings.num_clients for k in chosen)
+    assert mirrored_clients(dataclasses.replace(settings, seed=0)) == chosen

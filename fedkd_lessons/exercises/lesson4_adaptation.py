@@ -1,11 +1,12 @@
-"""Checkers for lesson 4's exercises: the EWC penalty, one distillation adaptation step, and the
-largest EWC lambda that plain SGD with momentum survives."""
+"""Checkers for lesson 4's exercises: the EWC penalty, one distillation adaptation step, the largest
+EWC lambda that plain SGD with momentum survives, and an early-stopped adaptation loop."""
 
 import copy
 import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..distillation import distillation_loss
 from ..models import make_mlp
@@ -185,3 +186,117 @@ def check_max_stable_lambda(lambda_fn) -> None:
     other = ask(0.001, 0.5, "lr = 0.001, momentum 0.5")
     if not math.isclose(other, 2 * 1.5 / (0.001 * 0.4), rel_tol=1e-6):
         raise Wrong(f"with lr = 0.001 and momentum 0.5 the limit is 2 * 1.5 / (0.001 * 0.4) = 7500, got {other:.4g}.")
+
+
+class _Scripted(nn.Module):
+    """A one-weight model whose validation accuracy is read from a script: after ``e`` epochs its weight
+    is ``e`` (each epoch adds 1), and its score is ``scores[e]``."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+
+
+def _scripted_run(stop_fn, scores, case):
+    model = _Scripted()
+    calls = {"train": 0, "score": 0}
+
+    def train_one_epoch(m):
+        calls["train"] += 1
+        with torch.no_grad():
+            m.weight += 1.0
+
+    def validation_accuracy(m):
+        calls["score"] += 1
+        epoch = int(round(float(m.weight.detach())))
+        if not 0 <= epoch < len(scores):
+            raise Wrong(f"{case}: the model was trained {epoch} epochs, more than max_epochs = {len(scores) - 1}.")
+        return scores[epoch]
+
+    best = stop_fn(model, train_one_epoch, validation_accuracy, len(scores) - 1)
+    if isinstance(best, torch.Tensor):
+        best = int(best)
+    if calls["train"] != len(scores) - 1:
+        raise Wrong(f"{case}: train_one_epoch was called {calls['train']} times; call it once per epoch, "
+                    f"max_epochs = {len(scores) - 1} times.")
+    if calls["score"] != len(scores):
+        raise Wrong(f"{case}: validation_accuracy was called {calls['score']} times; score the model before any "
+                    f"training (epoch 0, the global model itself) and after every epoch: {len(scores)} times.")
+    return best, float(model.weight.detach())
+
+
+def _reference_best_epoch(scores) -> int:
+    best = 0
+    for epoch, score in enumerate(scores):
+        if score > scores[best]:
+            best = epoch
+    return best
+
+
+@checker("Your loop keeps the best epoch on the client's own validation images, the global model (epoch 0) included.")
+def check_early_stopping(stop_fn) -> None:
+    """Lesson 4: ``stop_fn(model, train_one_epoch, validation_accuracy, max_epochs) -> int``: score the model
+    (epoch 0), then ``max_epochs`` times train one epoch and score; keep a copy of the weights of the best
+    epoch (the earliest among ties), load them into ``model`` at the end and return that epoch."""
+    # By hand: the best score 1.0 first appears after 5 epochs; the model must end with weight 5.
+    scores = [0.5, 0.5, 0.75, 0.75, 0.5, 1.0, 1.0, 0.25]
+    best, weight = _scripted_run(stop_fn, scores, "validation scores 0.5, 0.5, 0.75, 0.75, 0.5, 1, 1, 0.25")
+    if best == 7 or (best == 5 and weight == 7):
+        raise Wrong("the model ends with the weights of the LAST epoch (7), whose validation score is 0.25: keep a "
+                    "copy of the best weights (copy.deepcopy(model.state_dict()); a bare state_dict() follows the "
+                    "live weights as they train) and load it back at the end.")
+    if best == 6:
+        raise Wrong("epochs 5 and 6 both score 1.0 and you kept 6: among ties keep the earliest, fewer epochs "
+                    "from the global model (replace the best only when a score is strictly higher).")
+    if best != 5 or weight != 5.0:
+        raise Wrong(f"the scores peak at 1.0 after 5 epochs: return 5 and leave the model with those weights; "
+                    f"got epoch {best!r} and the weights of epoch {weight:g}.")
+    # By hand: nothing beats the starting model, so it is kept.
+    best, weight = _scripted_run(stop_fn, [1.0, 0.5, 0.75, 1.0], "validation scores 1, 0.5, 0.75, 1")
+    if best != 0 or weight != 0.0:
+        raise Wrong(f"with scores 1, 0.5, 0.75, 1 no epoch beats the global model (epoch 0, score 1): return 0 and "
+                    f"restore its weights; got epoch {best!r} and the weights of epoch {weight:g}.")
+    _check_early_stopping_on_a_real_run(stop_fn)
+
+
+def _check_early_stopping_on_a_real_run(stop_fn) -> None:
+    """The effect on real training: a linear model fine-tuned on 12 noisy-labelled points; the learner's
+    loop must pick the same epoch as an independent reference loop, and end with that epoch's weights."""
+    generator = torch.Generator().manual_seed(4)
+    fit_x, check_x = torch.randn(12, 2, generator=generator), torch.randn(40, 2, generator=generator)
+    fit_y, check_y = (fit_x[:, 0] > 0).long(), (check_x[:, 0] > 0).long()
+    fit_y[:4] = 1 - fit_y[:4]  # a third of the training labels are wrong: training longer fits the noise
+
+    def fresh():
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            return nn.Linear(2, 2)
+
+    def train_one_epoch(model):
+        model.zero_grad()
+        F.cross_entropy(model(fit_x), fit_y).backward()
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter -= 0.5 * parameter.grad
+
+    def validation_accuracy(model):
+        with torch.no_grad():
+            return float((model(check_x).argmax(1) == check_y).float().mean())
+
+    reference, scores, states = fresh(), [], []
+    for epoch in range(31):
+        if epoch:
+            train_one_epoch(reference)
+        scores.append(validation_accuracy(reference))
+        states.append(copy.deepcopy(reference.state_dict()))
+    expected = _reference_best_epoch(scores)
+    model = fresh()
+    best = stop_fn(model, train_one_epoch, validation_accuracy, 30)
+    if int(best) != expected:
+        raise Wrong(f"on a real run (a linear model, 12 noisy labels, 30 epochs) the best validation epoch is "
+                    f"{expected} (score {scores[expected]:.3f}); you returned {best!r}.")
+    for name, value in model.state_dict().items():
+        assert_close_answer(value, states[expected][name], f"the real run, parameter {name!r}",
+                            f"Load the weights of epoch {expected} back into the model before returning.")
+    if validation_accuracy(model) < scores[-1]:
+        raise Wrong("your model scores below the last epoch's on the validation images: it is not the best epoch's.")

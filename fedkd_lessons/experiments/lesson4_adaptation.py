@@ -36,13 +36,13 @@ class Settings:
     # the federation (lesson 3's Dirichlet partition, fewer and larger clients so the median client has
     # about 40 local test images)
     num_clients: int = 10
-    dirichlet_alpha: float = 0.5
+    concentration: float = 0.5  # of the Dirichlet over classes (lesson 3)
     min_samples: int = 40
     test_share: float = 0.3
     min_test: int = 20
     public_fraction: float = 0.5
     hidden_units: int = 32
-    # FedAvg (Yu et al.'s CIFAR-10 run scaled to the digits, fact 13)
+    # FedAvg (Yu et al.'s CIFAR-10 run, from their code's settings, scaled to the digits)
     rounds: int = FEDAVG_SETTINGS["rounds"]
     client_fraction: float = FEDAVG_SETTINGS["client_fraction"]
     fedavg_local_epochs: int = FEDAVG_SETTINGS["local_epochs"]
@@ -58,22 +58,24 @@ class Settings:
     local_epochs: int = LOCAL_DEFAULTS["epochs"]
     local_lr: float = LOCAL_DEFAULTS["lr"]
     local_batch_size: int = LOCAL_DEFAULTS["batch_size"]
-    # EWC: the paper's lambda (fact 11) and the tenth of it the lesson uses (chosen from the
+    # EWC: the paper code's lambda and the tenth of it the lesson uses (chosen from the
     # stability limit lr * lambda * max F < 2 (1 + momentum), not from any test result)
     paper_ewc_lambda: float = EWC_LAMBDA
     ewc_lambda: float = EWC_LAMBDA / 10
-    # distillation: the paper's T and alpha (fact 10); the lesson uses the alpha that balances the
+    # distillation: the paper code's T and alpha (criterion_kd); the lesson uses the alpha that balances the
     # true KL as the paper's KL / C does (``distill_alpha``)
     temperature: float = DISTILL_TEMPERATURE
     paper_distill_alpha: float = DISTILL_ALPHA
     num_classes: int = 10
+    # section 4b: a federation in which this many clients see their digits mirrored (drawn per seed)
+    mirrored_clients: int = 3
     # few-shot study
     shots: int = 10
     seeds: int = 5  # the headline gains over seeds: seed, seed + 1, ..., seed + seeds - 1
     validation_share: float = 0.2  # early-stopped fine-tuning: the share of its own images a client holds out
     epochs_grid: tuple[int, ...] = (0, 1, 2, 5, 10, 20, 50)
     sizes: tuple[int, ...] = (5, 10, 20)
-    # DP aggregation at the paper's Reddit noise (fact 15); the clip norm is measured (median update norm)
+    # DP aggregation at the paper code's Reddit noise; the clip norm is measured (median update norm)
     dp_noise_std: float = 0.1
     # the T / alpha picture of section 7 (the lesson's distill_alpha is added to the alphas)
     sweep_temperatures: tuple[float, ...] = (1.0, 3.0, 6.0, 10.0)
@@ -82,7 +84,7 @@ class Settings:
     def __post_init__(self):
         check_int_at_least(self.seed, "seed", 0)
         check_int_at_least(self.num_clients, "num_clients", 2)
-        check_positive_finite(self.dirichlet_alpha, "dirichlet_alpha")
+        check_positive_finite(self.concentration, "concentration")
         check_int_at_least(self.min_samples, "min_samples", 1)
         check_fraction(self.test_share, "test_share")
         if not 0 < self.test_share < 1:
@@ -116,6 +118,9 @@ class Settings:
         check_fraction(self.paper_distill_alpha, "paper_distill_alpha")
         check_int_at_least(self.num_classes, "num_classes", 2)
         check_int_at_least(self.shots, "shots", 1)
+        check_int_at_least(self.mirrored_clients, "mirrored_clients", 1)
+        if self.mirrored_clients >= self.num_clients:
+            raise ValueError(f"mirrored_clients must be below num_clients ({self.num_clients}), got {self.mirrored_clients!r}")
         if len(self.epochs_grid) < 2 or list(self.epochs_grid) != sorted(set(self.epochs_grid)):
             raise ValueError(f"epochs_grid must hold at least two increasing epoch counts, got {self.epochs_grid!r}")
         for epochs in self.epochs_grid:
@@ -179,11 +184,14 @@ class Settings:
 
 
 def federate(digits: ImageSplit, settings: Settings, *, methods=("local",), aggregator: str = "mean",
-             clip_norm: float | None = None, noise_std: float = 0.0, progress: bool | None = None) -> AdaptationExperiment:
-    """Partition the digits among the clients, train the global model with ``aggregator`` and adapt every
-    client with ``methods`` (:func:`fedkd_lessons.adaptation.run_adaptation_experiment` at ``settings``)."""
+             clip_norm: float | None = None, noise_std: float = 0.0, mirrored=(),
+             progress: bool | None = None) -> AdaptationExperiment:
+    """Partition the digits among the clients (the clients in ``mirrored`` see their images flipped left to
+    right), train the global model with ``aggregator`` and adapt every client with ``methods``
+    (:func:`fedkd_lessons.adaptation.run_adaptation_experiment` at ``settings``)."""
     return run_adaptation_experiment(
-        digits, num_clients=settings.num_clients, alpha=settings.dirichlet_alpha, seed=settings.seed,
+        digits, num_clients=settings.num_clients, concentration=settings.concentration, mirrored_clients=mirrored,
+        seed=settings.seed,
         min_samples=settings.min_samples, test_share=settings.test_share, min_test=settings.min_test,
         public_fraction=settings.public_fraction, model_factory=lambda: make_mlp(hidden=(settings.hidden_units,)),
         fedavg=settings.fedavg, aggregator=aggregator, clip_norm=clip_norm, noise_std=noise_std, methods=methods,
@@ -307,6 +315,102 @@ def headlines_over_seeds(digits: ImageSplit, experiment: AdaptationExperiment, c
     return SeedHeadlines(seeds, rows)
 
 
+# --- Section 4b: a federation in which some clients are better off alone ---------------------------------
+
+GROUPS = ("worse local half", "better local half")
+
+
+def mirrored_clients(settings: Settings) -> tuple[int, ...]:
+    """The ``settings.mirrored_clients`` clients, drawn at random under ``settings.seed``, whose scanner
+    mirrors their digits in section 4b."""
+    order = np.random.default_rng(settings.seed).permutation(settings.num_clients)
+    return tuple(sorted(int(k) for k in order[:settings.mirrored_clients]))
+
+
+def mirrored_run(digits: ImageSplit, settings: Settings, progress: bool | None = False) -> AdaptationExperiment:
+    """Section 4b at ``settings.seed``: the lesson's federation with :func:`mirrored_clients` flipped, the
+    global model, every client's local-only model and every adaptation method."""
+    return federate(digits, settings, methods=METHODS, mirrored=mirrored_clients(settings), progress=progress)
+
+
+def worse_local_half(local_accuracy) -> np.ndarray:
+    """``(K,)`` True for the ``K // 2`` clients with the least accurate local-only models (ties go to the
+    lower client number): the paper's grouping of participants by the quality of their local model."""
+    local_accuracy = np.asarray(local_accuracy)
+    mask = np.zeros(len(local_accuracy), dtype=bool)
+    mask[np.argsort(local_accuracy, kind="stable")[:len(local_accuracy) // 2]] = True
+    return mask
+
+
+@dataclass
+class WhoGains:
+    """Section 4b over seeds: per seed, every client's local test accuracy ``{"global", *METHODS: (K,)}``
+    and which clients were mirrored. Each seed's clients are grouped into halves by the accuracy of their
+    local-only model (:func:`worse_local_half`)."""
+
+    seeds: tuple[int, ...]
+    per_seed: list[dict[str, np.ndarray]]
+    mirrored: list[np.ndarray]
+
+    def group(self, index: int, group: str) -> np.ndarray:
+        """The ``(K,)`` mask of ``group`` (one of :data:`GROUPS`) on the seed at position ``index``."""
+        if group not in GROUPS:
+            raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
+        worse = worse_local_half(self.per_seed[index]["local"])
+        return worse if group == GROUPS[0] else ~worse
+
+    def interval(self, name: str, group: str, baseline: str = "local") -> PairedInterval:
+        """Over the seeds, the paired difference of the group's mean accuracy, ``name - baseline``."""
+        masks = [self.group(i, group) for i in range(len(self.seeds))]
+        return paired_interval([row[name][mask].mean() for row, mask in zip(self.per_seed, masks)],
+                               [row[baseline][mask].mean() for row, mask in zip(self.per_seed, masks)])
+
+    def clients_moved(self, name: str, group: str, baseline: str = "local") -> tuple[int, int, int]:
+        """Over every seed's clients of ``group``: how many end above ``baseline``, how many below, how many in all."""
+        difference = np.concatenate([(row[name] - row[baseline])[self.group(i, group)]
+                                     for i, row in enumerate(self.per_seed)])
+        return int((difference > 0).sum()), int((difference < 0).sum()), len(difference)
+
+    def gap(self, name: str, baseline: str = "local") -> PairedInterval:
+        """Over the seeds, the worse-local half's mean gain ``name - baseline`` minus the better-local half's:
+        above zero when the clients with poor local models gain more."""
+        gains = [[(row[name] - row[baseline])[self.group(i, group)].mean() for i, row in enumerate(self.per_seed)]
+                 for group in GROUPS]
+        return paired_interval(*gains)
+
+    def comparisons(self, baseline: str = "local") -> dict[str, PairedInterval]:
+        """Label -> interval: the global model and every adapted model against ``baseline``, per group,
+        and for the global model the gap between the groups."""
+        names = [name for name in ("global",) + ADAPTED if name != baseline]
+        rows = {f"{name} - {baseline}, {group}": self.interval(name, group, baseline)
+                for name in names for group in GROUPS}
+        if baseline == "local":
+            rows["global - local: worse half's gain - better half's"] = self.gap("global")
+        return rows
+
+    def pooled(self, name: str) -> np.ndarray:
+        """Every seed's clients in one ``(seeds * K,)`` array of ``name``'s accuracy (or ``"mirrored"``)."""
+        if name == "mirrored":
+            return np.concatenate(self.mirrored)
+        return np.concatenate([row[name] for row in self.per_seed])
+
+    def local_winners(self) -> dict[str, tuple[int, int]]:
+        """Over all seeds, the clients whose local-only model beat the global model: per adapted method,
+        ``(how many of them end above their local model, how many there are)``."""
+        beaten = self.pooled("local") > self.pooled("global")
+        return {name: (int((self.pooled(name)[beaten] > self.pooled("local")[beaten]).sum()), int(beaten.sum()))
+                for name in ADAPTED}
+
+
+def who_gains_over_seeds(digits: ImageSplit, settings: Settings, progress: bool | None = None) -> WhoGains:
+    """:func:`mirrored_run` on ``settings.seeds`` seeds from ``settings.seed`` (each a new partition, new
+    mirrored clients, new global and local models and batches)."""
+    seeds = tuple(settings.seed + i for i in range(settings.seeds))
+    runs = [mirrored_run(digits, replace(settings, seed=seed)) for seed in progress_bar(seeds, progress, "mirrored federation")]
+    return WhoGains(seeds, [dict(run.accuracies) for run in runs],
+                    [np.isin(np.arange(settings.num_clients), run.settings["mirrored_clients"]) for run in runs])
+
+
 def dp_clip_norm(experiment: AdaptationExperiment) -> float:
     """Lesson 3's choice of the DP clip norm S: the median norm of the plain run's client updates, to
     two decimals (the paper's S = 15 would never clip these small updates)."""
@@ -385,16 +489,17 @@ class AdaptationClaimsResult:
     aggregated: dict = field(default_factory=dict)  # {settings.dp_run (, "median"): {"global", *ADAPTED: (K,)}}
     stability_ratios: dict = field(default_factory=dict)  # {run: lr * paper lambda * max F}
     over_seeds: SeedHeadlines | None = None  # the headline over settings.seeds seeds
+    who_gains: WhoGains | None = None  # section 4b, the federation with mirrored clients, over settings.seeds seeds
 
 
 def result_of(experiment: AdaptationExperiment, curves: dict, runs: dict, settings: Settings,
-              over_seeds: SeedHeadlines) -> AdaptationClaimsResult:
+              over_seeds: SeedHeadlines, who_gains: WhoGains) -> AdaptationClaimsResult:
     """What the claims need from what the notebook (or :func:`run_claims_experiment`) computed."""
     return AdaptationClaimsResult(
         settings, dict(experiment.accuracies), dict(curves),
         {name: dict(run.accuracies) for name, run in runs.items() if name != "mean"},
         {name: ewc_stability_ratio(run.fisher, settings.paper_ewc_lambda, settings.adapt_lr) for name, run in runs.items()},
-        over_seeds)
+        over_seeds, who_gains)
 
 
 # The adaptation methods the claims are about after DP; the prose draws no conclusion from the others there.
@@ -404,7 +509,7 @@ CLAIMED_AFTER_DP = ("ewc", "distill")
 def run_claims_experiment(settings: Settings) -> AdaptationClaimsResult:
     """The experiments the prose draws conclusions from, exactly as the notebook runs them: the plain
     federation with the local-only models and distillation, the few-shot curves, and the DP run with EWC
-    and distillation; and the headline over seeds. The median run is left out: the prose claims nothing
+    and distillation; the headline over seeds; and section 4b's federation with mirrored clients over seeds. The median run is left out: the prose claims nothing
     about it (the median's effect on these clients changes sign with the seed)."""
     digits = load_digits_split()
     experiment = federate(digits, settings, progress=False)
@@ -413,7 +518,8 @@ def run_claims_experiment(settings: Settings) -> AdaptationClaimsResult:
     runs = aggregation_runs(digits, experiment, settings, aggregators=("dp",), methods=CLAIMED_AFTER_DP,
                             progress=False)
     return result_of(experiment, curves, runs, settings,
-                     headlines_over_seeds(digits, experiment, curves, settings, progress=False))
+                     headlines_over_seeds(digits, experiment, curves, settings, progress=False),
+                     who_gains_over_seeds(digits, settings, progress=False))
 
 
 def claims(result: AdaptationClaimsResult) -> list[Claim]:
@@ -427,6 +533,9 @@ def claims(result: AdaptationClaimsResult) -> list[Claim]:
     ratios = result.stability_ratios
     headline = result.over_seeds.comparisons()
     few = f"distill, {FEW} - {STOPPED}, {FEW}"
+    who = result.who_gains
+    worse = GROUPS[0]
+    winners = who.local_winners()
     return [
         # --- the headline over five seeds (paired differences of the clients' mean local test accuracy)
         # the interval's upper end; seeds 0-9 (each with its four next seeds): -3.1 to -1.4 points
@@ -473,4 +582,25 @@ def claims(result: AdaptationClaimsResult) -> list[Claim]:
         # seeds 0-9: -0.36 to +3.88 points (fine-tuning ends several points below on some seeds, level on others)
         at_least(f"with {s.shots} images per client, after {s.epochs_grid[-1]} epochs fine-tuning is not a point or "
                  "more above distillation", distill[-1] - finetune[-1], -1.0, unit="points"),
+        # --- section 4b: the federation with mirrored clients, over settings.seeds seeds (windows of five
+        # seeds starting at 0-9: the numbers below are the spread over those ten windows)
+        # 19-25 of 50 clients
+        at_least(f"with {s.mirrored_clients} of {s.num_clients} clients mirrored, at least three clients in ten are better "
+                 "served by their local-only model than by the global one",
+                 float(np.mean(who.pooled("local") > who.pooled("global"))), 0.3, unit="of the clients"),
+        # +1.3 to +7.8 points (its interval is above zero in 5 of the 10 windows: the prose claims the direction only)
+        at_least("on average the half with the worse local-only models gains more from the federation than the better "
+                 "half (the paper's direction)", 100 * who.gap("global").mean, 0.5, unit="points"),
+        # finetune +4.1 to +7.4, freeze-base +3.1 to +7.5, EWC +4.2 to +6.2, distillation +3.2 to +6.2 points
+        at_least("every adaptation method lifts the worse-local half above its local-only models on average (by two "
+                 "points or more)", min(100 * who.interval(name, worse).mean for name in ADAPTED), 2.0, unit="points"),
+        # distillation - global: worse half +1.7 to +2.4, better half +0.6 to +1.8 points
+        at_least("distillation does not lower either half below the global model on average",
+                 min(100 * who.interval("distill", group, "global").mean for group in GROUPS), 0.0, unit="points"),
+        # fine-tuning 36-50 %, freeze-base 22-43 %, EWC 0-37 %, distillation 5-26 % of the local winners
+        at_most("unlike the paper, at most about half of the clients whose local-only model beat the global one end "
+                "above their local model after any adaptation method",
+                max(above / count for above, count in winners.values()), 0.6, unit="of them"),
+        at_most("after distillation, fewer than a third of them do",
+                winners["distill"][0] / winners["distill"][1], 1 / 3, unit="of them"),
     ]
