@@ -72,12 +72,13 @@ def _temperature_answer(search_fn, logits, target, case: str) -> float:
 
 
 @checker("Your bisection finds the temperature that reaches the target entropy.")
-def check_temperature_for_entropy(search_fn, lesson_digits: dict | None = None):
+def check_temperature_for_entropy(search_fn, lesson_digits=None):
     """Lesson 1: ``search_fn(logits (C,), target_entropy) -> T`` such that H(softmax(z/T)) = target.
 
-    ``lesson_digits`` (name -> ``(C,)`` logits, e.g. the lesson's confident and ambiguous digits):
-    the experiment. On each, the learner's T must reach half the maximal entropy, ``log(C) / 2``;
-    the feedback then says which digit needed the higher temperature."""
+    ``lesson_digits`` (name -> ``(C,)`` logits, e.g. the lesson's confident and ambiguous digits, or
+    a function returning them, called only once the answer passes the checker's own cases): the
+    experiment. On each, the learner's T must reach half the maximal entropy, ``log(C) / 2``; the
+    feedback then says which digit needed the higher temperature."""
     logits = torch.tensor([6.0, 2.5, 1.0, 0.0, -1.0, -2.0, -2.0, -3.0, -4.0, -5.0])
     for fraction in (0.25, 0.5, 0.9):
         target = fraction * math.log(10)
@@ -89,8 +90,10 @@ def check_temperature_for_entropy(search_fn, lesson_digits: dict | None = None):
                 f"for target {target:.3f} nats your T = {found:.4g} gives H = {reached:.3f}; the right T is about "
                 f"{expected:.4g}. Entropy rises with T: raise T when H is too small, lower it when too large."
             )
-    if not lesson_digits:
+    if lesson_digits is None:
         return None
+    if callable(lesson_digits):
+        lesson_digits = lesson_digits()
     found = {}
     for name, digit in lesson_digits.items():
         digit = torch.as_tensor(digit, dtype=torch.float32)
