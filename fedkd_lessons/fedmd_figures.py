@@ -1,12 +1,17 @@
-"""Lesson 5's figures: the FedMD algorithm drawn, the model zoo, accuracy per round, bytes sent."""
+"""Lesson 5's figures: the FedMD algorithm drawn, the model zoo, the private half scored on
+validation, accuracy per round over seeds, each party's gain, what the consensus carries, bytes sent."""
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from .fedmd import FedMDHistory, bytes_per_round
+from .fedmd import NUM_PUBLIC_CLASSES, FedMDHistory, bytes_per_round, compute_consensus, party_logits
 from .models import count_parameters
 from .plotting import COLOURS
+
+ZOO_COLOURS = {"mlp": "#E69F00", "cnn": "#0072B2"}  # the kinds of model, not methods
+LETTERS = "abcdef"
 
 
 def fedmd_diagram(model_names=("mlp 32", "cnn 8-16", "mlp 128-64", "cnn 16-16-32")):
@@ -53,66 +58,162 @@ def fedmd_diagram(model_names=("mlp 32", "cnn 8-16", "mlp 128-64", "cnn 16-16-32
 
 
 def zoo_figure(parties):
-    """Parameter count of each party's model (log scale), MLPs and CNNs coloured apart."""
+    """Parameter count of each party's model as a dot on a log axis (a bar's length means nothing
+    on a log axis), MLPs and CNNs coloured apart."""
     names = [p.name for p in parties]
     counts = [count_parameters(p.model) for p in parties]
-    colours = [COLOURS["fedmd"] if name.startswith("cnn") else COLOURS["local"] for name in names]
     fig, ax = plt.subplots(figsize=(8, 3))
-    ax.bar(range(len(names)), counts, color=colours)
+    convolutional = [any(isinstance(layer, torch.nn.Conv2d) for layer in p.model.modules()) for p in parties]
+    for kind, is_cnn in (("mlp", False), ("cnn", True)):
+        where = [k for k in range(len(names)) if convolutional[k] == is_cnn]
+        ax.plot(where, [counts[k] for k in where], "o", color=ZOO_COLOURS[kind], markersize=8, label=kind.upper() + "s")
     ax.set_xticks(range(len(names)), [f"{k}: {n}" for k, n in enumerate(names)], rotation=35, ha="right")
     ax.set_yscale("log")
     ax.set_ylabel("parameters (log scale)")
-    ax.set_title(f"Ten parties, {len(set(names))} architectures from {min(counts):,} to {max(counts):,} parameters")
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title(f"{len(names)} parties, {len(names)} models from {min(counts):,} to {max(counts):,} parameters")
     fig.tight_layout()
     return fig
 
 
-def accuracy_rounds_figure(fedmd: FedMDHistory, control: FedMDHistory, upper_bound: np.ndarray):
-    """Left: mean test accuracy per round of FedMD and the no-consensus control, with the
-    private-only start and the pooled upper bound as lines. Right: every party's final accuracy."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1, 1.4]})
-    rounds = np.arange(len(fedmd.mean_accuracy))
-    for k in range(fedmd.accuracy.shape[1]):
-        left.plot(rounds, fedmd.accuracy[:, k], color=COLOURS["fedmd"], alpha=0.15, linewidth=1)
-    left.plot(rounds, fedmd.mean_accuracy, color=COLOURS["fedmd"], linewidth=2.5, marker="o", label="FedMD (mean)")
-    left.plot(rounds, control.mean_accuracy, color=COLOURS["control"], linewidth=2, marker="s",
-              label="control: same epochs, no consensus")
-    left.axhline(fedmd.mean_accuracy[0], color=COLOURS["local"], linestyle="--", label="private-only (round 0)")
-    left.axhline(upper_bound.mean(), color=COLOURS["upper bound"], linestyle=":", linewidth=2, label="pooled upper bound")
-    left.set_xlabel("round")
-    left.set_ylabel("test accuracy on letters (fraction)")
-    left.legend(fontsize=8, loc="lower right")
-    left.set_title("Most of the climb is more training; the consensus adds a little")
+def validation_curves_figure(checkpoints, with_digits: np.ndarray, without_digits: np.ndarray, fixed_epochs: int):
+    """The private half of transfer learning, scored on the validation letters: the parties' mean
+    validation accuracy at each checkpoint, one thin line per seed and the mean over seeds thick,
+    for parties that learned the public digits first and for the ablation that never saw them.
+    ``with_digits`` and ``without_digits`` are ``(seeds, checkpoints)``; ``fixed_epochs`` (a fixed
+    private half) is marked."""
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    for values, colour, label in ((with_digits, COLOURS["local"], "after the public digits"),
+                                  (without_digits, COLOURS["no digits"], "letters only (no public digits)")):
+        for row in values:
+            ax.plot(checkpoints, row, color=colour, alpha=0.3, linewidth=1)
+        ax.plot(checkpoints, values.mean(axis=0), color=colour, linewidth=2.5, marker="o", markersize=4, label=label)
+    ax.axvline(fixed_epochs, color=COLOURS["global"], linestyle="--", linewidth=1)
+    ax.annotate(f"a fixed {fixed_epochs} epochs", (fixed_epochs, 0.05), xytext=(5, 0), textcoords="offset points",
+                fontsize=8, color="#444444")
+    ax.set_xlabel("private epochs")
+    ax.set_ylabel("mean validation accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    ax.set_title("Private training scored on the validation letters (thin: one seed, thick: their mean)")
+    fig.tight_layout()
+    return fig
 
-    parties = np.arange(fedmd.accuracy.shape[1])
-    width = 0.2
-    bars = [("private-only", fedmd.accuracy[0], COLOURS["local"]), ("control", control.accuracy[-1], COLOURS["control"]),
-            ("FedMD", fedmd.accuracy[-1], COLOURS["fedmd"]), ("upper bound", upper_bound, COLOURS["upper bound"])]
-    for i, (label, values, colour) in enumerate(bars):
-        right.bar(parties + (i - 1.5) * width, values, width, color=colour, label=label)
-    right.set_xticks(parties, [f"{k}: {n}" for k, n in enumerate(fedmd.party_names)], fontsize=7, rotation=35, ha="right")
-    right.set_ylabel("test accuracy (fraction)")
-    right.set_ylim(0, 1.05)
-    right.legend(fontsize=8, ncols=4, loc="upper center", bbox_to_anchor=(0.5, 1.13), frameon=False)
-    right.set_title("Per party after the last round", pad=24)
+
+def rounds_over_seeds_figure(fedmd: list[FedMDHistory], control: list[FedMDHistory], no_digits: float,
+                             upper_bound: float | None = None):
+    """The parties' mean test accuracy per round, FedMD against the same-epochs control, one thin
+    line per seed and the mean over seeds thick; the private-only baseline (round 0) and the
+    private-only parties that never saw the digits (``no_digits``, mean over seeds) as levels;
+    ``upper_bound``, where given, the pooled upper bound of the first seed."""
+    fig, ax = plt.subplots(figsize=(8, 3.9))
+    rounds = np.arange(len(fedmd[0].mean_accuracy))
+    for runs, colour, marker, label in ((fedmd, COLOURS["fedmd"], "o", "FedMD"),
+                                        (control, COLOURS["control"], "s", "control: same rounds, no digest")):
+        curves = np.array([run.mean_accuracy for run in runs])
+        for curve in curves:
+            ax.plot(rounds, curve, color=colour, alpha=0.25, linewidth=1)
+        ax.plot(rounds, curves.mean(axis=0), color=colour, linewidth=2.5, marker=marker, markersize=4, label=label)
+    start = np.mean([run.mean_accuracy[0] for run in fedmd])
+    ax.axhline(start, color=COLOURS["local"], linestyle="--", label="private-only (round 0)")
+    ax.axhline(no_digits, color=COLOURS["no digits"], linestyle="-.", label="private-only, no public digits")
+    if upper_bound is not None:
+        ax.axhline(upper_bound, color=COLOURS["upper bound"], linestyle=":", linewidth=2,
+                   label="pooled upper bound (first seed)")
+    ax.set_xlabel("round")
+    ax.set_ylabel("mean test accuracy on letters")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.set_title(f"FedMD and its control per round, {len(fedmd)} seeds (thin: one seed, thick: their mean)")
+    fig.tight_layout()
+    return fig
+
+
+def party_gains_figure(gains: np.ndarray, party_names, title: str):
+    """Each party's gain ``gains[seed, party]`` (a difference of accuracies, drawn in points) as one
+    dot per seed, gains in blue and losses in vermilion, the mean over seeds as a diamond."""
+    gains = 100 * np.asarray(gains, dtype=float)
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    for k in range(gains.shape[1]):
+        column = gains[:, k]
+        ax.plot(np.full(len(column), k)[column >= 0], column[column >= 0], "o", color=COLOURS["fedmd"], alpha=0.7)
+        ax.plot(np.full(len(column), k)[column < 0], column[column < 0], "o", color=COLOURS["control"], alpha=0.7)
+        ax.plot(k + 0.25, column.mean(), "D", color="#000000", markersize=6, label="mean over seeds" if k == 0 else None)
+    ax.axhline(0, color="#000000", linewidth=1)
+    ax.set_xticks(range(gains.shape[1]), [f"{k}: {name}" for k, name in enumerate(party_names)], rotation=35,
+                  ha="right")
+    ax.set_ylabel("gain (points)")
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def letter_reading(parties, public_images, public_labels, per_digit: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """What the parties' scores on public digits say about the letters: on the first ``per_digit``
+    public images of each digit, ``mass[k, d]``, the mean probability (softmax of the logits) that
+    party ``k`` puts on the six letter classes for digit ``d`` (the last row: the consensus, the
+    softmax of the mean logits), and ``reading[d, l]``, how the consensus spreads that probability
+    over the letters (renormalised over a-f, averaged over the digit's images)."""
+    labels = torch.as_tensor(public_labels)
+    chosen = torch.cat([torch.nonzero(labels == digit).flatten()[:per_digit] for digit in range(NUM_PUBLIC_CLASSES)])
+    scores = torch.stack([party_logits(party, public_images, chosen) for party in parties])  # (m, S, C)
+    probabilities = torch.cat([scores.softmax(dim=-1), compute_consensus(scores).softmax(dim=-1).unsqueeze(0)])
+    mass = probabilities[..., NUM_PUBLIC_CLASSES:].sum(dim=-1).view(len(parties) + 1, NUM_PUBLIC_CLASSES, -1)
+    letters = probabilities[-1, :, NUM_PUBLIC_CLASSES:]
+    reading = (letters / letters.sum(dim=-1, keepdim=True)).view(NUM_PUBLIC_CLASSES, -1, len(LETTERS)).mean(dim=1)
+    return mass.mean(dim=-1).numpy(), reading.numpy()
+
+
+def consensus_letters_figure(parties, public_images, public_labels, per_digit: int = 20):
+    """:func:`letter_reading` drawn: left, the probability each party (grey) and the consensus
+    (blue) put on the letters, per digit; right, which letter the consensus sees in each digit."""
+    mass, reading = letter_reading(parties, public_images, public_labels, per_digit)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.9), gridspec_kw={"width_ratios": [1.2, 1]})
+    digits = np.arange(NUM_PUBLIC_CLASSES)
+    for row in mass[:-1]:
+        left.plot(digits, row, "o", color=COLOURS["global"], alpha=0.6, markersize=4)
+    left.plot([], [], "o", color=COLOURS["global"], label="one party")
+    left.plot(digits, mass[-1], "D", color=COLOURS["fedmd"], markersize=7, label="consensus (mean logits)")
+    left.set_ylim(0, 1.02)
+    left.set_xticks(digits)
+    left.set_xlabel("public digit")
+    left.set_ylabel("probability on the letters a-f")
+    left.legend(frameon=False, fontsize=8, loc="lower right")
+    left.set_title("How much of each score on a digit is about letters")
+    image = right.imshow(reading, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    for digit in digits:
+        for letter in range(len(LETTERS)):
+            value = float(reading[digit, letter])
+            right.text(letter, digit, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                       color="white" if value > 0.6 else "#000000")
+    right.set_xticks(range(len(LETTERS)), list(LETTERS))
+    right.set_yticks(digits)
+    right.set_xlabel("letter")
+    right.set_ylabel("public digit")
+    right.grid(False)
+    fig.colorbar(image, ax=right, fraction=0.05, label="share of the letters' probability")
+    right.set_title("Which letter the consensus sees in each digit")
     fig.tight_layout()
     return fig
 
 
 def bytes_figure(parties, subset_sizes=(100, 500, 1437)):
-    """Bytes one round moves: FedMD at several public subset sizes against FedAvg's weights for
-    the same models (log scale)."""
+    """Bytes one round moves, as dots on a log axis: FedMD at several public subset sizes against
+    FedAvg's weights for the same models."""
     models = [p.model for p in parties]
     fedavg = bytes_per_round(models, 1).fedavg
     labels = [f"FedMD\nS = {s:,}" for s in subset_sizes] + ["FedAvg\n(weights)"]
     values = [bytes_per_round(models, s).fedmd for s in subset_sizes] + [fedavg]
     colours = [COLOURS["fedmd"]] * len(subset_sizes) + [COLOURS["global"]]
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
-    ax.bar(range(len(values)), values, color=colours)
-    for i, value in enumerate(values):
-        ax.text(i, value * 1.1, f"{value / 1e6:.2f} MB", ha="center", fontsize=8)
+    for i, (value, colour) in enumerate(zip(values, colours)):
+        ax.plot(i, value, "o", color=colour, markersize=10)
+        ax.annotate(f"{value / 1e6:.2f} MB", (i, value), textcoords="offset points", xytext=(0, 9), ha="center",
+                    fontsize=8)
     ax.set_xticks(range(len(values)), labels)
+    ax.set_xlim(-0.5, len(values) - 0.5)
     ax.set_yscale("log")
+    ax.margins(y=0.3)  # room for the labels above the dots
     ax.set_ylabel("bytes per round (log scale)")
     ax.set_title("FedMD's traffic grows with the subset, not with the models")
     fig.tight_layout()

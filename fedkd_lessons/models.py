@@ -101,7 +101,7 @@ def make_fedmd_zoo(num_classes: int = 16, image_size: int = 8) -> list[tuple[str
     """FedMD's ten parties' models (lesson 5), as ``(name, model)`` pairs in party order.
 
     Four MLPs (one to three hidden layers, 32-128 units) and six CNNs (one to three convolutions,
-    8-32 channels), some with dropout: ten models, eight architectures, no two alike enough to
+    8-32 channels), some with dropout: ten models, ten architectures, no two alike enough to
     average their weights. Each maps ``(N, 1, image_size, image_size)`` to ``(N, num_classes)``.
     """
     factories = {"mlp": make_mlp, "cnn": make_cnn}

@@ -20,6 +20,7 @@ COLOURS = {
     "soft targets": "#0072B2",
     "fedmd": "#0072B2",
     "upper bound": "#009E73",
+    "no digits": "#56B4E9",  # lesson 5's ablation: private-only without the public digits
     "control": "#D55E00",
     "uniform": "#D55E00",
     "iid": "#009E73",

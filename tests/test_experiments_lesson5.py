@@ -1,17 +1,22 @@
-"""Lesson 5's experiments module: the settings' validation, the gain split by hand, and the
-plumbing that must build lesson 6's parties and pass the settings through to ``run_fedmd``."""
+"""Lesson 5's experiments module: the settings' validation, the private half chosen on the
+validation letters (against a plain one-model loop), the headline's arithmetic by hand, the claims'
+reading, and the plumbing that must build lesson 6's parties."""
+
+import copy
 
 import numpy as np
 import pytest
 import torch
 
+from fedkd_lessons.batched import ModelStack, StackedData, train_stack
 from fedkd_lessons.data import ImageSplit
+from fedkd_lessons.experiments.intervals import paired_interval
 from fedkd_lessons.experiments.lesson5_fedmd import (
-    CHANCE, FedMDLessonResult, Settings, claims, gain_split, make_lesson_parties, make_letters, run_rounds,
-    transfer_learn,
+    CHANCE, OverSeeds, Settings, ValidationChoice, claims, make_lesson_parties, make_letters, run_over_seeds,
+    train_until_best_on_validation, transfer_learn,
 )
 from fedkd_lessons.fedmd import FedMDHistory
-from fedkd_lessons.models import make_fedmd_zoo
+from fedkd_lessons.models import accuracy, make_fedmd_zoo
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -29,17 +34,74 @@ from fedkd_lessons.models import make_fedmd_zoo
     ("revisit_epochs", True, "revisit_epochs must be an integer >= 0"),
     ("softened_temperature", 0.0, "softened_temperature must be a finite number > 0"),
     ("softened_temperature", float("nan"), "softened_temperature must be a finite number > 0"),
-    ("other_subset_sizes", (0,), "other_subset_sizes must be an integer >= 1"),
-    ("other_subset_sizes", (500,), "other_subset_sizes must be distinct and differ from subset_size"),
-    ("other_subset_sizes", (50, 50), "other_subset_sizes must be distinct"),
+    ("max_private_epochs", 0, "max_private_epochs must be an integer >= 1"),
+    ("validation_every", 0, "validation_every must be an integer >= 1"),
+    ("validation_every", 7, r"max_private_epochs \(150\) must be a multiple of validation_every \(7\)"),
+    ("seeds", 1, "seeds must be an integer >= 2"),
 ])
 def test_settings_reject_bad_values(field, value, message):
     with pytest.raises(ValueError, match=message):
         Settings(**{field: value})
 
 
-def test_subset_sizes_are_sorted_and_include_the_main_one():
-    assert Settings(subset_size=200, other_subset_sizes=(900, 20)).subset_sizes == (20, 200, 900)
+def test_seed_list_starts_at_the_seed():
+    assert Settings(seed=4, seeds=3).seed_list == (4, 5, 6)
+
+
+def test_validation_choice_reads_a_checkpoint():
+    choice = ValidationChoice(np.array([0, 5, 10]), np.array([[0.1, 0.4, 0.3], [0.2, 0.2, 0.6]]), np.array([5, 10]))
+    assert choice.at_epoch(5).tolist() == [0.4, 0.2]
+    assert choice.best.tolist() == [0.4, 0.6]
+    with pytest.raises(ValueError, match="epoch must be one of the checkpoints"):
+        choice.at_epoch(7)
+
+
+def tiny_parties(seed=0):
+    settings = Settings(seed=seed, parties=3, letters_per_class=3, evaluation_per_class=2)
+    letters = make_letters(settings)
+    return letters, make_lesson_parties(settings, letters, image_size=8)
+
+
+def test_the_best_checkpoint_is_kept_as_a_plain_loop_keeps_it():
+    settings = Settings(parties=4, letters_per_class=3, evaluation_per_class=2)
+    letters = make_letters(settings)
+    parties = make_lesson_parties(settings, letters, image_size=8)
+    del parties[2]  # mlp 128-64 has dropout, whose masks come from torch's global stream: not comparable alone
+    for party in parties:
+        party.batch_size = 4
+    validation = [(letters.validation_images, letters.validation_labels)] * len(parties)
+    copies = copy.deepcopy(parties)
+    choice = train_until_best_on_validation(parties, validation, max_epochs=12, every=3)
+    assert choice.checkpoints.tolist() == [0, 3, 6, 9, 12]
+    for k, party in enumerate(copies):  # one model at a time, every checkpoint's weights kept, the best picked by hand
+        stack = ModelStack.from_models([party.model])
+        snapshots = {0: copy.deepcopy(party.model.state_dict())}
+        scores = {0: accuracy(party.model, *validation[k])}
+
+        def keep(epoch, trained, party=party, snapshots=snapshots, scores=scores, k=k):
+            if epoch % 3 == 0:
+                trained.write_to([party.model])
+                snapshots[epoch] = copy.deepcopy(party.model.state_dict())
+                scores[epoch] = accuracy(party.model, *validation[k])
+
+        train_stack(stack, StackedData.from_sets([(party.private_images, party.private_labels)]), epochs=12,
+                    lr=party.lr, batch_size=4, generators=[party.generator], epoch_end=keep, progress=False)
+        best = max(scores, key=lambda epoch: (scores[epoch], -epoch))  # the highest score, the fewest epochs
+        assert choice.epochs[k] == best
+        assert np.allclose(choice.validation_accuracy[k], [scores[e] for e in (0, 3, 6, 9, 12)])
+        for name, value in parties[k].model.state_dict().items():
+            assert torch.allclose(value, snapshots[best][name], atol=1e-6), (k, name)
+
+
+def test_train_until_best_rejects_bad_arguments():
+    letters, parties = tiny_parties()
+    validation = [(letters.validation_images, letters.validation_labels)] * len(parties)
+    with pytest.raises(ValueError, match="max_epochs must be an integer >= 1"):
+        train_until_best_on_validation(parties, validation, max_epochs=0, every=1)
+    with pytest.raises(ValueError, match=r"max_epochs \(10\) must be a multiple of every \(3\)"):
+        train_until_best_on_validation(parties, validation, max_epochs=10, every=3)
+    with pytest.raises(ValueError, match=r"one \(images, labels\) set per party \(3\), got 1"):
+        train_until_best_on_validation(parties, validation[:1], max_epochs=2, every=1)
 
 
 def history(rows):
@@ -47,38 +109,43 @@ def history(rows):
     return FedMDHistory(rows, tuple(f"p{k}" for k in range(rows.shape[1])), [], {})
 
 
-def test_gain_split_by_hand():
-    # three parties; round 0 then two rounds
-    fedmd = history([[0.1, 0.5, 0.9], [0.3, 0.6, 0.9], [0.6, 0.7, 0.8]])
-    control = history([[0.1, 0.5, 0.9], [0.2, 0.5, 0.9], [0.4, 0.6, 0.9]])
-    split = gain_split(fedmd, control)
-    assert split.round_zero == pytest.approx(0.5)
-    assert split.more_training == pytest.approx((0.4 + 0.6 + 0.9) / 3 - 0.5)
-    assert split.consensus_gain == pytest.approx((0.2 + 0.1 - 0.1) / 3)
-    assert split.over_round_zero == pytest.approx(0.7 - 0.5)
-    assert split.parties_below_control == 1  # the third party: 0.8 < 0.9
-    assert split.smallest_party_gain == pytest.approx(-0.1)
-    assert split.worst_round_zero == pytest.approx(0.1)
-    assert split.parties_below_chance_at_round_zero == 1  # 0.1 < 1/6
-    assert CHANCE == pytest.approx(1 / 6)
+def hand_made(fedmd_rows, control_rows, no_transfer, settings=Settings(seeds=2)):
+    """An OverSeeds of two seeds and two parties, from (rounds + 1, parties) rows per seed."""
+    checkpoints = np.array([0, 30, 60])
+    transfer = ValidationChoice(checkpoints, np.array([[0.0, 0.3, 0.8], [0.1, 0.5, 0.7]] * 2), np.array([60] * 4))
+    return OverSeeds(settings, (0, 1), ("p0", "p1"), np.ones((2, 2)), transfer, transfer, np.array(no_transfer),
+                     [history(rows) for rows in fedmd_rows], [history(rows) for rows in control_rows], {}, {}, None, [])
 
 
-def test_gain_split_rejects_runs_from_different_starts():
-    with pytest.raises(ValueError, match="same transfer-learned parties"):
-        gain_split(history([[0.1, 0.5], [0.3, 0.6]]), history([[0.2, 0.5], [0.3, 0.6]]))
+def test_headline_arithmetic_by_hand():
+    over = hand_made(fedmd_rows=[[[0.5, 0.7], [0.6, 0.6]], [[0.4, 0.8], [0.6, 0.9]]],
+                     control_rows=[[[0.5, 0.7], [0.5, 0.7]], [[0.4, 0.8], [0.4, 0.8]]],
+                     no_transfer=[[0.7, 0.7], [0.6, 0.8]])
+    assert over.private_only.tolist() == [[0.5, 0.7], [0.4, 0.8]]
+    assert np.allclose(over.party_gains(), [[0.1, -0.1], [0.2, 0.1]])
+    assert over.parties_hurt() == {"p1": 1}
+    headline = over.intervals()
+    # seed means: FedMD 0.6, 0.75; private-only 0.6, 0.6; control 0.6, 0.6; no transfer 0.7, 0.7
+    assert np.allclose(headline["FedMD - private-only"].differences, [0.0, 0.15])
+    assert np.allclose(headline["FedMD - same-epochs control"].differences, [0.0, 0.15])
+    assert np.allclose(headline["FedMD - private-only without the digits"].differences, [-0.1, 0.05])
+    assert np.allclose(headline["private-only: without - with the digits"].differences, [0.1, 0.1])
+    reference = paired_interval([0.6, 0.75], [0.6, 0.6])
+    assert headline["FedMD - private-only"].low == pytest.approx(reference.low)
+    assert over.validation_means(over.transfer).tolist() == [[0.05, 0.4, 0.75]] * 2
 
 
-def test_claims_read_the_split():
-    # FedMD ahead of the control by 0.1 on average, one party behind; round 0 below chance
-    fedmd = history([[0.0, 0.5], [0.6, 0.7]])
-    control = history([[0.0, 0.5], [0.3, 0.8]])
-    verdicts = {c.statement: c for c in claims(FedMDLessonResult(Settings(), np.ones(2), fedmd, control))}
-    assert all(c.holds for c in verdicts.values())
-    by_start = {statement.split(":")[0][:20]: c.value for statement, c in verdicts.items()}
-    assert by_start["on average FedMD end"] == pytest.approx(100 * 0.1)
-    assert by_start["the consensus helps "] == pytest.approx(100 * (0.1 - (-0.1)))
-    assert by_start["most of FedMD's clim"] == pytest.approx((0.55 - 0.25) / (0.65 - 0.25))
-    assert by_start["at round 0 some part"] == 0.0
+def test_claims_read_the_runs():
+    over = hand_made(fedmd_rows=[[[0.5, 0.7], [0.6, 0.8]], [[0.4, 0.8], [0.5, 0.7]]],
+                     control_rows=[[[0.5, 0.7], [0.5, 0.6]], [[0.4, 0.8], [0.4, 0.7]]],
+                     no_transfer=[[0.7, 0.7], [0.7, 0.7]], settings=Settings(seeds=2))
+    verdicts = {c.statement.split(" ")[2]: c for c in claims(over)}
+    values = [c.value for c in claims(over)]
+    # shortfall at epoch 30: best (0.8, 0.7) - at 30 (0.3, 0.5) -> 35 points on average
+    assert values[0] == pytest.approx(35.0)
+    assert values[1] == pytest.approx(100 * paired_interval([0.7, 0.6], [0.6, 0.6]).low)
+    assert values[5] == 1  # p1 on the second seed: 0.7 < 0.8
+    assert verdicts and CHANCE == pytest.approx(1 / 6)
 
 
 def test_parties_get_lesson_6s_initial_weights_and_letters():
@@ -95,25 +162,41 @@ def test_parties_get_lesson_6s_initial_weights_and_letters():
     assert len(parties[2].private_labels) == 6 and torch.equal(parties[2].private_images, letters.private[2][0])
 
 
-def test_run_rounds_passes_the_settings_and_the_changes_through():
-    # three parties, so that one (mlp 128-64) has dropout, which draws from torch's global stream
-    settings = Settings(parties=3, letters_per_class=2, evaluation_per_class=1, public_epochs=1, private_epochs=1,
-                        pooled_epochs=1, rounds=2, subset_size=8, other_subset_sizes=(4,))
+def small_public():
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(40, 1, 8, 8, generator=generator)
     labels = torch.arange(40) % 10
-    public = ImageSplit(images[:30], labels[:30], images[30:], labels[30:])
-    letters = make_letters(settings)
+    return ImageSplit(images[:30], labels[:30], images[30:], labels[30:])
+
+
+def test_transfer_learn_leaves_the_parties_alone_when_it_measures_the_upper_bound():
+    # three parties, so that one (mlp 128-64) has dropout, which draws from torch's global stream
+    settings = Settings(parties=3, letters_per_class=2, evaluation_per_class=1, public_epochs=1, private_epochs=1,
+                        pooled_epochs=1)
+    public, letters = small_public(), make_letters(settings)
     parties = make_lesson_parties(settings, letters, image_size=8)
     transfer = transfer_learn(parties, public, letters, settings)
     assert transfer.digit_accuracy.shape == transfer.upper_bound.shape == (3,)
-    # the pooled upper bound trains copies: without it the parties end exactly the same
     again = make_lesson_parties(settings, letters, image_size=8)
     assert transfer_learn(again, public, letters, settings, with_upper_bound=False).upper_bound is None
     for party, twin in zip(parties, again):
         for mine, theirs in zip(party.model.parameters(), twin.model.parameters()):
             assert torch.equal(mine, theirs)
-    run = run_rounds(parties, public, letters, settings, progress=False, digest_target="none", subset_size=4)
-    assert run.accuracy.shape == (settings.rounds + 1, 3)
-    assert run.settings["subset_size"] == 4 and run.settings["digest_target"] == "none"
-    assert run.settings["seed"] == settings.seed and run.settings["revisit_epochs"] == settings.revisit_epochs
+
+
+def test_run_over_seeds_plumbing():
+    settings = Settings(parties=3, letters_per_class=2, evaluation_per_class=1, public_epochs=1, max_private_epochs=4,
+                        validation_every=2, pooled_epochs=1, rounds=2, subset_size=8, seeds=2)
+    over = run_over_seeds(settings, small_public(), variants={"soft": {"consensus": "probabilities"}},
+                          first_seed_variants={"own": {"digest_target": "own logits"}}, with_upper_bound=True,
+                          progress=False)
+    assert over.seeds == (0, 1) and len(over.party_names) == 3
+    assert over.digit_accuracy.shape == over.no_transfer_accuracy.shape == over.private_only.shape == (2, 3)
+    assert over.transfer.validation_accuracy.shape == (6, 3) and over.upper_bound.shape == (3,)
+    assert set(over.first_seed) == {"own"} and len(over.variants["soft"]) == 2 and len(over.start) == 3
+    for fedmd, control, soft in zip(over.fedmd, over.control, over.variants["soft"]):
+        assert fedmd.accuracy.shape == (3, 3)
+        assert np.array_equal(fedmd.accuracy[0], control.accuracy[0]) and np.array_equal(fedmd.accuracy[0], soft.accuracy[0])
+    assert over.fedmd[0].settings["digest_target"] == "consensus" and over.control[0].settings["digest_target"] == "none"
+    with pytest.raises(ValueError, match="need names of their own"):
+        run_over_seeds(settings, small_public(), variants={"control": {}}, progress=False)

@@ -1,19 +1,15 @@
-import matplotlib
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import fedkd_lessons.fedmd as fedmd
-from fedkd_lessons.fedmd_figures import accuracy_rounds_figure, bytes_figure, compare_runs_figure, fedmd_diagram, zoo_figure
 from fedkd_lessons.fedmd import (
     Party, bytes_per_round, compute_consensus, consensus_loss, digest, make_parties, party_logits,
     pooled_upper_bound, pretrain_on_public, revisit, run_fedmd,
 )
 from fedkd_lessons.letters import make_letter_parties
 from fedkd_lessons.models import make_cnn, make_mlp
-
-matplotlib.use("Agg")
 
 
 @pytest.fixture(scope="module")
@@ -142,17 +138,6 @@ def test_bad_inputs_are_rejected(small_world):
         compute_consensus(torch.zeros(3, 16))
     with pytest.raises(ValueError, match="2 models but 3 private sets"):
         make_parties([("a", make_mlp(num_classes=16))] * 2, letters.private)
-
-
-def test_figures_are_returned(small_world):
-    parties, public, letters = small_world
-    history = run_fedmd(parties, public, letters.test_images, letters.test_labels, rounds=1, subset_size=30, progress=False)
-    figures = [fedmd_diagram(), zoo_figure(parties), bytes_figure(parties, (10, 30)),
-               accuracy_rounds_figure(history, history, np.array([0.5, 0.6, 0.7])),
-               compare_runs_figure({"a": history}, "title", reference=0.3)]
-    for figure in figures:
-        assert isinstance(figure, matplotlib.figure.Figure)
-        matplotlib.pyplot.close(figure)
 
 
 def test_runs_together_equal_the_same_runs_one_by_one(small_world):

@@ -1,4 +1,4 @@
-"""Checkers for lesson 5's exercises: FedMD's consensus and the bytes one round moves."""
+"""Checkers for lesson 5's exercises: FedMD's consensus, the bytes one round moves, and a whole FedMD round."""
 
 import torch
 
@@ -51,3 +51,102 @@ def check_fedmd_round_bytes(bytes_fn) -> None:
         if got == expected / num_parties:
             raise Wrong(f"{case} you count {got:,}: every one of the {num_parties} parties sends and receives.")
         raise Wrong(f"{case} you count {got!r} bytes; the right number is {expected:,} (2 · m · S · C · bytes).")
+
+
+def _small_federation(seed: int):
+    """Three parties with different small MLPs (no dropout), a few private 'letters' each, and 96
+    public 'digits': random images, enough to tell a right round from a wrong one in a second."""
+    from ..fedmd import NUM_CLASSES, NUM_PUBLIC_CLASSES, make_parties
+    from ..models import make_mlp
+
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    models = [(f"mlp {hidden}", make_mlp(hidden, num_classes=NUM_CLASSES)) for hidden in ((8,), (16,), (8, 8))]
+    private = [(torch.rand(12, 1, 8, 8, generator=generator),
+                torch.randint(NUM_PUBLIC_CLASSES, NUM_CLASSES, (12,), generator=generator)) for _ in models]
+    parties = make_parties(models, private, seed=seed)
+    for party in parties:
+        party.batch_size = 4
+    return parties, torch.rand(96, 1, 8, 8, generator=generator)
+
+
+def _spread(parties, public_images, indices) -> float:
+    """How far the parties' logits on ``public_images[indices]`` are from their mean (mean absolute)."""
+    from ..fedmd import party_logits
+
+    scores = torch.stack([party_logits(party, public_images, indices) for party in parties])
+    return float((scores - scores.mean(dim=0)).abs().mean())
+
+
+def _round_by(parties, public_images, server, subset_size, steps) -> None:
+    """A round written from the package's steps, in the order ``steps`` gives (for diagnosis)."""
+    from ..fedmd import compute_consensus, digest, party_logits, revisit
+
+    indices = torch.randperm(len(public_images), generator=server)[:subset_size]
+    scores = torch.stack([party_logits(party, public_images, indices) for party in parties])
+    for step in steps:
+        if step == "digest":
+            digest(parties, public_images[indices], compute_consensus(scores), epochs=1)
+        elif step == "digest probabilities":
+            digest(parties, public_images[indices], compute_consensus(scores, "probabilities"), epochs=1,
+                   kind="probabilities")
+        else:
+            revisit(parties, epochs=1)
+
+
+def _same_weights(parties, others) -> bool:
+    return all(torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+               for party, other in zip(parties, others)
+               for a, b in zip(party.model.state_dict().values(), other.model.state_dict().values()))
+
+
+@checker("Your round communicates, aggregates, digests and revisits in Algorithm 1's order, and its parties end "
+         "exactly where the package's fedmd_round leaves them.")
+def check_fedmd_round(round_fn) -> str:
+    """Lesson 5: ``round_fn(parties, public_images, server, subset_size)`` runs one FedMD round in
+    place: the subset drawn with ``torch.randperm(len(public_images), generator=server)[:subset_size]``,
+    digest for 1 epoch (batch 64) towards the mean logits, then revisit for 1 epoch. Checked against
+    :func:`fedkd_lessons.fedmd.fedmd_round` on three small parties, and by its effect: the parties'
+    scores on the round's subset move closer together."""
+    import copy
+
+    from ..fedmd import FedMDRun, fedmd_round
+
+    parties, public = _small_federation(seed=11)
+    subset_size = 48
+    copies = {name: copy.deepcopy(parties) for name in ("yours", "reference", "revisit first", "no revisit",
+                                                         "no digest", "probabilities")}
+    servers = {name: torch.Generator().manual_seed(3) for name in copies}
+    indices = torch.randperm(len(public), generator=torch.Generator().manual_seed(3))[:subset_size]
+    before = _spread(parties, public, indices)
+    returned = round_fn(copies["yours"], public, servers["yours"], subset_size)
+    if returned is not None and not isinstance(returned, (list, tuple)):
+        raise Wrong(f"the round works in place and returns nothing; yours returned a {type(returned).__name__}.")
+    run = FedMDRun(copies["reference"], public[:1], torch.zeros(1, dtype=torch.long), subset_size=subset_size)
+    fedmd_round([run], [servers["reference"]], public, digest_epochs=1, revisit_epochs=1, digest_batch_size=64)
+    if _same_weights(copies["yours"], parties):
+        raise Wrong("the parties' weights did not change: train them in place (digest, then revisit).")
+    if not torch.equal(servers["yours"].get_state(), servers["reference"].get_state()):
+        raise Wrong("draw the round's public subset with the server's generator: "
+                    "torch.randperm(len(public_images), generator=server)[:subset_size].")
+    if not _same_weights(copies["yours"], copies["reference"]):
+        diagnoses = {"revisit first": (["revisit", "digest"], "you revisit before you digest; Algorithm 1 digests "
+                                       "the consensus first, then revisits the private data"),
+                     "no revisit": (["digest"], "you digest but never revisit: finish with one epoch on each "
+                                    "party's private data (revisit(parties, epochs=1))"),
+                     "no digest": (["revisit"], "you revisit but never digest: train every party towards the "
+                                   "consensus on the subset first (digest)"),
+                     "probabilities": (["digest probabilities", "revisit"], "you digest softened probabilities; "
+                                       "FedMD's consensus is the mean of the raw logits, fitted with MAE")}
+        for name, (steps, message) in diagnoses.items():
+            _round_by(copies[name], public, servers[name], subset_size, steps)
+            if _same_weights(copies["yours"], copies[name]):
+                raise Wrong(message + ".")
+        raise Wrong("your parties end with other weights than one FedMD round gives: communicate (party_logits on "
+                    "the subset), aggregate (compute_consensus), digest(parties, subset, consensus, epochs=1), "
+                    "revisit(parties, epochs=1).")
+    after = _spread(copies["yours"], public, indices)
+    if not after < before:
+        raise Wrong(f"the parties' scores on the subset did not move closer together ({before:.3f} -> {after:.3f}).")
+    return (f"Its effect: the parties' scores on the round's {subset_size} public images moved closer together "
+            "(their mean distance to the consensus shrank).")
