@@ -109,12 +109,14 @@ def history(rows):
     return FedMDHistory(rows, tuple(f"p{k}" for k in range(rows.shape[1])), [], {})
 
 
-def hand_made(fedmd_rows, control_rows, no_transfer, settings=Settings(seeds=2)):
+def hand_made(fedmd_rows, control_rows, no_transfer, softened_rows=None, settings=Settings(seeds=2)):
     """An OverSeeds of two seeds and two parties, from (rounds + 1, parties) rows per seed."""
     checkpoints = np.array([0, 30, 60])
     transfer = ValidationChoice(checkpoints, np.array([[0.0, 0.3, 0.8], [0.1, 0.5, 0.7]] * 2), np.array([60] * 4))
+    variants = {"softened": [history(rows) for rows in softened_rows]} if softened_rows else {}
     return OverSeeds(settings, (0, 1), ("p0", "p1"), np.ones((2, 2)), transfer, transfer, np.array(no_transfer),
-                     [history(rows) for rows in fedmd_rows], [history(rows) for rows in control_rows], {}, {}, None, [])
+                     [history(rows) for rows in fedmd_rows], [history(rows) for rows in control_rows], variants, {},
+                     None, [])
 
 
 def test_headline_arithmetic_by_hand():
@@ -138,14 +140,16 @@ def test_headline_arithmetic_by_hand():
 def test_claims_read_the_runs():
     over = hand_made(fedmd_rows=[[[0.5, 0.7], [0.6, 0.8]], [[0.4, 0.8], [0.5, 0.7]]],
                      control_rows=[[[0.5, 0.7], [0.5, 0.6]], [[0.4, 0.8], [0.4, 0.7]]],
-                     no_transfer=[[0.7, 0.7], [0.7, 0.7]], settings=Settings(seeds=2))
-    verdicts = {c.statement.split(" ")[2]: c for c in claims(over)}
+                     no_transfer=[[0.7, 0.7], [0.7, 0.7]],
+                     softened_rows=[[[0.5, 0.7], [0.8, 0.8]], [[0.4, 0.8], [0.7, 0.8]]])
     values = [c.value for c in claims(over)]
     # shortfall at epoch 30: best (0.8, 0.7) - at 30 (0.3, 0.5) -> 35 points on average
     assert values[0] == pytest.approx(35.0)
     assert values[1] == pytest.approx(100 * paired_interval([0.7, 0.6], [0.6, 0.6]).low)
+    assert values[3] == pytest.approx(100 * np.mean([0.7 - 0.6, 0.7 - 0.6]))  # no digits minus private-only, mean
     assert values[5] == 1  # p1 on the second seed: 0.7 < 0.8
-    assert verdicts and CHANCE == pytest.approx(1 / 6)
+    assert values[6] == pytest.approx(100 * paired_interval([0.8, 0.75], [0.7, 0.6]).low)  # softened minus FedMD
+    assert CHANCE == pytest.approx(1 / 6)
 
 
 def test_parties_get_lesson_6s_initial_weights_and_letters():
