@@ -108,15 +108,18 @@ def wire_bytes_figure(flower_run, fedavg_bytes_per_round: int):
     labels = [f"message {j}" for j in range(len(down))] + ["FedAvg\n(one round)"]
     fig, ax = plt.subplots(figsize=(7.5, 3.4))
     positions = np.arange(len(down))
-    ax.bar(positions - 0.2, down, 0.4, color=COLOURS["global"], label="server to parties")
-    ax.bar(positions + 0.2, up, 0.4, color=COLOURS["fedmd"], label="parties to server")
-    ax.bar([len(down)], [fedavg_bytes_per_round], 0.6, color=COLOURS["control"], label="FedAvg: weights down and up")
+    # dots, not bars: a bar's length means nothing on a log axis
+    ax.plot(positions - 0.2, down, "o", markersize=8, color=COLOURS["global"], label="server to parties")
+    ax.plot(positions + 0.2, up, "s", markersize=8, color=COLOURS["fedmd"], label="parties to server")
+    ax.plot([len(down)], [fedavg_bytes_per_round], "D", markersize=8, color=COLOURS["control"],
+            label="FedAvg: weights down and up")
     for position, value in [*zip(positions - 0.2, down), *zip(positions + 0.2, up), (len(down), fedavg_bytes_per_round)]:
-        ax.text(position, value * 1.15, f"{value / 1e3:.1f} kB" if value < 1e4 else f"{value / 1e3:.0f} kB",
+        ax.text(position, value * 1.4, f"{value / 1e3:.1f} kB" if value < 1e4 else f"{value / 1e3:.0f} kB",
                 ha="center", fontsize=7)
     ax.set_xticks([*positions, len(down)], labels)
     ax.set_yscale("log")
-    ax.set_ylim(top=max(down.max(), up.max(), fedavg_bytes_per_round) * 30)
+    ax.set_xlim(-0.7, len(down) + 0.7)
+    ax.set_ylim(min(down.min(), up.min()) / 3, max(down.max(), up.max(), fedavg_bytes_per_round) * 30)
     ax.set_ylabel("payload bytes (log scale)")
     ax.legend(fontsize=8, loc="upper center", ncols=3, frameon=False)
     ax.set_title("Only indices and class scores travel")

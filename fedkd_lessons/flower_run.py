@@ -20,6 +20,7 @@ the run ends, also when a step fails. Everything lives in a temporary folder tha
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -318,6 +319,7 @@ def run_fedmd_on_flower(
         "FLWR_TELEMETRY_ENABLED": "0",  # no telemetry,
         "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",  # and no `uv sync` of the app's dependencies
         "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1",  # start a ClientApp within 0.1 s of a message
+        "NO_COLOR": "1",  # plain text from Flower's CLI, which the launcher reads
         "MPLBACKEND": "Agg",
         "FEDKD_PROGRESS": "0",
         "OMP_NUM_THREADS": "1",
@@ -415,9 +417,11 @@ def _register_nodes(nodes, credentials, environment, root: Path, timeout: float)
     registered = {}
     for name, party_id, _ in nodes:
         output, _ = running[name].communicate(timeout=timeout)
-        if running[name].returncode != 0 or "{" not in output:
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", output)  # colour codes, which rich adds under Jupyter
+        node_id = re.search(r'"node-id":\s*(\d+)', plain)  # in the JSON answer, whatever is printed around it
+        if running[name].returncode != 0 or node_id is None:
             raise RuntimeError(f"`flwr supernode register` of {name} failed:\n{output}")
-        registered[int(json.loads(output[output.index("{"):])["node-id"])] = party_id
+        registered[int(node_id.group(1))] = party_id
     return registered
 
 

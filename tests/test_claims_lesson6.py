@@ -1,16 +1,20 @@
 """Lesson 6 for real, at the notebook's settings on another seed than the notebook's (whose run
 nbval checks through the notebook's own claims cell): a SuperLink and three SuperNodes on
-loopback, `flwr run`, one party stopped mid-run. The lesson's claims, and the processes by PID."""
+loopback with TLS and SuperNode authentication, a fourth, registered party that cheats, an
+unregistered one that is refused, `flwr run`, one party stopped mid-run. The lesson's claims, and
+the processes by PID."""
 
 import dataclasses
 
 import numpy as np
 import psutil
 import pytest
+import torch
 
 from fedkd_lessons.experiments.claims import assert_claims
-from fedkd_lessons.experiments.lesson6_flower import (Settings, claims, comparable_before_stop,
-                                                      full_round_overhead, run_claims_experiment)
+from fedkd_lessons.experiments.lesson6_flower import (PoisoningResult, PoisoningSettings, ScaleScores, Settings, claims,
+                                                      comparable_before_stop, full_round_overhead,
+                                                      run_claims_experiment)
 
 SETTINGS = dataclasses.replace(Settings(), seed=Settings().seed + 1)
 
@@ -64,13 +68,21 @@ def test_comparable_cells_by_hand():
 
 def test_full_round_overhead_by_hand():
     class Run:
-        party_names = ("a", "b")
-        messages = [{"replied": [0, 1]}, {"replied": [0, 1]}, {"replied": [0]}]
+        messages = [{"replied": [0, 1]},
+                    {"replied": [0, 1], "bytes_down": {"0": 700, "1": 700, "2": 700}, "bytes_up": {"0": 644, "1": 664}},
+                    {"replied": [0]}]
 
-        def bytes_per_message(self):
-            return [(100, 200), (2 * 10 * 16 * 4 + 60, 2 * 10 * 16 * 4 + 4), (0, 0)]
+    # per replying party: (700 + 644) and (700 + 664) bytes against 2 x 10 x 16 x 4 = 1,280
+    assert full_round_overhead(Run(), subset_size=10, parties=2) == pytest.approx((1344 + 1364) / 2 / 1280 - 1)
+    with pytest.raises(ValueError, match="no message that 3 parties answered"):
+        full_round_overhead(Run(), subset_size=10, parties=3)
 
-    assert full_round_overhead(Run(), subset_size=10) == pytest.approx(64 / (2 * 2 * 10 * 16 * 4))
+
+def test_the_cheater_is_dropped_and_the_intruder_refused(result):
+    cheater = len(SETTINGS.chosen)
+    reasons = {j: reason for j, party, reason in result.flower.dropped() if party == cheater}
+    assert reasons[0].startswith("logits not finite") and reasons[1].startswith("spoofed id")
+    assert result.flower.intruder["reason"] is not None
 
 
 @pytest.mark.parametrize("change, message", [
@@ -86,7 +98,47 @@ def test_full_round_overhead_by_hand():
     (dict(min_replies=3), r"min_replies must be in \[1, 2\]"),
     (dict(timeout=0.0), "timeout must be a finite number > 0"),
     (dict(grace=float("nan")), "grace must be a finite number > 0"),
+    (dict(secure=False), "intruder needs secure=True"),
+    (dict(cheater_faults="boom@1"), "faults must be 'KIND@MESSAGE'"),
 ])
 def test_settings_reject_bad_values(change, message):
     with pytest.raises(ValueError, match=message):
         Settings(**change)
+
+
+# ---- the poisoning experiment's pieces (its numbers are checked by the notebook's claims cell) ----
+
+def test_scale_scores_changes_only_the_poisoners_scores():
+    scores = torch.randn(4, 3, 16)
+    tampered = ScaleScores(party=2, scale=-5.0)(scores)
+    torch.testing.assert_close(tampered[2], -5.0 * scores[2])
+    torch.testing.assert_close(tampered[[0, 1, 3]], scores[[0, 1, 3]])
+    assert not torch.equal(scores[2], tampered[2])  # the honest scores are not changed in place
+
+
+def test_poisoning_comparisons_are_paired_over_seeds_and_leave_out_the_poisoner():
+    settings = PoisoningSettings(seeds=3, chosen=(0, 1, 2), poisoner=1)
+    rows = {"honest, mean": [[0.5, 0.0, 0.7], [0.6, 0.0, 0.6], [0.4, 0.0, 0.8]],
+            "honest, median": [[0.5, 1.0, 0.7], [0.6, 1.0, 0.5], [0.4, 1.0, 0.8]],
+            "poisoned, mean": [[0.3, 0.0, 0.5], [0.4, 0.0, 0.4], [0.2, 0.0, 0.5]],
+            "poisoned, median": [[0.5, 0.0, 0.7], [0.6, 0.0, 0.6], [0.4, 0.0, 0.7]]}
+    result = PoisoningResult(settings, {k: np.array(v) for k, v in rows.items()}, np.zeros((3, 3)))
+    np.testing.assert_allclose(result.others("honest, mean"), [0.6, 0.6, 0.6])  # party 1 left out
+    attack = result.comparisons()["poisoned - honest, under the mean"]
+    np.testing.assert_allclose(attack.differences, [-0.2, -0.2, -0.25])
+    cost = result.comparisons()["nobody cheats: median - mean"]
+    np.testing.assert_allclose(cost.differences, [0.0, -0.05, 0.0], atol=1e-12)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(seeds=1), "seeds must be an integer >= 2"),
+    (dict(chosen=(0, 1)), "chosen must name at least three different parties"),
+    (dict(poisoner=10), r"poisoner must be a position in chosen, in \[0, 9\]"),
+    (dict(scale=1.0), "scale must be a finite number other than 1"),
+    (dict(scale=float("inf")), "scale must be a finite number other than 1"),
+    (dict(robust_rule="mean"), "robust_rule must be one of"),
+    (dict(rounds=0), "rounds must be an integer >= 1"),
+])
+def test_poisoning_settings_reject_bad_values(change, message):
+    with pytest.raises(ValueError, match=message):
+        PoisoningSettings(**change)

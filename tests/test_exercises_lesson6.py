@@ -1,8 +1,10 @@
 """Lesson 6's checkers: the reference answers pass, plausible mistakes get a specific hint, stubs are "not solved"."""
 
+import numpy as np
 import torch
 
 from fedkd_lessons.exercises import check_aggregate_replies, check_close_round
+from fedkd_lessons.exercises.lesson6_flower import check_median_consensus
 
 
 def reference_aggregate(replies):
@@ -77,3 +79,30 @@ def test_close_round_that_never_fails_fails():
 
 def test_close_round_stub_is_not_solved():
     assert check_close_round(stub).status == "not solved"
+
+
+def reference_median(logits):
+    return torch.from_numpy(np.median(logits.numpy(), axis=0))
+
+
+def test_median_reference_passes():
+    assert check_median_consensus(reference_median).passed
+
+
+def test_median_that_is_the_mean_fails():
+    feedback = check_median_consensus(lambda logits: logits.mean(dim=0))
+    assert feedback.status == "wrong" and "that is the mean" in feedback.message
+
+
+def test_median_with_torchs_lower_middle_fails():
+    feedback = check_median_consensus(lambda logits: logits.median(dim=0).values)
+    assert feedback.status == "wrong" and "lower of the two middle values" in feedback.message
+
+
+def test_median_over_the_classes_fails():
+    feedback = check_median_consensus(lambda logits: logits.median(dim=-1, keepdim=True).values.expand_as(logits[0]))
+    assert feedback.status == "wrong"
+
+
+def test_median_stub_is_not_solved():
+    assert check_median_consensus(stub).status == "not solved"

@@ -1,8 +1,9 @@
-"""Checkers for lesson 6's exercises: the server's consensus over the parties that replied, and
-when to close a round that is missing replies."""
+"""Checkers for lesson 6's exercises: the server's consensus over the parties that replied, when
+to close a round that is missing replies, and a median consensus that one loud party cannot move."""
 
 import itertools
 
+import numpy as np
 import torch
 
 from ..flower_fedmd.protocol import RoundPolicy
@@ -54,3 +55,28 @@ def check_close_round(close_fn) -> None:
         if expected == "close" and replied == addressed:
             raise Wrong(f"{case} you return {got!r}: everybody replied, so close the round.")
         raise Wrong(f"{case} you return {got!r}, expected {expected!r}.")
+
+
+@checker("Your median ignores one loud party and, with an even number of parties, takes the mean of the two middle values.")
+def check_median_consensus(median_fn) -> None:
+    """Lesson 6: ``median_fn(logits (m, S, C)) -> (S, C)``, the coordinate-wise median over the
+    ``m`` parties (for even ``m`` the mean of the two middle values, as ``numpy.median``)."""
+    generator = torch.Generator().manual_seed(7)
+    odd = torch.randn(5, 4, 16, generator=generator)
+    got = as_tensor_answer(median_fn(odd.clone()), "median_fn(five parties)")
+    if got.shape == (4, 16) and torch.allclose(got, odd.mean(dim=0), atol=1e-5):
+        raise Wrong("that is the mean: sort each coordinate's values over the parties and take the middle one.")
+    assert_close_answer(got, torch.from_numpy(np.median(odd.numpy(), axis=0)), "five parties",
+                        "Take the median over the parties (dimension 0), coordinate by coordinate.")
+    even = torch.randn(4, 3, 16, generator=generator)
+    got = as_tensor_answer(median_fn(even.clone()), "median_fn(four parties)")
+    if got.shape == (3, 16) and torch.allclose(got, even.median(dim=0).values, atol=1e-6):
+        raise Wrong("with four parties you returned the lower of the two middle values (torch.median does): "
+                    "average the 2nd and 3rd smallest instead.")
+    assert_close_answer(got, torch.from_numpy(np.median(even.numpy(), axis=0)), "four parties",
+                        "With an even number of parties, average the two middle values.")
+    loud = odd.clone()
+    loud[0] = -1000 * loud[0]
+    got = as_tensor_answer(median_fn(loud), "median_fn(one loud party)")
+    assert_close_answer(got, torch.from_numpy(np.median(loud.numpy(), axis=0)), "one party sending -1000 x its logits",
+                        "Sort over the parties, not over the classes.")

@@ -1,20 +1,30 @@
-"""Lesson 6's experiment: three of lesson 5's parties as separate Flower processes on loopback, one
-of them stopped mid-run, against the same FedMD (Li & Wang 2019, Algorithm 1) in one process."""
+"""Lesson 6's experiments: three of lesson 5's parties as separate Flower processes on loopback, one
+of them stopped mid-run, against the same FedMD (Li & Wang 2019, Algorithm 1) in one process; and a
+party that poisons the consensus, under the mean and under a robust rule, over seeds, in one process."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+import torch
 
 from ..data import ImageSplit, load_digits_split
-from ..fedmd import FedMDHistory, Party, run_fedmd
+from ..fedmd import CONSENSUS_RULES, FedMDHistory, FedMDRun, Party, pretrain_on_public, revisit, run_fedmd
+from ..fedmd import run_fedmd_together
+from ..flower_fedmd.faults import parse_faults
 from ..flower_fedmd.protocol import RoundPolicy
 from ..flower_run import FlowerFedMDRun, run_fedmd_on_flower
 from ..letters import LetterData
+from ..seeding import seed_everything
 from ..validation import check_int_at_least, check_positive_finite
 from . import lesson5_fedmd
 from .claims import Claim, at_least, at_most
+from .intervals import PairedInterval, paired_interval
 
 NUM_CLASSES = 16  # 10 public digit classes + 6 private letters (fedkd_lessons.fedmd)
 
@@ -36,9 +46,15 @@ class Settings:
     min_replies: int = 2
     timeout: float = 120.0
     grace: float = 6.0
+    secure: bool = True  # TLS and SuperNode authentication, with credentials made for the run
+    intruder: bool = True  # a SuperNode whose key was never registered tries to join
+    cheater_faults: str = "nan@0 spoof@1"  # a fourth, registered party that misbehaves (empty: none)
 
     def __post_init__(self):
         check_int_at_least(self.seed, "seed", 0)
+        if self.intruder and not self.secure:
+            raise ValueError("intruder needs secure=True: without authentication any SuperNode may join")
+        parse_faults(self.cheater_faults)
         everyone = self.lesson5.parties
         if len(self.chosen) < 2 or len(set(self.chosen)) != len(self.chosen):
             raise ValueError(f"chosen must name at least two different parties, got {self.chosen!r}")
@@ -88,11 +104,27 @@ def transfer_learned_parties(settings: Settings, public: ImageSplit) -> tuple[li
     return parties, letters
 
 
+def cheating_party(parties) -> Party:
+    """The misbehaving party of the lesson's run: a copy of the first party (its model, letters and
+    seed), registered like the others; only its replies are spoiled."""
+    cheater = copy.deepcopy(parties[0])
+    cheater.name = f"{cheater.name} (cheats)"
+    return cheater
+
+
 def run_on_flower(settings: Settings, parties, public: ImageSplit, letters: LetterData) -> FlowerFedMDRun:
-    """The parties as Flower SuperNodes on loopback; party ``settings.stop_party`` is stopped."""
+    """The parties as Flower SuperNodes on loopback, with TLS and SuperNode authentication unless
+    ``settings.secure`` is off: party ``settings.stop_party`` is stopped; with ``cheater_faults`` a
+    cheating party joins as the last one; with ``intruder`` an unregistered SuperNode tries to."""
+    parties = list(parties)
+    faults = {}
+    if settings.cheater_faults:
+        faults[len(parties)] = settings.cheater_faults
+        parties.append(cheating_party(parties))
     return run_fedmd_on_flower(parties, public.train_images, letters.test_images, letters.test_labels,
                                **settings.fedmd_options, policy=settings.policy,
-                               stop_party=(settings.stop_party, settings.stop_before_message))
+                               stop_party=(settings.stop_party, settings.stop_before_message),
+                               secure=settings.secure, intruder=settings.intruder, faults=faults)
 
 
 def run_in_one_process(settings: Settings, parties, public: ImageSplit, letters: LetterData,
@@ -128,51 +160,228 @@ def comparable_before_stop(settings: Settings, shape) -> np.ndarray:
 
 
 def largest_consensus_error(flower: FlowerFedMDRun) -> float:
-    """The largest gap between the consensus a party received and the mean of the logits the
-    parties sent that round, both read from the parties' own diaries."""
+    """The largest gap between the consensus a party received and the mean of the logits sent that
+    round by the parties whose replies the server accepted (its record), the logits and the
+    consensus both read from the parties' own diaries."""
     worst = 0.0
-    rounds = sorted({r for diary in flower.diaries for kind, r in diary if kind == "sent"})
-    for round_number in rounds:
-        sent = [d[("sent", round_number)] for d in flower.diaries if ("sent", round_number) in d]
-        mean = sum(sent) / len(sent)
+    for message in flower.messages[:-1]:
+        round_number = message["message"] + 1
+        mean = sum(flower.diaries[k][("sent", round_number)] for k in message["replied"]) / len(message["replied"])
         for diary in flower.diaries:
             if ("received", round_number) in diary:
                 worst = max(worst, float((diary[("received", round_number)] - mean).abs().max()))
     return worst
 
 
-def full_round_overhead(flower: FlowerFedMDRun, subset_size: int, num_classes: int = NUM_CLASSES) -> float:
-    """Measured bytes of a full round (a message every party answered, carrying a consensus and new
-    indices) over lesson 5's formula 2 m S C x 4 B, minus 1."""
-    parties = len(flower.party_names)
-    full = [j for j, m in enumerate(flower.messages)
+def full_round_overhead(flower: FlowerFedMDRun, subset_size: int, parties: int, num_classes: int = NUM_CLASSES) -> float:
+    """Measured bytes of a full round per party (a message that ``parties`` parties answered,
+    carrying a consensus and new indices: each replying party's download plus upload) over lesson
+    5's formula 2 S C x 4 B per party, minus 1."""
+    full = [m for j, m in enumerate(flower.messages)
             if len(m["replied"]) == parties and 0 < j < len(flower.messages) - 1]
     if not full:
-        raise ValueError("the run has no message that every party answered between its first and last")
-    down, up = flower.bytes_per_message()[full[0]]
-    return (down + up) / (2 * parties * subset_size * num_classes * 4) - 1
+        raise ValueError(f"the run has no message that {parties} parties answered between its first and last")
+    per_party = [full[0]["bytes_down"][str(p)] + full[0]["bytes_up"][str(p)] for p in full[0]["replied"]]
+    return float(np.mean(per_party)) / (2 * subset_size * num_classes * 4) - 1
 
 
 def claims(result: FlowerLessonResult) -> list[Claim]:
     """What lesson 6's prose says of the run."""
     settings, flower, in_process = result.settings, result.flower, result.in_process
-    survivors = [k for k in range(len(settings.chosen)) if k != settings.stop_party]
+    lesson = len(settings.chosen)  # the honest parties; a cheater, if any, comes after them
+    survivors = [k for k in range(lesson) if k != settings.stop_party]
     before = comparable_before_stop(settings, in_process.accuracy.shape)
-    difference = np.abs(flower.accuracy - in_process.accuracy)[before]
+    difference = np.abs(flower.accuracy[:, :lesson] - in_process.accuracy)[before]
     after_stop = flower.messages[settings.stop_before_message + 1:]
-    return [
+    out = [
         # the same seeded draws, thread count and order of summation on both sides: exactly equal
         at_most("up to the stop, every accuracy on Flower equals the one-process run's",
                 float(difference.max()) if np.isfinite(difference).all() else float("nan"), 1e-6),
-        at_most("each party received the mean of the logits the parties sent that round",
+        at_most("each party received the mean of the logits of the replies the server accepted",
                 largest_consensus_error(flower), 1e-6),
-        at_least("the run finished: every party but the stopped one answered the last message",
+        at_least("the run finished: every honest party but the stopped one answered the last message",
                  len(set(survivors) & set(flower.messages[-1]["replied"])) - len(survivors), 0),
         at_most("once it missed a message, the stopped party was not addressed again",
                 sum(settings.stop_party in m["addressed"] for m in after_stop), 0),
         # the indices (sent with the new subset and with the consensus) and Flower's headers;
         # measured 5.7 % at S = 500 on seeds 0 and 1
-        at_most("a full round costs lesson 5's formula 2 m S C x 4 B plus at most 10 %",
-                full_round_overhead(flower, settings.subset_size), 0.10),
+        at_most("a full round costs lesson 5's formula 2 S C x 4 B per party plus at most 10 %",
+                full_round_overhead(flower, settings.subset_size, lesson), 0.10),
         at_most("no process that the run started is left running", len(flower.left_running), 0),
+    ]
+    if settings.cheater_faults:
+        faults = parse_faults(settings.cheater_faults)
+        dropped = {(j, party) for j, party, _ in flower.dropped()}
+        out += [
+            at_least("every spoiled reply of the cheating party was dropped",
+                     sum((j, lesson) in dropped for j in faults) - len(faults), 0),
+            at_most("no honest party's reply was dropped", sum(party != lesson for _, party in dropped), 0),
+            at_most("after its spoofed id the cheating party was not addressed again",
+                    sum(lesson in m["addressed"] for m in flower.messages[max(faults) + 1:]), 0),
+        ]
+    if settings.intruder:
+        fate = flower.intruder
+        out.append(at_least("the SuperLink refused the SuperNode whose key was not registered",
+                            float(fate["exit_code"] not in (None, 0) and not fate["got_node_id"]
+                                  and not fate["addressed_strangers"]), 1.0))
+    return out
+
+
+# ---- a party that poisons the consensus (in one process, over seeds) ----
+
+@dataclass(frozen=True)
+class PoisoningSettings:
+    """A party that sends ``scale`` times its honest logits (negative: flipped, the classes it finds
+    least likely made the most likely, and louder), in lesson 5's federation at seeds
+    ``seed .. seed + seeds - 1``, restricted to lesson 5's parties ``chosen`` (default: all ten).
+    Every run of a seed starts from the same
+    transfer-learned parties: nobody cheats or the party at position ``poisoner`` of ``chosen``
+    cheats, under the ``"mean"`` (FedMD's) and under ``robust_rule``, for ``rounds`` rounds."""
+
+    seed: int = 0
+    seeds: int = 5
+    chosen: tuple[int, ...] = tuple(range(10))
+    poisoner: int = 0  # position in ``chosen``: lesson 5's party 0 (mlp 32)
+    scale: float = -5.0
+    robust_rule: str = "median"
+    rounds: int = 5
+    fedmd: lesson5_fedmd.Settings = field(default_factory=lesson5_fedmd.Settings)
+
+    def __post_init__(self):
+        check_int_at_least(self.seed, "seed", 0)
+        check_int_at_least(self.seeds, "seeds", 2)
+        everyone = self.fedmd.parties
+        if len(self.chosen) < 3 or len(set(self.chosen)) != len(self.chosen) or not all(
+                isinstance(k, int) and not isinstance(k, bool) and 0 <= k < everyone for k in self.chosen):
+            raise ValueError(f"chosen must name at least three different parties of lesson 5's, in [0, {everyone - 1}] "
+                             f"(a median needs two honest parties to outvote one), got {self.chosen!r}")
+        if isinstance(self.poisoner, bool) or not isinstance(self.poisoner, int) \
+                or not 0 <= self.poisoner < len(self.chosen):
+            raise ValueError(f"poisoner must be a position in chosen, in [0, {len(self.chosen) - 1}], got {self.poisoner!r}")
+        if not (isinstance(self.scale, (int, float)) and np.isfinite(self.scale) and self.scale != 1):
+            raise ValueError(f"scale must be a finite number other than 1 (1 is honest), got {self.scale!r}")
+        if self.robust_rule not in CONSENSUS_RULES or self.robust_rule == "mean":
+            raise ValueError(f"robust_rule must be one of {CONSENSUS_RULES[1:]}, got {self.robust_rule!r}")
+        check_int_at_least(self.rounds, "rounds", 1)
+
+    @property
+    def seed_list(self) -> tuple[int, ...]:
+        return tuple(self.seed + i for i in range(self.seeds))
+
+    @property
+    def variants(self) -> dict[str, dict]:
+        """The four runs per seed: who cheats (nobody / the poisoner) x how the server aggregates."""
+        poison = ScaleScores(self.poisoner, self.scale)
+        return {"honest, mean": dict(rule="mean"), f"honest, {self.robust_rule}": dict(rule=self.robust_rule),
+                "poisoned, mean": dict(rule="mean", tamper=poison),
+                f"poisoned, {self.robust_rule}": dict(rule=self.robust_rule, tamper=poison)}
+
+
+@dataclass(frozen=True)
+class ScaleScores:
+    """What reaches the server when party ``party`` sends ``scale`` times its logits and the others
+    are honest: a ``tamper`` for :class:`fedkd_lessons.fedmd.FedMDRun`, ``(m, S, C) -> (m, S, C)``."""
+
+    party: int
+    scale: float
+
+    def __call__(self, scores: torch.Tensor) -> torch.Tensor:
+        tampered = scores.clone()
+        tampered[self.party] = self.scale * scores[self.party]
+        return tampered
+
+
+@dataclass
+class PoisoningResult:
+    """``final[variant]``: ``(seeds, m)`` every party's test accuracy after the last round;
+    ``start``: ``(seeds, m)`` after transfer learning, before any round."""
+
+    settings: PoisoningSettings
+    final: dict[str, np.ndarray]
+    start: np.ndarray
+
+    def others(self, variant: str) -> np.ndarray:
+        """``(seeds,)`` the mean final accuracy of every party but the poisoner."""
+        keep = [k for k in range(self.start.shape[1]) if k != self.settings.poisoner]
+        return self.final[variant][:, keep].mean(axis=1)
+
+    def comparisons(self) -> dict[str, PairedInterval]:
+        """The headlines, as paired differences over seeds of the other parties' mean accuracy."""
+        robust = self.settings.robust_rule
+        return {
+            "poisoned - honest, under the mean": paired_interval(self.others("poisoned, mean"), self.others("honest, mean")),
+            f"poisoned - honest, under the {robust}": paired_interval(self.others(f"poisoned, {robust}"),
+                                                                      self.others(f"honest, {robust}")),
+            f"poisoned: {robust} - mean": paired_interval(self.others(f"poisoned, {robust}"), self.others("poisoned, mean")),
+            f"nobody cheats: {robust} - mean": paired_interval(self.others(f"honest, {robust}"), self.others("honest, mean")),
+        }
+
+
+def transfer_learned_federations(settings: PoisoningSettings, public: ImageSplit):
+    """Lesson 5's parties ``settings.chosen`` at every seed, transfer-learned as lesson 5 does (all
+    seeds' parties of one architecture at once): ``(parties [seed][party], letters [seed])``."""
+    image_size = public.train_images.shape[-1]
+    lessons = [replace(settings.fedmd, seed=seed) for seed in settings.seed_list]
+    letters = [lesson5_fedmd.make_letters(lesson) for lesson in lessons]
+    parties = [[row[k] for k in settings.chosen]
+               for row in (lesson5_fedmd.make_lesson_parties(lesson, data, image_size) for lesson, data in zip(lessons, letters))]
+    everyone = [p for row in parties for p in row]
+    pretrain_on_public(everyone, public.train_images, public.train_labels, epochs=settings.fedmd.public_epochs)
+    revisit(everyone, epochs=settings.fedmd.private_epochs)
+    return parties, letters
+
+
+def run_poisoning(settings: PoisoningSettings, public: ImageSplit | None = None,
+                  progress: bool | None = None) -> PoisoningResult:
+    """Every seed's federation under the four :attr:`PoisoningSettings.variants`, all in lockstep
+    (:func:`fedkd_lessons.fedmd.run_fedmd_together`)."""
+    public = public or load_digits_split()
+    parties, letters = transfer_learned_federations(settings, public)
+    runs = [FedMDRun(row, data.test_images, data.test_labels, subset_size=settings.fedmd.subset_size, seed=seed,
+                     **variant)
+            for variant in settings.variants.values() for seed, row, data in zip(settings.seed_list, parties, letters)]
+    histories = run_fedmd_together(runs, public.train_images, rounds=settings.rounds,
+                                   digest_epochs=settings.fedmd.digest_epochs,
+                                   revisit_epochs=settings.fedmd.revisit_epochs, progress=progress,
+                                   description="poisoning, 4 variants x seeds")
+    final, start = {}, None
+    for v, name in enumerate(settings.variants):
+        mine = histories[v * settings.seeds : (v + 1) * settings.seeds]
+        final[name] = np.stack([h.accuracy[-1] for h in mine])
+        start = np.stack([h.accuracy[0] for h in mine])
+    return PoisoningResult(settings, final, start)
+
+
+def _background_worker(seed: int) -> None:
+    os.nice(10)  # below the Flower processes: this job takes only the CPU they leave idle
+    seed_everything(seed)  # as the notebook's first cell does: one torch thread, seeded streams
+
+
+def run_poisoning_in_background(settings: PoisoningSettings) -> tuple[ProcessPoolExecutor, Future]:
+    """Start :func:`run_poisoning` in a separate, lower-priority process, and return the executor
+    and the future of its :class:`PoisoningResult` (``future.result()`` waits for it; shut the
+    executor down afterwards). Lesson 6 runs it while the Flower run mostly waits on its polls;
+    the numbers are those of a foreground run, as the process is seeded the same way."""
+    executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_background_worker, initargs=(settings.seed,))
+    return executor, executor.submit(run_poisoning, settings, None, False)
+
+
+def poisoning_claims(result: PoisoningResult) -> list[Claim]:
+    """What lesson 6's prose says of the poisoning experiment (intervals over its seeds). Measured
+    at the notebook's settings (seeds 0-4, five rounds), in points: poisoned - honest under the
+    mean -6.7 [-8.6, -4.8], under the median +0.4 [-0.1, +0.9]; median - mean when poisoned +7.0
+    [+4.7, +9.4], when nobody cheats -0.1 [-1.1, +0.9]. (At three rounds: -3.0 [-5.7, -0.4],
+    +0.1 [-0.6, +0.9], +3.3 [+1.1, +5.5], +0.1 [-0.7, +1.0]: the same signs, thinner margins.)"""
+    robust = result.settings.robust_rule
+    intervals = result.comparisons()
+    return [
+        at_most("under the mean, the poisoning party lowers the others' accuracy (the interval's top below 0)",
+                intervals["poisoned - honest, under the mean"].high, 0.0),
+        at_least(f"under attack the {robust} keeps the others above the mean (the interval's bottom above 0)",
+                 intervals[f"poisoned: {robust} - mean"].low, 0.0),
+        at_least(f"under the {robust} the poisoning party costs the others at most 2 points (the interval's bottom)",
+                 intervals[f"poisoned - honest, under the {robust}"].low, -0.02),
+        at_least(f"when nobody cheats the {robust} costs at most 2 points (the interval's bottom)",
+                 intervals[f"nobody cheats: {robust} - mean"].low, -0.02),
     ]
