@@ -182,8 +182,9 @@ def consensus_loss(logits, consensus, kind: str = "logits", temperature: float =
                    reduction: str = "mean") -> torch.Tensor:
     """How far a party's logits ``(S, C)`` are from the consensus ``(S, C)``.
 
-    ``kind="logits"``: mean absolute error, the paper's code (fact 18). ``kind="probabilities"``:
-    ``T^2 KL(consensus || softmax(z / T))``, Hinton's soft-target loss (facts 2-3).
+    ``kind="logits"``: mean absolute error, as the authors' code fits the consensus (Li & Wang 2019,
+    digest step of Algorithm 1). ``kind="probabilities"``: ``T^2 KL(consensus || softmax(z / T))``,
+    Hinton's soft-target loss, scaled by ``T^2`` (Hinton et al. 2015, section 2).
     ``reduction="none"`` gives the ``(S,)`` loss of each sample, whose mean is the loss.
     """
     if reduction not in ("mean", "none"):
