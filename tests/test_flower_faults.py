@@ -3,7 +3,8 @@ authentication, in which parties misbehave on purpose and a stranger tries to jo
 
 - party 2 sends NaN logits (message 0), logits of the wrong shape (message 1), then claims to be
   party 0 (message 2);
-- party 3 hangs past the round's grace on message 1; party 4 is killed while it works on message 1;
+- party 3 hangs past the round's grace on message 1; party 4 is killed while it works on message 1
+  (it pauses there for a few seconds, so that the kill lands mid-round on any machine);
 - party 0 has a twin: a second SuperNode, registered as party 0 too, so party 0 replies twice;
 - an intruder: a SuperNode whose key was never registered.
 
@@ -22,8 +23,8 @@ from fedkd_lessons.letters import make_letter_parties
 from fedkd_lessons.models import make_cnn, make_mlp
 
 ROUNDS, SUBSET = 2, 40
-FAULTS = {2: "nan@0 shape@1 spoof@2", 3: "hang@1"}
-KILLED = (4, 1)  # party 4, while it works on message 1
+FAULTS = {2: "nan@0 shape@1 spoof@2", 3: "hang@1", 4: "pause@1"}
+KILLED = (4, 1)  # party 4, while it works on message 1 (held there by a pause, however fast the machine)
 HONEST = [0, 1]
 
 

@@ -231,7 +231,8 @@ def test_content_that_is_not_a_reply_is_refused_by_name():
 # ---- faults a party can be told to commit ----
 
 def test_faults_parse_and_spoil_the_reply_as_documented():
-    assert parse_faults("nan@0 shape@1 spoof@2 hang@3") == {0: "nan", 1: "shape", 2: "spoof", 3: "hang"}
+    assert parse_faults("nan@0 shape@1 spoof@2 hang@3 pause@4") == {0: "nan", 1: "shape", 2: "spoof", 3: "hang",
+                                                                     4: "pause"}
     assert parse_faults("") == {}
     for bad in ("nan", "nan@x", "crash@1"):
         with pytest.raises(ValueError, match="faults must be 'KIND@MESSAGE'"):

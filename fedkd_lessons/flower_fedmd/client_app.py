@@ -13,7 +13,7 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
 from fedkd_lessons.fedmd import digest, party_logits, revisit
-from fedkd_lessons.flower_fedmd.faults import parse_faults, spoil_reply
+from fedkd_lessons.flower_fedmd.faults import parse_faults, pause_if_asked, spoil_reply
 from fedkd_lessons.flower_fedmd.party_disk import load_party, load_shared_data, save_party, write_diary
 from fedkd_lessons.flower_fedmd.protocol import party_reply, read_server_message
 from fedkd_lessons.models import accuracy
@@ -38,8 +38,10 @@ def fedmd_step(message: Message, context: Context) -> Message:
     # stream, party.generator, is saved on its disk and does match.)
     seed_everything(1000 * party.seed + request.message_number)
 
+    fault = parse_faults(str(context.node_config.get("faults", ""))).get(request.message_number)
     if request.consensus is not None:
         write_diary(directory, request.message_number, "received", request.consensus)
+        pause_if_asked(fault)
         digest(party, public_images[request.consensus_indices], request.consensus,
                epochs=int(settings["digest-epochs"]), batch_size=int(settings["digest-batch-size"]),
                kind=str(settings["consensus"]), temperature=float(settings["temperature"]))
@@ -50,6 +52,5 @@ def fedmd_step(message: Message, context: Context) -> Message:
         logits = party_logits(party, public_images, request.indices)
         write_diary(directory, request.message_number + 1, "sent", logits)
     save_party(directory, party)
-    fault = parse_faults(str(context.node_config.get("faults", ""))).get(request.message_number)
     party_id, logits = spoil_reply(fault, party_id, logits)
     return Message(party_reply(party_id, score, logits), reply_to=message)

@@ -6,7 +6,10 @@ steps and then spoils its reply to the listed messages (``KIND@MESSAGE``):
 - ``nan@j``: one of its logits is NaN (a diverged model);
 - ``shape@j``: its logits lack their last row (scores for the wrong indices);
 - ``spoof@j``: the reply claims another party's id (party 0's, or party 1's if it is party 0);
-- ``hang@j``: the party never replies (it sleeps until it is stopped).
+- ``hang@j``: the party never replies (it sleeps until it is stopped);
+- ``pause@j``: the party stops for :data:`PAUSE_SECONDS` once it has received the message, then
+  works and replies as usual (a slow machine; the tests kill a party during this pause, so that
+  it is killed mid-round however fast the machine is).
 
 Nothing in the server knows about these: it must notice them from the replies alone.
 """
@@ -15,7 +18,8 @@ import time
 
 import torch
 
-FAULT_KINDS = ("nan", "shape", "spoof", "hang")
+FAULT_KINDS = ("nan", "shape", "spoof", "hang", "pause")
+PAUSE_SECONDS = 3.0
 
 
 def parse_faults(text: str) -> dict[int, str]:
@@ -41,3 +45,9 @@ def spoil_reply(kind: str | None, party_id: int, logits: torch.Tensor | None) ->
     elif kind == "hang":
         time.sleep(3600)  # the launcher stops it long before
     return party_id, logits
+
+
+def pause_if_asked(kind: str | None) -> None:
+    """Wait :data:`PAUSE_SECONDS` if the fault is ``"pause"``; else return at once."""
+    if kind == "pause":
+        time.sleep(PAUSE_SECONDS)
