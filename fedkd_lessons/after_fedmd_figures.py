@@ -6,6 +6,18 @@ import numpy as np
 
 from .plotting import COLOURS, paired_differences_figure
 
+# one colour per method (the course's palette where the method already has one; the three new
+# methods take Okabe-Ito colours no other lesson gives a method)
+METHOD_COLOURS = {
+    "private-only": COLOURS["local"],
+    "control": COLOURS["control"],
+    "FedMD": COLOURS["fedmd"],
+    "FD": "#CC79A7",
+    "FedDF": "#56B4E9",
+    "DS-FL": "#882255",
+    "upper bound": COLOURS["upper bound"],
+}
+
 # what crosses the network in one round, per method (the README's picture)
 SENDS = (
     ("FedMD", "logits on S public images", "mean logits", "public"),
@@ -23,7 +35,7 @@ def methods_diagram():
     ax.set_ylim(-0.5, len(SENDS) - 0.3)
     ax.axis("off")
     for row, (method, up, down, public) in enumerate(reversed(SENDS)):
-        colour = COLOURS["fedmd"] if method != "FedDF" else COLOURS["global"]
+        colour = METHOD_COLOURS[method]
         ax.text(0.1, row, method, fontsize=11, fontweight="bold", va="center")
         ax.add_patch(plt.Rectangle((1.3, row - 0.3), 1.6, 0.6, color="#E69F00", alpha=0.3))
         ax.text(2.1, row, "party", ha="center", va="center", fontsize=9)
@@ -41,19 +53,24 @@ def methods_diagram():
 
 def accuracy_by_method_figure(result):
     """Final mean test accuracy of every method at every seed (dots, seeds joined by grey lines),
-    beside private-only (round 0), the same-epochs control and the pooled upper bound."""
-    labels = ["private-only", "control", "FedMD", "FD", "FedDF", "DS-FL", "upper bound"]
-    values = [result.private_only] + [result.final(m) for m in labels[1:-1]] + [result.upper_bound.mean(axis=1)]
-    values = np.array(values)  # (methods, seeds)
+    beside private-only (round 0) and the same-epochs control; the pooled upper bound (measured at
+    the first seed) as a dashed line."""
+    labels = ["private-only", "control", "FedMD", "FD", "FedDF", "DS-FL"]
+    values = np.array([result.private_only] + [result.final(m) for m in labels[1:]])  # (methods, seeds)
     fig, ax = plt.subplots(figsize=(8, 3.6))
     for seed in range(values.shape[1]):
         ax.plot(range(len(labels)), values[:, seed], color="#999999", alpha=0.4, linewidth=0.8)
-    for i, row in enumerate(values):
-        ax.plot([i] * len(row), row, "o", color=COLOURS["fedmd"], markersize=4)
+    for i, (label, row) in enumerate(zip(labels, values)):
+        ax.plot([i] * len(row), row, "o", color=METHOD_COLOURS[label], markersize=5)
         ax.plot(i, row.mean(), "D", color="#000000", markersize=7)
+    if result.upper_bound is not None:
+        ax.axhline(result.upper_bound.mean(), color=METHOD_COLOURS["upper bound"], linestyle="--",
+                   label="pooled upper bound (first seed)")
+        ax.legend(fontsize=8, loc="lower left")
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylabel("mean test accuracy (fraction)")
-    ax.set_title(f"Final mean accuracy on the letters, {values.shape[1]} seeds (dots) and their mean (diamond)")
+    ax.set_title(f"Final mean accuracy on the letters: {values.shape[1]} seeds (dots, joined by seed) "
+                 "and their mean (diamond)")
     fig.tight_layout()
     return fig
 
@@ -68,8 +85,9 @@ def against_control_figure(result):
 
 def leak_and_defence_figure(result, chance: float):
     """Left: how often the attack names a party's favourite letter, against the noise on the scores
-    it publishes (chance dashed). Right: FedMD's final mean accuracy at the same noise levels, with
-    the control's mean (no sharing at all) dashed."""
+    it publishes (chance dashed). Right: FedMD's final mean accuracy without noise and at the levels
+    it also ran defended (``settings.defended_noise_stds``), with the control's mean (no sharing at
+    all) dashed."""
     settings = result.settings
     stds = np.array(settings.attack_noise_stds)
     x = np.arange(len(stds))
@@ -84,12 +102,16 @@ def leak_and_defence_figure(result, chance: float):
     left.set_ylim(0, 1)
     left.set_title("The attack against the noise")
     left.legend(fontsize=8)
-    accuracy = np.array([result.final("FedMD")] + [result.final(f"FedMD, noise {s:g}") for s in settings.noise_stds])
-    for column, values in enumerate(accuracy):
+    defended = (0.0, *settings.defended_noise_stds)
+    accuracy = np.array([result.final("FedMD")] + [result.final(f"FedMD, noise {s:g}") for s in settings.defended_noise_stds])
+    columns = np.arange(len(defended))
+    for column, values in zip(columns, accuracy):
         right.plot([column] * len(values), values, "o", color="#999999", markersize=4)
-    right.plot(x, accuracy.mean(axis=1), "-D", color=COLOURS["fedmd"], label="FedMD, mean over seeds")
-    right.axhline(result.final("control").mean(), color=COLOURS["control"], linestyle="--", label="control (no sharing)")
-    right.set_xticks(x, [f"{s:g}" for s in stds])
+    right.plot(columns, accuracy.mean(axis=1), "-D", color=METHOD_COLOURS["FedMD"], label="FedMD, mean over seeds")
+    right.axhline(result.final("control").mean(), color=METHOD_COLOURS["control"], linestyle="--",
+                  label="control (no sharing)")
+    right.set_xticks(columns, [f"{s:g}" for s in defended])
+    right.set_xlim(-0.5, len(defended) - 0.5)
     right.set_xlabel("noise std on the published logits")
     right.set_ylabel("final mean test accuracy (fraction)")
     right.set_title("What the noise costs FedMD")

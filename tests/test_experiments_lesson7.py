@@ -24,6 +24,8 @@ from fedkd_lessons.experiments.lesson7_after_fedmd import (CHANCE, COMPARED, PRI
     ("noise_stds", (), "noise_stds must hold at least one noise level"),
     ("noise_stds", (0.0,), "noise_stds must be a finite number > 0"),
     ("noise_stds", (3.0, 1.0), "noise_stds must be distinct and increasing"),
+    ("defended_noise_stds", (), "defended_noise_stds must be distinct, increasing and among noise_stds"),
+    ("defended_noise_stds", (5.0,), "defended_noise_stds must be distinct, increasing and among noise_stds"),
     ("favourite_letters", 0, "favourite_letters must be an integer >= 1"),
     ("favourite_letters", 11, "favourite_letters must be at most fedmd.letters_per_class"),
     ("other_letters", 10, "other_letters must be below favourite_letters"),
@@ -55,9 +57,10 @@ def test_a_skewed_private_set_keeps_the_favourite_and_a_few_of_the_others():
 def test_the_lesson_runs_end_to_end_at_tiny_settings():
     fedmd = FedMDSettings(parties=3, letters_per_class=4, evaluation_per_class=2, public_epochs=1, private_epochs=1,
                           pooled_epochs=1, rounds=1, subset_size=30)
-    settings = Settings(seeds=2, fedmd=fedmd, favourite_letters=4, other_letters=1, noise_stds=(5.0,), attack_draws=2)
+    settings = Settings(seeds=2, fedmd=fedmd, favourite_letters=4, other_letters=1, noise_stds=(5.0,),
+                        defended_noise_stds=(5.0,), attack_draws=2)
     federations, result = run_lesson(settings, progress=False)
-    assert result.digit_accuracy.shape == result.upper_bound.shape == (2, 3)
+    assert result.digit_accuracy.shape == result.upper_bound.shape == (3,)
     assert federations.favourites.shape == (2, 3)
     assert [len(p.private_labels) for p in federations.leak_parties[0]] == [4 + 5] * 3
     assert set(result.histories) == {"FedMD", "control", "FD", "FedDF", "DS-FL", "FedMD, noise 5"}
