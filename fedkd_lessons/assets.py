@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 
 from .data import load_digits_split  # noqa: E402
 from .adaptation_figures import readme_figure as lesson4_adaptation  # noqa: E402
+from .after_fedmd_figures import methods_diagram  # noqa: E402
 from .distillation_figures import readme_figure as lesson2_soft_targets  # noqa: E402
 from .federated_figures import plot_partitions_by_alpha  # noqa: E402
 from .fedmd_figures import fedmd_diagram  # noqa: E402
@@ -43,6 +44,7 @@ FIGURES = {
     "04_adaptation.png": lesson4_adaptation,
     "05_fedmd.png": fedmd_diagram,
     "06_flower.png": flower_architecture_figure,
+    "07_after_fedmd.png": methods_diagram,
 }
 
 

@@ -256,3 +256,20 @@ def test_method_run_rejects_bad_settings():
         run_methods_together([MethodRun("FedMD", parties, test_images, test_labels, subset_size=41)], public, rounds=1)
     with pytest.raises(ValueError, match="runs: give at least one"):
         run_methods_together([], public, rounds=1)
+
+
+def test_measuring_fewer_rounds_keeps_round_zero_and_the_last_and_the_same_numbers():
+    parties, public, test_images, test_labels = tiny_federation()
+    run = MethodRun("FedMD", parties, test_images, test_labels, subset_size=20)
+    torch.manual_seed(0)
+    every, = run_methods_together([run], public, rounds=3)
+    torch.manual_seed(0)
+    ends, = run_methods_together([run], public, rounds=3, measure_every=None)
+    torch.manual_seed(0)
+    second, = run_methods_together([run], public, rounds=3, measure_every=2)
+    assert every.settings["measured_rounds"] == (0, 1, 2, 3) and ends.settings["measured_rounds"] == (0, 3)
+    assert second.settings["measured_rounds"] == (0, 2, 3)
+    assert np.array_equal(ends.accuracy, every.accuracy[[0, 3]])
+    assert np.array_equal(second.accuracy, every.accuracy[[0, 2, 3]])
+    with pytest.raises(ValueError, match="measure_every must be"):
+        run_methods_together([run], public, rounds=1, measure_every=0)
