@@ -4,9 +4,11 @@ and what Gaussian noise on them costs. And what the lesson claims about it.
 
 Every federation is lesson 5's (:mod:`fedkd_lessons.experiments.lesson5_fedmd`): the same letters,
 parties, transfer learning and rounds, at ``Settings.fedmd`` with its seed replaced by each of
-this lesson's seeds. All seeds' parties train together (:func:`fedkd_lessons.fedmd.train_parties`
-groups parties of one architecture across seeds and methods), which is what makes five seeds fit
-in the notebook's minute.
+this lesson's seeds, except that one public pretraining (the zoo at the first seed) is shared by
+every seed (:func:`build_federations`). All seeds' parties train together
+(:func:`fedkd_lessons.fedmd.train_parties` groups parties of one architecture across seeds and
+methods), accuracy is measured at round 0 and after the last round only, and the defence's cost
+runs at its strongest noise only: that is what makes five seeds fit in the notebook's minute.
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ COMPARED = ("FedMD", "FD", "FedDF", "DS-FL")  # each against the same-epochs con
 @dataclass(frozen=True)
 class Settings:
     """Every constant of lesson 7. ``seed`` and ``seeds``: the federations are lesson 5's at seeds
-    ``seed, seed + 1, ..., seed + seeds - 1`` (each seed moves the letters, the initial weights,
-    the mini-batches and the public subsets, as in lesson 5). ``fedmd`` holds lesson 5's settings
-    for the data, parties, transfer learning and rounds; its own ``seed`` is ignored."""
+    ``seed, seed + 1, ..., seed + seeds - 1`` (each seed moves the letters, the mini-batches, the
+    dropout masks and the public subsets; the initial weights and public pretraining are the first
+    seed's, shared). ``fedmd`` holds lesson 5's settings for the data, parties, transfer learning and
+    rounds; its own ``seed`` is ignored."""
 
     seed: int = 0
     seeds: int = 5
