@@ -8,8 +8,8 @@ See :mod:`fedkd_lessons.exercises.feedback` for the convention every checker fol
 from .feedback import Feedback, Wrong, checker
 from .lesson1_temperature import check_entropy, check_softmax_with_temperature, check_temperature_for_entropy
 from .lesson2_distillation import check_bias_shift_choice, check_distillation_loss, check_soft_gradient
-from .lesson3_federated import check_class_skew, check_clip_update, check_weighted_average
+from .lesson3_federated import check_class_skew, check_clip_update, check_fedavg_round, check_weighted_average
+from .lesson4_adaptation import check_distill_step, check_early_stopping, check_ewc_penalty, check_max_stable_lambda
 from .lesson5_fedmd import check_consensus, check_fedmd_round, check_fedmd_round_bytes
-from .lesson4_adaptation import check_distill_step, check_ewc_penalty, check_max_stable_lambda
-from .lesson6_flower import check_aggregate_replies, check_close_round
+from .lesson6_flower import check_aggregate_replies, check_close_round, check_median_consensus
 from .lesson7_after_fedmd import check_entropy_reduction, check_fd_teachers
