@@ -392,7 +392,7 @@ def claims(result: OverSeeds) -> list[Claim]:
         # 4 to 11 party-seeds of 50
         at_least("FedMD leaves some party below its own private-only baseline on some seed (party-seeds hurt)",
                  sum(result.parties_hurt().values()), 1),
-        # seeds 0-4: +2.2
+        # the interval's low end: +0.7 to +2.2 points
         at_least(f"over {s.seeds} seeds the consensus of softened probabilities (T = {s.softened_temperature:g}) ends "
                  "above the paper's raw logits (the interval's low end)", 100 * result.against_fedmd("softened").low,
                  0.0, unit="points"),
