@@ -90,7 +90,7 @@ def dirichlet_partition(
 
     For every class ``c`` a vector ``p_c ~ Dir(alpha * 1_K)`` over the ``K`` clients is drawn and
     the (shuffled) examples of ``c`` are cut into ``K`` consecutive pieces of sizes ``p_c * n_c``.
-    This is the non-i.i.d. split of Yu et al. 2020 (PAPER_FACTS fact 13: CIFAR-10, 100
+    This is the non-i.i.d. split of Yu et al. 2020 (their CIFAR-10 setting: 100
     participants, alpha = 0.9; their code's ``sample_dirichlet_train_data``), except that the
     cut points are cumulative so no example is dropped. Large ``alpha`` (100) gives every client
     nearly the pooled class mix; small ``alpha`` (0.1) gives each class to one or two clients.
@@ -145,7 +145,7 @@ def local_train_test_split(
 
     Each client keeps ``max(min_test, round(test_share * n_k))`` of its ``n_k`` examples, chosen
     at random, as the local test set that judges *that* client (Yu et al. 2020 hold out each
-    Reddit participant's last 10 %, PAPER_FACTS fact 14). A client with fewer than
+    Reddit participant's last 10 %). A client with fewer than
     ``min_test + min_train`` examples raises ``ValueError``: partition with
     ``min_samples >= min_test + min_train``.
 

@@ -1,6 +1,6 @@
 """FedMD: parties with different models learn together through class scores on public data (lesson 5).
 
-Li & Wang 2019, Algorithm 1 (facts 16-19). Every party first learns the public task and then its
+Li & Wang 2019, Algorithm 1. Every party first learns the public task and then its
 own private task (transfer learning). Then, each round:
 
 1. communicate: every party computes its logits on a fresh random subset of the public data;
@@ -34,7 +34,7 @@ from .validation import as_logits, check_int_at_least, check_positive_finite
 
 NUM_PUBLIC_CLASSES = 10
 NUM_PRIVATE_CLASSES = 6
-NUM_CLASSES = NUM_PUBLIC_CLASSES + NUM_PRIVATE_CLASSES  # fact 19: 10 digits + letters a-f
+NUM_CLASSES = NUM_PUBLIC_CLASSES + NUM_PRIVATE_CLASSES  # Li & Wang's output layer: 10 public digits + 6 private letters a-f
 CONSENSUS_KINDS = ("logits", "probabilities")
 CONSENSUS_RULES = ("mean", "median", "trimmed mean")
 DIGEST_TARGETS = ("consensus", "none", "own logits")
@@ -45,7 +45,7 @@ class Party:
     """One FedMD participant: its own model, its private data and how it trains.
 
     ``generator`` shuffles this party's mini-batches, so a party's training does not depend on
-    what the other parties drew. Adam with ``lr`` as in the paper's code (fact 17).
+    what the other parties drew. Adam with ``lr`` as in the paper's code (FedMD_clean: Adam, 0.001).
     """
 
     name: str
@@ -107,7 +107,7 @@ def train_parties(parties, sets, *, epochs: int, batch_size: int, loss_fn=None) 
 
 
 def pretrain_on_public(parties, public_images, public_labels, *, epochs: int, batch_size: int = 64) -> None:
-    """Transfer learning, first half (fact 16): each party learns the public task (cross-entropy)."""
+    """Transfer learning, first half (Algorithm 1): each party learns the public task (cross-entropy)."""
     parties = _as_parties(parties)
     train_parties(parties, [(public_images, public_labels)] * len(parties), epochs=epochs, batch_size=batch_size)
 
@@ -120,7 +120,7 @@ def transfer_learning(parties, public_images, public_labels, *, public_epochs: i
 
 def party_logits(party: Party, public_images: torch.Tensor, indices) -> torch.Tensor:
     """Communicate: the party's raw logits ``(S, C)`` on ``public_images[indices]``, without the
-    softmax (fact 18), in eval mode (dropout off)."""
+    softmax (the paper sends logits "without applying the softmax"), in eval mode (dropout off)."""
     return predict_logits(party.model, public_images[torch.as_tensor(indices)])
 
 
@@ -401,8 +401,8 @@ def run_fedmd(
         test_images, test_labels: the private task's test set, used to *report* accuracy after each
             round, never to choose anything.
         rounds: number of communicate/aggregate/digest/revisit rounds (0 allowed).
-        subset_size: public samples drawn afresh each round (fact 17: 5,000 of MNIST's 60,000).
-        digest_epochs, revisit_epochs: epochs of the digest and revisit steps (fact 18: 1 and 2-10).
+        subset_size: public samples drawn afresh each round (the paper: 5,000 of MNIST's 60,000).
+        digest_epochs, revisit_epochs: epochs of the digest and revisit steps (the paper's code: 1 and 2-10).
         consensus: ``"logits"`` (mean raw logits, fitted with MAE) or ``"probabilities"`` (mean
             softened probabilities at ``temperature``, fitted with ``T^2`` KL).
         digest_target: ``"consensus"`` is FedMD. The controls keep every other step and epoch:
@@ -428,8 +428,8 @@ def run_fedmd(
 
 
 def pooled_upper_bound(parties, test_images, test_labels, *, epochs: int) -> np.ndarray:
-    """The pooled upper bound (fact 21): each party's architecture trained on *all* parties' private
-    data together, for a fixed ``epochs`` (no early stopping on the test set: fact 23's leak is not
+    """The pooled upper bound (Li & Wang's reference): each party's architecture trained on *all* parties' private
+    data together, for a fixed ``epochs`` (no early stopping on the test set: the official code's leak of test data into model selection is not
     copied). Give the parties after :func:`pretrain_on_public`; they are copied, not changed.
     Returns each architecture's test accuracy ``(m,)``."""
     check_int_at_least(epochs, "epochs", 1)

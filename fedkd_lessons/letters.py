@@ -1,11 +1,11 @@
 """Synthetic handwritten-like letters a-f, one "writer" per FedMD party (lesson 5).
 
-FedMD's private task (Li & Wang 2019, fact 20) is FEMNIST letters a-f with one real writer per
+FedMD's private task (Li & Wang 2019) is FEMNIST letters a-f with one real writer per
 party. The course runs offline, so it renders its own stand-in: each writer is a font that ships
 with matplotlib plus a fixed style (slant, stroke weight, size, a small rotation), and every sample
 gets its own seeded jitter (shift, scale, rotation). Glyphs are rasterised at 4x resolution and
 averaged down to 8x8, pixels in [0, 1] like the scikit-learn digits. Labels are 10..15 (a..f),
-after the 10 public digit classes (fact 19).
+after the 10 public digit classes, as in the paper.
 """
 
 from dataclasses import dataclass
@@ -149,7 +149,7 @@ def _from_every_writer(writers, per_class, seed):
 def make_letter_parties(
     num_parties: int = 10, per_class: int = 20, evaluation_per_class: int = 10, seed: int = 0
 ) -> LetterData:
-    """The private data of FedMD's non-i.i.d. setting (fact 20: one writer per party, about 20
+    """The private data of FedMD's non-i.i.d. setting (the paper: one writer per party, about 20
     letters per class), made offline.
 
     Party ``k`` gets ``per_class`` letters of each class by writer ``WRITERS[k]``. The validation

@@ -80,9 +80,9 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
     return (predict_logits(model, images).argmax(dim=1) == labels).float().mean().item()
 
 
-# FedMD's parties each bring their own architecture (Li & Wang 2019, fact 17: 2- and 3-layer CNNs
+# FedMD's parties each bring their own architecture (Li & Wang 2019: 2- and 3-layer CNNs
 # of different widths and dropout); at 8x8 the course mixes MLPs of different depth and width with
-# CNNs of one to three convolutions. Every model has 16 outputs: 10 public + 6 private classes (fact 19).
+# CNNs of one to three convolutions. Every model has 16 outputs: 10 public + 6 private classes, as in the paper.
 FEDMD_ZOO = (
     ("mlp 32", "mlp", {"hidden": (32,)}),
     ("mlp 64", "mlp", {"hidden": (64,)}),

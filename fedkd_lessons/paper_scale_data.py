@@ -1,6 +1,6 @@
 """FedMD at the paper's scale: MNIST public, EMNIST letters a-f private, via torchvision (lesson 5).
 
-Li & Wang 2019 (fact 20) use MNIST as public data and FEMNIST letters a-f as private data. This
+Li & Wang 2019 use MNIST as public data and FEMNIST letters a-f as private data. This
 module loads the nearest torchvision datasets with torchvision's own classes: ``MNIST`` and
 ``EMNIST(split="letters")``. They are downloaded once into ``FEDKD_DATA`` (default
 ``~/.cache/fedkd-lessons``) and read from there afterwards; nothing is ever written into the

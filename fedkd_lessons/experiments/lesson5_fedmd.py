@@ -181,8 +181,8 @@ def train_until_best_on_validation(parties: list[Party], validation: list[tuple[
     its own learning rate, batch size and batch stream) for up to ``max_epochs`` epochs, is scored
     on ``validation[k]`` before the first epoch and every ``every`` epochs, and keeps the weights of
     its best checkpoint, the fewest epochs among ties. Test letters are never looked at: the paper's
-    code early-stops its private training and upper bound on the private *test* set (FedMD_clean,
-    see Li & Wang 2019, section 3), which lets test data choose the model; that is not copied.
+    code early-stops its private training and upper bound on the private *test* set (the
+    official FedMD_clean), which lets test data choose the model; that is not copied.
     Parties of one architecture, learning rate and batch size train at once."""
     check_int_at_least(max_epochs, "max_epochs", 1)
     check_int_at_least(every, "every", 1)
