@@ -12,7 +12,6 @@ The run must finish with the honest parties 0 and 1, the server's record must na
 every process the run started must be gone afterwards, checked by PID (also when the run fails).
 """
 
-import psutil
 import pytest
 import torch
 
@@ -22,22 +21,12 @@ from fedkd_lessons.flower_fedmd.protocol import RoundPolicy
 from fedkd_lessons.letters import make_letter_parties
 from fedkd_lessons.models import make_cnn, make_mlp
 
+from process_helpers import still_running
+
 ROUNDS, SUBSET = 2, 40
 FAULTS = {2: "nan@0 shape@1 spoof@2", 3: "hang@1", 4: "pause@1"}
 KILLED = (4, 1)  # party 4, while it works on message 1 (held there by a pause, however fast the machine)
 HONEST = [0, 1]
-
-
-def still_running(pids):
-    """The PIDs among ``pids`` that still run (zombies count as gone)."""
-    running = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                running.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return running
 
 
 @pytest.fixture(scope="module")

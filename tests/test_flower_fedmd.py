@@ -26,6 +26,8 @@ from fedkd_lessons.flower_run import FlowerRunError, ProcessGroup, run_fedmd_on_
 from fedkd_lessons.letters import make_letter_parties
 from fedkd_lessons.models import count_parameters, make_cnn, make_mlp, predict_logits
 
+from process_helpers import still_running
+
 
 @pytest.fixture(scope="module")
 def setting(digits):
@@ -153,14 +155,8 @@ def test_run_rejects_bad_arguments(setting, change, message):
 # ---- real processes ----
 
 def _gone(pids):
-    """The PIDs among ``pids`` that still run (zombies count as gone)."""
-    running = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                running.append(pid)
-        except psutil.NoSuchProcess:
-            pass
+    """``(all gone, the PIDs among pids that still run)``."""
+    running = still_running(pids)
     return not running, running
 
 
