@@ -19,7 +19,7 @@ import torch
 from ..batched import ModelStack, StackedData, group_by_architecture, train_stack
 from ..data import ImageSplit, load_digits_split
 from ..fedmd import NUM_CLASSES, NUM_PRIVATE_CLASSES, FedMDHistory, Party, make_parties, pooled_upper_bound
-from ..fedmd import FedMDRun, pretrain_on_public, revisit, run_fedmd, run_fedmd_together
+from ..fedmd import FedMDRun, pretrain_on_public, revisit, run_fedmd_together
 from ..letters import WRITERS, LetterData, make_letter_parties
 from ..models import accuracy, make_fedmd_zoo
 from ..validation import check_int_at_least, check_positive_finite
@@ -126,21 +126,6 @@ def transfer_learn(parties: list[Party], public: ImageSplit, letters: LetterData
                                              epochs=settings.pooled_epochs)
     revisit(parties, epochs=settings.private_epochs)
     return TransferResult(digit_accuracy, upper_bound)
-
-
-def run_variants(parties: list[Party], public: ImageSplit, letters: LetterData, settings: Settings,
-                 variants: dict[str, dict], *, progress: bool | None = None) -> dict[str, FedMDHistory]:
-    """Variants of the lesson's ``settings.rounds`` FedMD rounds, each on copies of the same
-    transfer-learned ``parties``, run in lockstep (:func:`fedkd_lessons.fedmd.run_fedmd_together`,
-    so each round's parties of one architecture train at once). Each variant's dict overrides
-    ``digest_target``, ``consensus``, ``temperature`` or ``subset_size`` (see ``run_fedmd``)."""
-    runs = [FedMDRun(parties, letters.test_images, letters.test_labels,
-                     **{"subset_size": settings.subset_size, "seed": settings.seed, **changes})
-            for changes in variants.values()]
-    histories = run_fedmd_together(runs, public.train_images, rounds=settings.rounds,
-                                   digest_epochs=settings.digest_epochs, revisit_epochs=settings.revisit_epochs,
-                                   progress=progress, description=", ".join(variants))
-    return dict(zip(variants, histories))
 
 
 CONTROL = {"digest_target": "none"}  # the same rounds, subsets and revisit epochs, no digest step
