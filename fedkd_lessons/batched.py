@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .training import progress_bar
-from .validation import check_int_at_least, check_positive_finite
+from .validation import (POSITIVE, Callable as CallableArgument, Instance, Integer, OneOf, Optional, Real,
+                         check_int_at_least, check_positive_finite, checked_arguments)
 
 SUPPORTED_LAYERS = (nn.Linear, nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Flatten, nn.Dropout)
 OPTIMIZERS = ("adam", "sgd")
@@ -356,6 +357,10 @@ def cross_entropy_per_example(logits: torch.Tensor, labels: torch.Tensor) -> tor
     return F.cross_entropy(logits, labels, reduction="none")
 
 
+@checked_arguments(stack=Instance(ModelStack), data=Instance(StackedData), epochs=Integer(0), lr=POSITIVE,
+                   batch_size=Integer(1), loss_fn=Optional(CallableArgument()), penalty=Optional(CallableArgument()),
+                   optimizer=OneOf("adam", "sgd"), momentum=Real(0, 1, closed="left"), weight_decay=Real(0),
+                   epoch_end=Optional(CallableArgument()))
 def train_stack(
     stack: ModelStack,
     data: StackedData,
@@ -397,8 +402,6 @@ def train_stack(
         FloatingPointError: a model's loss becomes NaN or infinite; the message names the model,
             the epoch and the step, and training stops there.
     """
-    check_int_at_least(epochs, "epochs", 0)
-    check_int_at_least(batch_size, "batch_size", 1)
     count = len(stack)
     if len(data) != count:
         raise ValueError(f"data holds {len(data)} training sets but the stack has {count} models")

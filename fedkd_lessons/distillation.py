@@ -12,7 +12,7 @@ from torch import nn
 
 from .models import last_linear_layer, predict_logits
 from .training import train
-from .validation import as_logits, check_fraction, check_positive_finite
+from .validation import FRACTION, POSITIVE, Each, Instance, Integer, OneOf, Real, as_logits, checked_arguments
 
 
 def _check_targets(targets, num_examples: int, num_classes: int) -> torch.Tensor:
@@ -32,6 +32,7 @@ def _check_targets(targets, num_examples: int, num_classes: int) -> torch.Tensor
     return targets
 
 
+@checked_arguments(temperature=POSITIVE, alpha=FRACTION, reduction=OneOf("mean", "none"))
 def distillation_loss(student_logits, teacher_logits, targets=None, temperature: float = 4.0, alpha: float = 0.9,
                       reduction: str = "mean"):
     r"""Hinton's distillation loss: soft targets at temperature ``T`` plus hard labels at ``T = 1``.
@@ -68,10 +69,6 @@ def distillation_loss(student_logits, teacher_logits, targets=None, temperature:
     Returns:
         The scalar loss. ``alpha = 0`` gives exactly ``F.cross_entropy(student_logits, targets)``.
     """
-    if reduction not in ("mean", "none"):
-        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
-    temperature = check_positive_finite(temperature, "temperature")
-    alpha = check_fraction(alpha, "alpha")
     student_logits = as_logits(student_logits, "student_logits")
     teacher_logits = as_logits(teacher_logits, "teacher_logits").detach()
     if student_logits.ndim != 2:
@@ -130,6 +127,7 @@ def teacher_logits_for(teacher, images: torch.Tensor) -> torch.Tensor:
     return logits.detach()
 
 
+@checked_arguments(student=Instance(nn.Module), epochs=Integer(0), temperature=POSITIVE, alpha=FRACTION)
 def train_student(student: nn.Module, images: torch.Tensor, teacher, targets=None, *, epochs: int,
                   temperature: float = 4.0, alpha: float = 0.9, **train_options) -> list[float]:
     """Distil ``teacher`` into ``student`` on the transfer set ``images``; return the epoch losses.
@@ -149,8 +147,6 @@ def train_student(student: nn.Module, images: torch.Tensor, teacher, targets=Non
             ``optimizer``, ``generator``, ``progress``, ``description``, ...).
     """
     teacher_logits = teacher_logits_for(teacher, images)
-    temperature = check_positive_finite(temperature, "temperature")
-    alpha = check_fraction(alpha, "alpha")
     if targets is None and alpha != 1.0:
         raise ValueError(f"targets=None leaves no hard labels, so alpha must be 1 (soft targets only), got {alpha!r}")
     batch_targets = (teacher_logits,) if targets is None else (
@@ -160,6 +156,7 @@ def train_student(student: nn.Module, images: torch.Tensor, teacher, targets=Non
     return train(student, images, batch_targets, epochs=epochs, loss_fn=loss_fn, **train_options)
 
 
+@checked_arguments(class_index=Integer(0), shift=Real())
 def shift_class_logit(logits, class_index: int, shift: float) -> torch.Tensor:
     """``logits`` ``(N, C)`` with ``shift`` added to column ``class_index``: what raising that
     class's output bias by ``shift`` does to a model (Hinton et al. 2015, section 3)."""
@@ -171,6 +168,7 @@ def shift_class_logit(logits, class_index: int, shift: float) -> torch.Tensor:
     return shifted
 
 
+@checked_arguments(class_index=Integer(0), shifts=Each(Real()))
 def choose_bias_shift(logits, labels, class_index: int, shifts) -> tuple[float, torch.Tensor]:
     """Pick the bias shift for ``class_index`` that maximises accuracy on a *validation* split.
 
@@ -182,9 +180,7 @@ def choose_bias_shift(logits, labels, class_index: int, shifts) -> tuple[float, 
         ``(best_shift, accuracies)`` with ``accuracies[k]`` the validation accuracy at ``shifts[k]``.
     """
     logits = as_logits(logits)
-    shifts = torch.as_tensor(shifts, dtype=torch.float64).flatten()
-    if len(shifts) == 0 or not torch.isfinite(shifts).all():
-        raise ValueError(f"shifts must be a non-empty list of finite numbers, got {shifts.tolist()!r}")
+    shifts = torch.as_tensor(shifts, dtype=torch.float64)
     labels = _check_targets(labels, *logits.shape)
     accuracies = torch.tensor([
         (shift_class_logit(logits, class_index, float(shift)).argmax(dim=1) == labels).double().mean().item()
@@ -194,6 +190,7 @@ def choose_bias_shift(logits, labels, class_index: int, shifts) -> tuple[float, 
     return float(shifts[best].min()), accuracies
 
 
+@checked_arguments(model=Instance(nn.Module), class_index=Integer(0), shift=Real())
 @torch.no_grad()
 def shift_class_bias(model: nn.Module, class_index: int, shift: float) -> nn.Module:
     """Add ``shift`` to the output bias of ``class_index`` in ``model``'s last linear layer, in place."""

@@ -22,7 +22,7 @@ from matplotlib.path import Path
 from matplotlib.textpath import TextPath
 
 from .plotting import show_digit
-from .validation import check_int_at_least
+from .validation import Instance, Integer, OneOf, Optional, checked_arguments
 
 LETTERS = "abcdef"
 LETTER_LABELS = tuple(range(10, 16))
@@ -102,14 +102,14 @@ def _ink(polygons, points) -> np.ndarray:
     return inside
 
 
+@checked_arguments(letter=OneOf(*LETTERS), writer=Instance(Writer),
+                   generator=Optional(Instance(np.random.Generator)))
 def render_letter(letter: str, writer: Writer, generator: np.random.Generator | None = None) -> torch.Tensor:
     """One ``(1, 8, 8)`` image of ``letter`` in ``writer``'s hand, pixels in [0, 1].
 
     Without ``generator`` the glyph is drawn in the writer's exact style; with one, it adds this
     sample's jitter: shift of up to half a pixel, scale x0.9-1.1, rotation +-8 degrees.
     """
-    if letter not in LETTERS:
-        raise ValueError(f"letter must be one of {LETTERS!r}, got {letter!r}")
     shift, scale, turn = np.zeros(2), 1.0, 0.0
     if generator is not None:
         shift = generator.uniform(-0.5, 0.5, size=2) / IMAGE_SIZE
@@ -131,10 +131,10 @@ def render_letter(letter: str, writer: Writer, generator: np.random.Generator | 
     return F.avg_pool2d(ink, _SUPERSAMPLE)[0]
 
 
+@checked_arguments(writer=Instance(Writer), per_class=Integer(1), seed=Integer(0))
 def make_letters(writer: Writer, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``per_class`` jittered samples of each letter a-f by ``writer``: images ``(6 per_class, 1, 8, 8)``
     and labels ``(6 per_class,)`` in 10..15, in class order. The same seed gives the same images."""
-    check_int_at_least(per_class, "per_class", 1)
     generator = np.random.default_rng(seed)
     images = [render_letter(letter, writer, generator) for letter in LETTERS for _ in range(per_class)]
     labels = torch.tensor(LETTER_LABELS).repeat_interleave(per_class)
@@ -146,6 +146,8 @@ def _from_every_writer(writers, per_class, seed):
     return torch.cat([images for images, _ in parts]), torch.cat([labels for _, labels in parts])
 
 
+@checked_arguments(num_parties=Integer(1, len(WRITERS)), per_class=Integer(1), evaluation_per_class=Integer(1),
+                   seed=Integer(0))
 def make_letter_parties(
     num_parties: int = 10, per_class: int = 20, evaluation_per_class: int = 10, seed: int = 0
 ) -> LetterData:
@@ -156,11 +158,6 @@ def make_letter_parties(
     and test sets each hold ``evaluation_per_class`` letters of each class from *every* party's
     writer, with their own jitter (disjoint seeds), so a party is judged on hands it never saw.
     """
-    check_int_at_least(num_parties, "num_parties", 1)
-    if num_parties > len(WRITERS):
-        raise ValueError(f"num_parties must be at most {len(WRITERS)} (one writer each), got {num_parties}")
-    check_int_at_least(per_class, "per_class", 1)
-    check_int_at_least(evaluation_per_class, "evaluation_per_class", 1)
     writers = WRITERS[:num_parties]
     base = 1000 * seed
     private = tuple(make_letters(w, per_class, base + k) for k, w in enumerate(writers))
@@ -169,10 +166,10 @@ def make_letter_parties(
     return LetterData(private, *validation, *test, writers)
 
 
+@checked_arguments(data=Instance(LetterData), samples_per_letter=Integer(1))
 def letters_grid_figure(data: LetterData, samples_per_letter: int = 2):
     """One row per writer (party): its first ``samples_per_letter`` private samples of each letter
     a-f. Returns the figure."""
-    check_int_at_least(samples_per_letter, "samples_per_letter", 1)
     rows, columns = len(data.private), len(LETTERS) * samples_per_letter
     fig, axes = plt.subplots(rows, columns, figsize=(0.62 * columns + 1.4, 0.62 * rows + 0.6), squeeze=False)
     for row, ((images, labels), writer) in enumerate(zip(data.private, data.writers)):

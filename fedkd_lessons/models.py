@@ -3,20 +3,17 @@
 import torch
 from torch import nn
 
-from .validation import check_int_at_least
+from .validation import Each, Instance, Integer, Real, Tensor, checked_arguments
 
 
+@checked_arguments(hidden=Each(Integer(1), min_length=0), num_classes=Integer(2), image_size=Integer(1),
+                   dropout=Real(0, 1, closed="left"))
 def make_mlp(hidden=(64,), num_classes: int = 10, image_size: int = 8, dropout: float = 0.0) -> nn.Sequential:
     """A multilayer perceptron: flatten, then ``Linear -> ReLU (-> Dropout)`` per hidden width,
     then a linear layer to ``num_classes`` logits. Input ``(N, 1, S, S)``, output ``(N, num_classes)``."""
-    check_int_at_least(num_classes, "num_classes", 2)
-    check_int_at_least(image_size, "image_size", 1)
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
     layers: list[nn.Module] = [nn.Flatten()]
     width = image_size * image_size
     for units in hidden:
-        check_int_at_least(units, "hidden width", 1)
         layers += [nn.Linear(width, units), nn.ReLU()]
         if dropout:
             layers.append(nn.Dropout(dropout))
@@ -25,19 +22,15 @@ def make_mlp(hidden=(64,), num_classes: int = 10, image_size: int = 8, dropout: 
     return nn.Sequential(*layers)
 
 
+@checked_arguments(channels=Each(Integer(1)), num_classes=Integer(2), image_size=Integer(1),
+                   dropout=Real(0, 1, closed="left"))
 def make_cnn(channels=(16, 32), num_classes: int = 10, image_size: int = 8, dropout: float = 0.0) -> nn.Sequential:
     """A small CNN: per entry of ``channels`` a 3x3 convolution (padding 1) and ReLU, with 2x2
     max-pooling after each but the first; then flatten, dropout and a linear layer to the logits.
     Input ``(N, 1, S, S)``, output ``(N, num_classes)``."""
-    check_int_at_least(num_classes, "num_classes", 2)
-    if not channels:
-        raise ValueError("channels must list at least one convolution width")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
     layers: list[nn.Module] = []
     in_channels, size = 1, image_size
     for index, out_channels in enumerate(channels):
-        check_int_at_least(out_channels, "channel width", 1)
         layers += [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU()]
         if index > 0 and size >= 2:
             layers.append(nn.MaxPool2d(2))
@@ -60,6 +53,7 @@ def last_linear_layer(model: nn.Module) -> nn.Linear:
     return linears[-1]
 
 
+@checked_arguments(model=Instance(nn.Module), images=Tensor(min_rows=1), batch_size=Integer(1))
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Logits ``(N, C)`` of ``model`` on ``images`` in eval mode (dropout off), without gradients."""
@@ -67,16 +61,17 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 102
     model.eval()
     try:
         return torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+    except RuntimeError as error:  # the model's first layer names sizes, not the argument at fault
+        raise ValueError(f"images of shape {tuple(images.shape)} do not fit the model ({error})") from error
     finally:
         model.train(was_training)
 
 
+@checked_arguments(labels=Tensor(ndim=1, dtype="integer"))
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of ``images`` whose argmax logit equals ``labels``."""
     if len(images) != len(labels):
         raise ValueError(f"images and labels differ in length: {len(images)} vs {len(labels)}")
-    if len(labels) == 0:
-        raise ValueError("cannot measure accuracy on zero examples")
     return (predict_logits(model, images).argmax(dim=1) == labels).float().mean().item()
 
 

@@ -20,7 +20,7 @@ import torch
 
 from .data import ImageSplit
 from .letters import LETTER_LABELS, LetterData
-from .validation import check_int_at_least
+from .validation import Integer, checked_arguments
 
 _EMNIST_LETTER_A = 1  # EMNIST "letters" labels run 1 (a) .. 26 (z); 0 is unused ("N/A")
 
@@ -82,6 +82,7 @@ def _letters_a_to_f(dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels[keep] - _EMNIST_LETTER_A + LETTER_LABELS[0]
 
 
+@checked_arguments(num_parties=Integer(1), per_class=Integer(1), seed=Integer(0))
 def load_emnist_letter_parties(num_parties: int = 10, per_class: int = 20, seed: int = 0, root=None,
                                download: bool = True) -> LetterData:
     """EMNIST letters a-f (labels 10..15) as FedMD's private data.
@@ -91,8 +92,6 @@ def load_emnist_letter_parties(num_parties: int = 10, per_class: int = 20, seed:
     """
     from torchvision.datasets import EMNIST
 
-    check_int_at_least(num_parties, "num_parties", 1)
-    check_int_at_least(per_class, "per_class", 1)
     root = Path(root) if root is not None else data_folder()
     train_images, train_labels = _letters_a_to_f(_open(EMNIST, root, download, split="letters", train=True))
     test_images, test_labels = _letters_a_to_f(_open(EMNIST, root, download, split="letters", train=False))
@@ -114,6 +113,7 @@ def load_emnist_letter_parties(num_parties: int = 10, per_class: int = 20, seed:
                       test_labels[test], tuple(f"EMNIST share {k}" for k in range(num_parties)))
 
 
+@checked_arguments(num_parties=Integer(1), per_class=Integer(1), seed=Integer(0))
 def load_paper_scale(num_parties: int = 10, per_class: int = 20, seed: int = 0, root=None,
                      download: bool = True) -> tuple[ImageSplit, LetterData]:
     """The paper-scale pair the lesson 5 notebook switches to: (MNIST, EMNIST letter parties)."""

@@ -6,7 +6,10 @@ import random
 import numpy as np
 import torch
 
+from .validation import Integer, checked_arguments
 
+
+@checked_arguments(seed=Integer(0), num_threads=Integer(1))
 def seed_everything(seed: int, num_threads: int = 1) -> torch.Generator:
     """Seed Python, NumPy and PyTorch, and fix PyTorch's CPU thread count.
 
@@ -16,13 +19,9 @@ def seed_everything(seed: int, num_threads: int = 1) -> torch.Generator:
 
     Returns a ``torch.Generator`` seeded with ``seed``, for code that wants its own stream.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-        raise ValueError(f"num_threads must be an integer >= 1, got {num_threads!r}")
     os.environ["PYTHONHASHSEED"] = str(seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.set_num_threads(num_threads)
-    return torch.Generator().manual_seed(int(seed))
+    return torch.Generator().manual_seed(seed)

@@ -2,11 +2,10 @@
 
 import torch
 
-from .validation import as_logits, check_positive_finite
+from .validation import POSITIVE, Integer, as_logits, checked_arguments
 
 
 def _scaled_shifted_logits(logits, temperature, dim):
-    temperature = check_positive_finite(temperature, "temperature")
     logits = as_logits(logits, dim=dim)
     # Subtract the maximum *before* dividing by T: every entry is then <= 0, so neither a huge
     # logit (1e4) nor a tiny temperature (1e-30) can overflow exp(). The result is unchanged
@@ -17,6 +16,7 @@ def _scaled_shifted_logits(logits, temperature, dim):
     return (logits - shift) / temperature
 
 
+@checked_arguments(temperature=POSITIVE, dim=Integer())
 def softmax_with_temperature(logits, temperature: float = 1.0, dim: int = -1) -> torch.Tensor:
     """Softened class probabilities ``q_i = exp(z_i / T) / sum_j exp(z_j / T)``.
 
@@ -37,6 +37,7 @@ def softmax_with_temperature(logits, temperature: float = 1.0, dim: int = -1) ->
     return exponentials / exponentials.sum(dim=dim, keepdim=True)
 
 
+@checked_arguments(temperature=POSITIVE, dim=Integer())
 def log_softmax_with_temperature(logits, temperature: float = 1.0, dim: int = -1) -> torch.Tensor:
     """``log q_i = z_i / T - log sum_j exp(z_j / T)``, computed without forming ``q``.
 
@@ -47,6 +48,7 @@ def log_softmax_with_temperature(logits, temperature: float = 1.0, dim: int = -1
     return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()
 
 
+@checked_arguments(dim=Integer())
 def entropy(probs, dim: int = -1) -> torch.Tensor:
     """Shannon entropy ``H(q) = -sum_i q_i log q_i`` in nats, with ``0 log 0 = 0``.
 
@@ -67,6 +69,7 @@ def entropy(probs, dim: int = -1) -> torch.Tensor:
     return -torch.special.xlogy(probs, probs).sum(dim=dim)
 
 
+@checked_arguments(temperature=POSITIVE)
 def resemblance_table(logits, labels, temperature: float) -> torch.Tensor:
     """What a model thinks each class resembles: entry ``(c, d)`` is the mean softened probability
     ``softmax(z / T)_d`` over the digits whose true class is ``c`` (lesson 1's dark-knowledge map).

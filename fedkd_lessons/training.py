@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .validation import check_int_at_least, check_positive_finite
+from .validation import POSITIVE, Callable as CallableArgument, Instance, Integer, OneOf, Optional, Real, Tensor, checked_arguments
 
 
 def progress_enabled(progress: bool | None) -> bool:
@@ -23,16 +23,19 @@ def progress_bar(iterable, progress: bool | None = None, description: str = "", 
     return tqdm(iterable, desc=description, total=total, disable=not progress_enabled(progress), leave=False)
 
 
+@checked_arguments(optimizer=OneOf("adam", "sgd"), lr=POSITIVE, momentum=Real(0, 1, closed="left"),
+                   weight_decay=Real(0))
 def make_optimizer(parameters, optimizer: str, lr: float, momentum: float = 0.9, weight_decay: float = 0.0):
     """``"adam"`` or ``"sgd"`` (with ``momentum``) over ``parameters``."""
-    lr = check_positive_finite(lr, "lr")
     if optimizer == "adam":
         return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
-    if optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
+@checked_arguments(model=Instance(nn.Module), images=Tensor(min_rows=1), epochs=Integer(0), lr=POSITIVE,
+                   batch_size=Integer(1), loss_fn=Optional(CallableArgument()), penalty=Optional(CallableArgument()),
+                   optimizer=OneOf("adam", "sgd"), momentum=Real(0, 1, closed="left"), weight_decay=Real(0),
+                   generator=Optional(Instance(torch.Generator)))
 def train(
     model: nn.Module,
     images: torch.Tensor,
@@ -61,14 +64,10 @@ def train(
         optimizer: ``"adam"`` or ``"sgd"``; only parameters with ``requires_grad`` are trained.
         generator: the random stream that shuffles the batches (default: torch's global one).
     """
-    check_int_at_least(epochs, "epochs", 0)
-    check_int_at_least(batch_size, "batch_size", 1)
-    targets = targets if isinstance(targets, tuple) else (targets,)
+    targets = tuple(Tensor().check(t, "targets") for t in (targets if isinstance(targets, tuple) else (targets,)))
     for target in targets:
         if len(target) != len(images):
             raise ValueError(f"targets have {len(target)} rows but images have {len(images)}")
-    if len(images) == 0:
-        raise ValueError("cannot train on zero examples")
     loss_fn = loss_fn or F.cross_entropy
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(trainable, optimizer, lr, momentum, weight_decay)

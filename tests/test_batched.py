@@ -218,7 +218,7 @@ def test_bad_training_sets_are_rejected():
     stack = ModelStack.from_models(make_models(FACTORIES["mlp"], count=2))
     with pytest.raises(ValueError, match="data holds 4 training sets but the stack has 2 models"):
         train_stack(stack, StackedData.from_sets(sets), epochs=1)
-    with pytest.raises(ValueError, match="optimizer must be 'adam' or 'sgd'"):
+    with pytest.raises(ValueError, match="optimizer must be one of 'adam', 'sgd'"):
         train_stack(stack, StackedData.from_sets(sets[:2]), epochs=1, optimizer="rmsprop")
     with pytest.raises(ValueError, match="images must have shape"):
         stack.forward(torch.zeros(3, 5, 1, 8, 8))

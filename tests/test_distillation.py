@@ -233,9 +233,9 @@ def test_choose_bias_shift_maximises_validation_accuracy():
 def test_choose_bias_shift_breaks_ties_towards_the_smallest_and_checks_input():
     logits, labels = hand_case()
     assert choose_bias_shift(logits, labels, 3, [3.0, 2.0])[0] == 2.0
-    with pytest.raises(ValueError, match="non-empty list of finite numbers"):
+    with pytest.raises(ValueError, match="shifts must be a list or tuple of at least 1 item"):
         choose_bias_shift(logits, labels, 3, [])
-    with pytest.raises(ValueError, match="non-empty list of finite numbers"):
+    with pytest.raises(ValueError, match=r"shifts\[1\] must be a finite number"):
         choose_bias_shift(logits, labels, 3, [1.0, math.nan])
     with pytest.raises(ValueError, match="targets has 3 entries"):
         choose_bias_shift(logits, labels[:3], 3, [1.0])

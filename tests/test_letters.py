@@ -46,8 +46,8 @@ def test_parties_and_evaluation_sets_cover_every_writer():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"num_parties": 11}, "num_parties must be at most 10"),
-    ({"num_parties": 0}, "num_parties must be an integer >= 1"),
+    ({"num_parties": 11}, r"num_parties must be an integer in \[1, 10\], got 11"),
+    ({"num_parties": 0}, r"num_parties must be an integer in \[1, 10\], got 0"),
     ({"per_class": 0}, "per_class must be an integer >= 1"),
 ])
 def test_bad_arguments_are_rejected(kwargs, message):
@@ -56,7 +56,7 @@ def test_bad_arguments_are_rejected(kwargs, message):
 
 
 def test_unknown_letter_is_rejected():
-    with pytest.raises(ValueError, match="letter must be one of 'abcdef', got 'g'"):
+    with pytest.raises(ValueError, match="letter must be one of 'a', 'b', 'c', 'd', 'e', 'f', got 'g'"):
         render_letter("g", WRITERS[0])
 
 

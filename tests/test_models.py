@@ -35,12 +35,21 @@ def test_accuracy_against_hand_count():
 def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="num_classes must be an integer >= 2"):
         make_mlp(num_classes=1)
-    with pytest.raises(ValueError, match="dropout must be in"):
+    with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\)"):
         make_cnn(dropout=1.0)
-    with pytest.raises(ValueError, match="channels must list"):
+    with pytest.raises(ValueError, match="channels must be a list or tuple of at least 1 item"):
         make_cnn(channels=())
+    with pytest.raises(ValueError, match=r"hidden\[1\] must be an integer >= 1"):
+        make_mlp(hidden=(8, 0))
     with pytest.raises(ValueError, match="differ in length"):
         accuracy(make_mlp(), torch.rand(3, 1, 8, 8), torch.tensor([1]))
+    with pytest.raises(ValueError, match="labels must hold integers"):
+        accuracy(make_mlp(), torch.rand(3, 1, 8, 8), torch.zeros(3))
+
+
+def test_images_a_model_cannot_take_are_named():
+    with pytest.raises(ValueError, match=r"images of shape \(2, 1, 28, 28\) do not fit the model"):
+        accuracy(make_mlp(image_size=8), torch.rand(2, 1, 28, 28), torch.tensor([0, 1]))
 
 
 def test_fedmd_zoo_has_ten_models_five_plus_architectures_sixteen_outputs():

@@ -29,7 +29,7 @@ def test_returned_generator_is_seeded():
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "0", None])
 def test_bad_seed_is_rejected(bad):
-    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
         seed_everything(bad)
 
 

@@ -56,5 +56,13 @@ def test_bad_arguments_are_rejected():
         train(model, images, labels[:3], epochs=1)
     with pytest.raises(ValueError, match="lr must be a finite number > 0"):
         train(model, images, labels, epochs=1, lr=0)
-    with pytest.raises(ValueError, match="optimizer must be 'adam' or 'sgd'"):
+    with pytest.raises(ValueError, match="optimizer must be one of 'adam', 'sgd'"):
         train(model, images, labels, epochs=1, optimizer="rmsprop")
+    spoiled = images.clone()
+    spoiled[2, 0, 3, 5] = float("nan")
+    with pytest.raises(ValueError, match="images contains NaN or infinity at 1 place"):
+        train(model, spoiled, labels, epochs=1)
+    with pytest.raises(ValueError, match="images must have at least 1 row"):
+        train(model, images[:0], labels[:0], epochs=1)
+    with pytest.raises(ValueError, match="generator must be None or a Generator"):
+        train(model, images, labels, epochs=1, generator=0)
