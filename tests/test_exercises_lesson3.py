@@ -81,6 +81,26 @@ def test_class_skew_checker_rejects_raw_counts_instead_of_shares():
     assert not feedback.passed and "shares" in feedback.message
 
 
+def test_class_skew_checker_rejects_a_mean_weighted_by_client_size():
+    def size_weighted(client_labels, num_classes):
+        counts = np.array([np.bincount(labels, minlength=num_classes) for labels in client_labels], dtype=float)
+        distances = 0.5 * np.abs(counts / counts.sum(1, keepdims=True) - counts.sum(0) / counts.sum()).sum(1)
+        return float((distances * counts.sum(1)).sum() / counts.sum())
+    feedback = check_class_skew(size_weighted)
+    assert not feedback.passed and "each client counting once: 1/2" in feedback.message
+
+
+def test_weighted_average_checker_rejects_an_average_off_in_one_entry_only():
+    def off_by_a_little(client_states, weights):  # right on the small cases, wrong on a 4 x 3 weight
+        average = reference_average(client_states, weights)
+        if "layer.weight" in average:
+            average["layer.weight"] = average["layer.weight"].clone()
+            average["layer.weight"][2, 1] += 1e-2
+        return average
+    feedback = check_weighted_average(off_by_a_little)
+    assert not feedback.passed and "'layer.weight'" in feedback.message
+
+
 # --- clipping an update to norm S ---------------------------------------------------------------
 
 def reference_clip(update, clip_norm):

@@ -1,3 +1,5 @@
+import numpy as np
+import pytest
 import torch
 
 from fedkd_lessons.distillation import distillation_loss
@@ -48,9 +50,15 @@ def test_ewc_penalty_checker_rejects_only_the_first_tensor():
 # --- one distillation adaptation step ------------------------------------------------------------
 
 def reference_step(student, teacher, images, labels, temperature, alpha, lr):
+    """One step written out here: alpha T^2 KL(softmax(v / T) || softmax(z / T)) + (1 - alpha) CE(z, y)."""
     with torch.no_grad():
         teacher_logits = teacher(images)
-    loss = distillation_loss(student(images), teacher_logits, labels, temperature=temperature, alpha=alpha)
+    logits = student(images)
+    soft = torch.softmax(teacher_logits / temperature, dim=1)
+    kl = (soft * (torch.log(soft) - torch.log_softmax(logits / temperature, dim=1))).sum(dim=1).mean()
+    loss = alpha * temperature ** 2 * kl
+    if labels is not None:
+        loss = loss + (1 - alpha) * -torch.log_softmax(logits, dim=1)[torch.arange(len(labels)), labels].mean()
     student.zero_grad()
     loss.backward()
     with torch.no_grad():
@@ -62,6 +70,19 @@ def reference_step(student, teacher, images, labels, temperature, alpha, lr):
 def test_distill_step_checker_accepts_reference_and_reports_unsolved():
     assert check_distill_step(reference_step).passed
     assert check_distill_step(unsolved).status == "not solved"
+
+
+def test_the_hand_worked_distill_step_matches_the_package_loss():
+    # the checker's case on paper (exercises/lesson4_adaptation.py): loss 0.41198 for logits [0, 0] and [ln 3, 0]
+    loss = distillation_loss(torch.zeros(1, 2), torch.tensor([[np.log(3.0), 0.0]]), torch.tensor([0]), temperature=1.0,
+                             alpha=0.5)
+    assert float(loss) == pytest.approx(0.5 * (0.75 * np.log(1.5) + 0.25 * np.log(0.5)) + 0.5 * np.log(2.0))
+
+
+def test_distill_step_checker_rejects_a_step_without_the_temperature_squared():
+    def no_t_squared(student, teacher, images, labels, temperature, alpha, lr):
+        return reference_step(student, teacher, images, labels, temperature, alpha / temperature ** 2, lr)
+    assert not check_distill_step(no_t_squared).passed
 
 
 def test_distill_step_checker_rejects_gradient_ascent():

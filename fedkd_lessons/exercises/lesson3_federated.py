@@ -7,9 +7,7 @@ import math
 import numpy as np
 import torch
 
-from ..data import class_skew
 from ..experiments.lesson3_client_drift import DriftSettings, QuadraticClient, fedavg_fixed_point, global_optimum
-from ..federated import fedavg
 from .feedback import Wrong, as_tensor_answer, assert_close_answer, checker
 
 
@@ -43,8 +41,9 @@ def check_weighted_average(average_fn) -> None:
                           ([0, 7, 0, 0, 0], "one client with all the weight"),
                           ([0.5, 0.25, 0.125, 0.0625, 0.0625], "weights that are shares summing to 1")):
         got = _as_state_answer(average_fn(states, weights), states[0].keys(), f"average_fn(states, {weights})")
-        for name, value in fedavg(states, weights).items():
-            assert_close_answer(got[name], value, f"{case}, entry {name!r}",
+        for name in states[0]:
+            expected = sum(n * state[name] for n, state in zip(weights, states)) / sum(weights)
+            assert_close_answer(got[name], expected, f"{case}, entry {name!r}",
                                 "Average every entry of the state dict the same way, weights normalised by their sum.")
 
 
@@ -76,12 +75,16 @@ def check_class_skew(skew_fn) -> None:
     if not math.isclose(unbalanced, 0.125, abs_tol=1e-9):
         raise Wrong(f"clients [0,0,0,1] and [0,0,0,0] pool to 7/8 class 0, so each is 1/8 away; expected 0.125, got "
                     f"{unbalanced:.4f}.")
-    rng = np.random.default_rng(0)
-    clients = [rng.integers(0, 10, size=n) for n in (5, 40, 17, 80)]
-    got = ask(clients, 10, "four random clients")
-    if not math.isclose(got, class_skew(clients, 10), rel_tol=1e-6):
-        raise Wrong(f"on four random clients of different sizes you gave {got:.4f}, expected "
-                    f"{class_skew(clients, 10):.4f}: average the distances over clients, each client counting once.")
+    # By hand: pooled counts (3, 1, 2) of 6; client [0, 0, 0, 1] has shares (3/4, 1/4, 0), distance
+    # 1/2 (1/4 + 1/12 + 1/3) = 1/3; client [2, 2] has (0, 0, 1), distance 1/2 (1/2 + 1/6 + 2/3) = 2/3; mean 1/2.
+    # A mean weighted by client size would give (4 * 1/3 + 2 * 2/3) / 6 = 4/9.
+    sizes = ask([[0, 0, 0, 1], [2, 2]], 3, "clients [0, 0, 0, 1] and [2, 2]")
+    if math.isclose(sizes, 4 / 9, rel_tol=1e-6):
+        raise Wrong("clients [0, 0, 0, 1] and [2, 2] gave 4/9, their distances 1/3 and 2/3 weighted by client size; "
+                    "average the distances over clients, each client counting once: 1/2.")
+    if not math.isclose(sizes, 0.5, rel_tol=1e-6):
+        raise Wrong(f"clients [0, 0, 0, 1] and [2, 2] pool to shares (1/2, 1/6, 1/3), so their distances are 1/3 and "
+                    f"2/3 and the skew is their mean, 1/2; got {sizes:.4f}.")
 
 
 @checker("Your clip keeps small updates as they are and shrinks large ones to norm S, direction kept.")

@@ -99,11 +99,45 @@ def _reference_step(student, teacher, images, labels, temperature, alpha, lr):
     return loss.detach().item()
 
 
+def _check_distill_step_by_hand(step_fn) -> None:
+    """A case small enough to work out on paper: a linear student at zero (logits [0, 0], softmax
+    [1/2, 1/2]) and a teacher with logits [ln 3, 0] (softmax [3/4, 1/4]) on one image x = 1 of
+    class 0, T = 1, alpha = 1/2, lr = 1.
+
+    Loss: 1/2 KL([3/4, 1/4] || [1/2, 1/2]) + 1/2 CE = 1/2 (3/4 ln 3/2 + 1/4 ln 1/2) + 1/2 ln 2 = 0.41198.
+    Gradient on the logits: 1/2 ([1/2, 1/2] - [3/4, 1/4]) + 1/2 ([1/2, 1/2] - [1, 0]) = [-3/8, 3/8],
+    so with x = 1 the student's weight and bias both become [3/8, -3/8]."""
+    student, teacher = nn.Linear(1, 2), nn.Linear(1, 2)
+    with torch.no_grad():
+        for parameter in (*student.parameters(), teacher.weight):
+            parameter.zero_()
+        teacher.bias.copy_(torch.tensor([math.log(3.0), 0.0]))
+    case = "by hand: student logits [0, 0], teacher logits [ln 3, 0], label 0, T = 1, alpha = 0.5, lr = 1"
+    got_loss = step_fn(student, teacher, torch.ones(1, 1), torch.tensor([0]), 1.0, 0.5, 1.0)
+    expected_loss = 0.5 * (0.75 * math.log(1.5) + 0.25 * math.log(0.5)) + 0.5 * math.log(2.0)
+    if isinstance(got_loss, torch.Tensor):
+        got_loss = float(got_loss.detach())
+    if not isinstance(got_loss, (int, float)) or not math.isclose(got_loss, expected_loss, rel_tol=1e-4):
+        raise Wrong(f"{case}: the loss before the step is 1/2 (3/4 ln 3/2 + 1/4 ln 1/2) + 1/2 ln 2 = "
+                    f"{expected_loss:.5f}, got {got_loss!r}.")
+    if not torch.equal(teacher.weight, torch.zeros(2, 1)) or not torch.equal(teacher.bias, torch.tensor([math.log(3.0), 0.0])):
+        raise Wrong(f"{case}: the teacher changed. The global model is frozen: compute its logits under torch.no_grad() "
+                    "(or detach them) and step only the student's parameters.")
+    if torch.allclose(student.bias.detach(), torch.tensor([-0.375, 0.375])):
+        raise Wrong(f"{case}: the student moved to [-3/8, 3/8], UP the gradient; a descent step is theta <- theta - lr * grad.")
+    for name in ("weight", "bias"):
+        assert_close_answer(getattr(student, name).detach().reshape(-1), torch.tensor([0.375, -0.375]),
+                            f"{case}, the student's {name}",
+                            "The gradient on the logits is alpha T (q_T - p_T) + (1 - alpha)(q - onehot(y)) = "
+                            "[-3/8, 3/8]; one step of lr 1 moves weight and bias to [3/8, -3/8].")
+
+
 @checker("Your step moves the student along the distillation gradient and leaves the teacher frozen.")
 def check_distill_step(step_fn) -> None:
     """Lesson 4: ``step_fn(student, teacher, images, labels, temperature, alpha, lr) -> float``: one
     plain gradient step (no momentum) on ``distillation_loss(student(images), teacher(images), labels,
     temperature, alpha)`` that updates the student in place and returns the loss before the step."""
+    _check_distill_step_by_hand(step_fn)
     for seed, temperature, alpha, lr in ((0, 6.0, 0.95, 0.5), (1, 2.0, 0.5, 0.1), (2, 4.0, 0.0, 0.2)):
         student, teacher, images, labels = _step_case(seed)
         teacher_before = copy.deepcopy(teacher.state_dict())
