@@ -20,7 +20,7 @@ federated_adaptation, ``utils/utils.py`` and ``utils/adapt_*.yaml``):
 import copy
 import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from numbers import Real
 
 import numpy as np
@@ -31,25 +31,79 @@ from torch import nn
 from .batched import ModelStack, StackedData, train_stack
 from .data import Federation, ImageSplit, make_federation, stratified_indices
 from .distillation import distillation_loss, teacher_logits_for, train_student
-from .federated import FedAvgHistory, run_fedavg
+from .federated import FedAvgHistory, FedAvgSettings, run_fedavg
 from .models import accuracy, last_linear_layer, make_mlp
 from .training import progress_bar, train
 from .validation import check_fraction, check_int_at_least, check_positive_finite
 
 METHODS = ("local", "finetune", "freeze_base", "ewc", "distill")
 
-# The adaptation optimiser of Yu et al.'s code is SGD with momentum 0.9 and batch 32 (utils/adapt_*.yaml); their
-# 200 epochs at lr 0.001 on CIFAR become 20 epochs at lr 0.01 on our clients of ~100 digits.
-ADAPTATION_DEFAULTS = {"epochs": 20, "lr": 0.01, "batch_size": 32, "momentum": 0.9}
-# A model trained from scratch needs more steps than one that starts from the global weights; these
-# settings fit every client's training set (training accuracy 1.0), so the local baseline is not starved.
-LOCAL_DEFAULTS = {"epochs": 100, "lr": 0.05, "batch_size": 32, "momentum": 0.9}
 EWC_LAMBDA = 5000.0  # Yu et al.'s code (utils/adapt_*.yaml)
 DISTILL_TEMPERATURE = 6.0  # Yu et al.'s code (criterion_kd in utils/utils.py)
 DISTILL_ALPHA = 0.95  # Yu et al.'s code (criterion_kd in utils/utils.py)
-# Lesson 3's FedAvg settings (Yu et al.'s CIFAR-10 run, utils/*.yaml of their code, scaled to the digits).
-FEDAVG_SETTINGS = {"rounds": 20, "client_fraction": 1.0, "local_epochs": 2, "lr": 0.1, "batch_size": 16,
-                   "optimizer": "sgd", "momentum": 0.9}
+
+
+@dataclass(frozen=True)
+class Training:
+    """One client's SGD with momentum: ``epochs`` passes over its data in shuffled batches."""
+
+    epochs: int
+    lr: float
+    batch_size: int = 32  # Yu et al.'s code (utils/adapt_*.yaml)
+    momentum: float = 0.9  # Yu et al.'s code (utils/adapt_*.yaml)
+
+    def __post_init__(self):
+        check_int_at_least(self.epochs, "epochs", 0)
+        check_positive_finite(self.lr, "lr")
+        check_int_at_least(self.batch_size, "batch_size", 1)
+        if check_fraction(self.momentum, "momentum") == 1:
+            raise ValueError("momentum must be in [0, 1), got 1: the steps would never fade")
+
+
+# The adaptation optimiser of Yu et al.'s code is SGD with momentum 0.9 and batch 32 (utils/adapt_*.yaml); their
+# 200 epochs at lr 0.001 on CIFAR become 20 epochs at lr 0.01 on our clients of ~100 digits.
+ADAPTATION = Training(epochs=20, lr=0.01)
+# A model trained from scratch needs more steps than one that starts from the global weights; these
+# settings fit every client's training set (training accuracy 1.0), so the local baseline is not starved.
+LOCAL = Training(epochs=100, lr=0.05)
+
+
+@dataclass(frozen=True)
+class AdaptationSettings:
+    """How every method adapts: ``training`` for the methods that start from the global model,
+    ``local_training`` for the local-only baseline; ``ewc_lambda`` is used by ``"ewc"`` only,
+    ``temperature`` and ``alpha`` (the distillation weight) by ``"distill"`` only. The seed is
+    no setting: the functions take ``seed: int`` beside it."""
+
+    training: Training = ADAPTATION
+    local_training: Training = LOCAL
+    ewc_lambda: float = EWC_LAMBDA
+    temperature: float = DISTILL_TEMPERATURE
+    alpha: float = DISTILL_ALPHA
+
+    def __post_init__(self):
+        for name in ("training", "local_training"):
+            if not isinstance(getattr(self, name), Training):
+                raise ValueError(f"{name} must be a Training, got {type(getattr(self, name)).__name__}")
+        _check_lambda(self.ewc_lambda)
+        check_positive_finite(self.temperature, "temperature")
+        check_fraction(self.alpha, "alpha")
+
+    def training_for(self, method: str) -> Training:
+        """The training of ``method``: ``local_training`` for ``"local"``, ``training`` for the others."""
+        return self.local_training if check_method(method) == "local" else self.training
+
+    def with_epochs(self, method: str, epochs: int) -> "AdaptationSettings":
+        """The same settings with ``method``'s training for ``epochs`` epochs."""
+        if check_method(method) == "local":
+            return replace(self, local_training=replace(self.local_training, epochs=epochs))
+        return replace(self, training=replace(self.training, epochs=epochs))
+
+
+def _check_settings(settings, kind=AdaptationSettings):
+    if not isinstance(settings, kind):
+        raise ValueError(f"settings must be an {kind.__name__}, got {type(settings).__name__}")
+    return settings
 
 
 # --- Argument checks ---------------------------------------------------------------------------
@@ -93,6 +147,17 @@ def _copy_of(global_model: nn.Module) -> nn.Module:
     return model
 
 
+def _reinitialised(global_model: nn.Module, seed: int) -> nn.Module:
+    """A copy of ``global_model``'s architecture with fresh weights drawn under ``seed``."""
+    model = _copy_of(global_model)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for module in model.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    return model
+
+
 def _sgd(model, images, labels, *, epochs, lr, batch_size, momentum, seed, progress, description, **extra):
     """The one training call every method shares: SGD with momentum, batches shuffled by ``seed``."""
     generator = torch.Generator().manual_seed(seed)
@@ -104,27 +169,21 @@ def _sgd(model, images, labels, *, epochs, lr, batch_size, momentum, seed, progr
 # --- The methods -------------------------------------------------------------------------------
 
 
-def adapt_local(global_model: nn.Module, images, labels, *, epochs: int = LOCAL_DEFAULTS["epochs"],
-                lr: float = LOCAL_DEFAULTS["lr"], batch_size: int = LOCAL_DEFAULTS["batch_size"],
-                momentum: float = LOCAL_DEFAULTS["momentum"], seed: int = 0, progress: bool | None = False) -> nn.Module:
+def adapt_local(global_model: nn.Module, images, labels, *, epochs: int = LOCAL.epochs,
+                lr: float = LOCAL.lr, batch_size: int = LOCAL.batch_size,
+                momentum: float = LOCAL.momentum, seed: int = 0, progress: bool | None = False) -> nn.Module:
     """The local-only baseline (Yu et al. 2020): the global model's architecture, re-initialised under
     ``seed`` and trained with cross-entropy on the client's data alone. The global *weights* are not
     used; only the architecture is. Images ``(n, ...)``, labels ``(n,)``."""
     images, labels = _check_client_data(images, labels)
     epochs = _check_epochs(epochs)
-    model = _copy_of(global_model)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        for module in model.modules():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
-    return _sgd(model, images, labels, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, seed=seed,
+    return _sgd(_reinitialised(global_model, seed), images, labels, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, seed=seed,
                 progress=progress, description="local from scratch")
 
 
-def adapt_finetune(global_model: nn.Module, images, labels, *, epochs: int = ADAPTATION_DEFAULTS["epochs"],
-                   lr: float = ADAPTATION_DEFAULTS["lr"], batch_size: int = ADAPTATION_DEFAULTS["batch_size"],
-                   momentum: float = ADAPTATION_DEFAULTS["momentum"], seed: int = 0,
+def adapt_finetune(global_model: nn.Module, images, labels, *, epochs: int = ADAPTATION.epochs,
+                   lr: float = ADAPTATION.lr, batch_size: int = ADAPTATION.batch_size,
+                   momentum: float = ADAPTATION.momentum, seed: int = 0,
                    progress: bool | None = False) -> nn.Module:
     r"""Fine-tuning (Yu et al. 2020): start from the global weights :math:`\theta_{fed}` and minimise the
     plain cross-entropy on the client's data, :math:`L = \frac1n \sum_n -\log \mathrm{softmax}(f_\theta(x_n))_{y_n}`,
@@ -135,9 +194,9 @@ def adapt_finetune(global_model: nn.Module, images, labels, *, epochs: int = ADA
                 momentum=momentum, seed=seed, progress=progress, description="fine-tuning")
 
 
-def adapt_freeze_base(global_model: nn.Module, images, labels, *, epochs: int = ADAPTATION_DEFAULTS["epochs"],
-                      lr: float = ADAPTATION_DEFAULTS["lr"], batch_size: int = ADAPTATION_DEFAULTS["batch_size"],
-                      momentum: float = ADAPTATION_DEFAULTS["momentum"], seed: int = 0,
+def adapt_freeze_base(global_model: nn.Module, images, labels, *, epochs: int = ADAPTATION.epochs,
+                      lr: float = ADAPTATION.lr, batch_size: int = ADAPTATION.batch_size,
+                      momentum: float = ADAPTATION.momentum, seed: int = 0,
                       progress: bool | None = False) -> nn.Module:
     """Freeze-base (Yu et al. 2020, on images): fine-tuning in which only the last ``nn.Linear`` (the
     classifier head) trains; every other weight keeps its global value bit for bit. The features stay the federation's;
@@ -254,9 +313,9 @@ def ewc_stability_ratio(fisher: dict[str, torch.Tensor], ewc_lambda: float, lr: 
 
 
 def adapt_ewc(global_model: nn.Module, images, labels, fisher: dict[str, torch.Tensor], *,
-              ewc_lambda: float = EWC_LAMBDA, epochs: int = ADAPTATION_DEFAULTS["epochs"],
-              lr: float = ADAPTATION_DEFAULTS["lr"], batch_size: int = ADAPTATION_DEFAULTS["batch_size"],
-              momentum: float = ADAPTATION_DEFAULTS["momentum"], seed: int = 0,
+              ewc_lambda: float = EWC_LAMBDA, epochs: int = ADAPTATION.epochs,
+              lr: float = ADAPTATION.lr, batch_size: int = ADAPTATION.batch_size,
+              momentum: float = ADAPTATION.momentum, seed: int = 0,
               progress: bool | None = False) -> nn.Module:
     r"""Multi-task learning with EWC (Yu et al. 2020; Kirkpatrick et al. 2017, Eq. 3): fine-tuning whose every batch loss gets
     :func:`ewc_penalty`,
@@ -280,9 +339,9 @@ def adapt_ewc(global_model: nn.Module, images, labels, fisher: dict[str, torch.T
 
 
 def adapt_distill(global_model: nn.Module, images, labels, *, temperature: float = DISTILL_TEMPERATURE,
-                  alpha: float = DISTILL_ALPHA, epochs: int = ADAPTATION_DEFAULTS["epochs"],
-                  lr: float = ADAPTATION_DEFAULTS["lr"], batch_size: int = ADAPTATION_DEFAULTS["batch_size"],
-                  momentum: float = ADAPTATION_DEFAULTS["momentum"], seed: int = 0,
+                  alpha: float = DISTILL_ALPHA, epochs: int = ADAPTATION.epochs,
+                  lr: float = ADAPTATION.lr, batch_size: int = ADAPTATION.batch_size,
+                  momentum: float = ADAPTATION.momentum, seed: int = 0,
                   progress: bool | None = False) -> nn.Module:
     r"""Local adaptation by knowledge distillation (Yu et al. 2020; ``criterion_kd`` in their code): the frozen global model is the teacher,
     the student starts from the global weights, and each batch minimises lesson 2's
@@ -307,91 +366,83 @@ def adapt_distill(global_model: nn.Module, images, labels, *, temperature: float
     return model
 
 
-def adapt(method: str, global_model: nn.Module, images, labels, *, fisher: dict | None = None,
-          ewc_lambda: float = EWC_LAMBDA, temperature: float = DISTILL_TEMPERATURE, alpha: float = DISTILL_ALPHA,
-          **training) -> nn.Module:
+def adapt(method: str, global_model: nn.Module, images, labels, settings: AdaptationSettings = AdaptationSettings(), *,
+          fisher: dict | None = None, seed: int = 0, progress: bool | None = False) -> nn.Module:
     """Adapt ``global_model`` to one client with ``method``, one of :data:`METHODS`; return the new model.
 
-    ``training`` holds ``epochs``, ``lr``, ``batch_size``, ``momentum``, ``seed``, ``progress``
-    (defaults :data:`ADAPTATION_DEFAULTS`, or :data:`LOCAL_DEFAULTS` for ``"local"``); ``fisher`` and
-    ``ewc_lambda`` are used by ``"ewc"`` only, ``temperature`` and ``alpha`` by ``"distill"`` only.
+    ``settings`` (:class:`AdaptationSettings`) gives the method's training and its own constants;
+    ``fisher`` (the global model's diagonal Fisher, :func:`fisher_diagonal`) is for ``"ewc"`` only.
     Raises ``ValueError`` for an unknown method (listing the valid ones), a client with no training
-    data, a negative or non-integer epoch count, a negative or non-finite lambda, or ``"ewc"``
-    without a Fisher.
+    data, ``"ewc"`` without a Fisher, or a Fisher given to another method.
     """
-    check_method(method)
-    _check_client_data(images, labels)
-    if "epochs" in training:
-        _check_epochs(training["epochs"])
+    _check_settings(settings)
+    _check_fisher_use(method, fisher)
+    training = settings.training_for(method)
+    options = dict(epochs=training.epochs, lr=training.lr, batch_size=training.batch_size, momentum=training.momentum,
+                   seed=seed, progress=progress)
     if method == "local":
-        return adapt_local(global_model, images, labels, **training)
+        return adapt_local(global_model, images, labels, **options)
     if method == "finetune":
-        return adapt_finetune(global_model, images, labels, **training)
+        return adapt_finetune(global_model, images, labels, **options)
     if method == "freeze_base":
-        return adapt_freeze_base(global_model, images, labels, **training)
+        return adapt_freeze_base(global_model, images, labels, **options)
     if method == "ewc":
-        _check_lambda(ewc_lambda)
-        if fisher is None:
-            raise ValueError("method 'ewc' needs fisher, the global model's diagonal Fisher (see fisher_diagonal)")
-        return adapt_ewc(global_model, images, labels, fisher, ewc_lambda=ewc_lambda, **training)
-    return adapt_distill(global_model, images, labels, temperature=temperature, alpha=alpha, **training)
+        return adapt_ewc(global_model, images, labels, fisher, ewc_lambda=settings.ewc_lambda, **options)
+    return adapt_distill(global_model, images, labels, temperature=settings.temperature, alpha=settings.alpha, **options)
 
 
-def adapt_all(method: str, global_model: nn.Module, client_train, *, fisher: dict | None = None,
-              ewc_lambda: float = EWC_LAMBDA, temperature: float = DISTILL_TEMPERATURE, alpha: float = DISTILL_ALPHA,
-              epochs: int | None = None, lr: float | None = None, batch_size: int | None = None,
-              momentum: float | None = None, seed: int = 0, epoch_end=None,
-              progress: bool | None = False) -> ModelStack:
+def _check_fisher_use(method: str, fisher) -> None:
+    """``fisher`` goes with ``"ewc"`` and with no other method."""
+    check_method(method)
+    if method == "ewc" and fisher is None:
+        raise ValueError("method 'ewc' needs fisher, the global model's diagonal Fisher (see fisher_diagonal)")
+    if method != "ewc" and fisher is not None:
+        raise ValueError(f"fisher is for method 'ewc' only; method {method!r} does not use it: leave it None")
+
+
+def _starting_stack(method: str, global_model: nn.Module, count: int, seed: int) -> ModelStack:
+    """The ``count`` models the clients start from: re-initialised under ``seed + k`` for ``"local"``,
+    copies of the global model for the others (only the last layer trainable for ``"freeze_base"``)."""
+    if method == "local":
+        return ModelStack.from_models([_reinitialised(global_model, seed + k) for k in range(count)])
+    start = _copy_of(global_model)
+    if method == "freeze_base":
+        head = last_linear_layer(start)
+        for parameter in start.parameters():
+            parameter.requires_grad_(parameter is head.weight or parameter is head.bias)
+    return ModelStack.repeat(start, count)
+
+
+def adapt_all(method: str, global_model: nn.Module, client_train, settings: AdaptationSettings = AdaptationSettings(),
+              *, fisher: dict | None = None, seed: int = 0, epoch_end=None, progress: bool | None = False) -> ModelStack:
     """Adapt ``global_model`` to every client at once with ``method``: the batched twin of :func:`adapt`.
 
     Client ``k`` (``client_train[k] = (images, labels)``) adapts with seed ``seed + k``: the same
     initialisation (``"local"``) and batch order as ``adapt(method, ..., seed=seed + k)``, so the
-    ``K`` adapted models equal ``K`` calls of :func:`adapt` up to float rounding. Training settings
-    default to :data:`ADAPTATION_DEFAULTS` (:data:`LOCAL_DEFAULTS` for ``"local"``); ``epoch_end``
-    goes to :func:`~fedkd_lessons.batched.train_stack`. Returns the ``K`` adapted models as a
+    ``K`` adapted models equal ``K`` calls of :func:`adapt` up to float rounding. ``epoch_end`` goes
+    to :func:`~fedkd_lessons.batched.train_stack`. Returns the ``K`` adapted models as a
     :class:`~fedkd_lessons.batched.ModelStack`.
     """
-    check_method(method)
+    _check_settings(settings)
+    _check_fisher_use(method, fisher)
+    check_int_at_least(seed, "seed", 0)
     if len(client_train) == 0:
         raise ValueError("client_train is empty: give at least one client's (images, labels)")
     sets = [_check_client_data(images, labels) for images, labels in client_train]
-    defaults = LOCAL_DEFAULTS if method == "local" else ADAPTATION_DEFAULTS
-    given = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "momentum": momentum}
-    training = {name: defaults[name] if value is None else value for name, value in given.items()}
-    _check_epochs(training["epochs"])
-    if method == "local":
-        models = []
-        for k in range(len(sets)):
-            model = _copy_of(global_model)
-            with torch.random.fork_rng():
-                torch.manual_seed(seed + k)
-                for module in model.modules():
-                    if hasattr(module, "reset_parameters"):
-                        module.reset_parameters()
-            models.append(model)
-        stack = ModelStack.from_models(models)
-    else:
-        start = _copy_of(global_model)
-        if method == "freeze_base":
-            head = last_linear_layer(start)
-            for parameter in start.parameters():
-                parameter.requires_grad_(parameter is head.weight or parameter is head.bias)
-        stack = ModelStack.repeat(start, len(sets))
+    training = settings.training_for(method)
+    stack = _starting_stack(method, global_model, len(sets), seed)
     loss_fn, penalty = None, None
     if method == "distill":
         teacher = copy.deepcopy(global_model).eval()
         sets = [(images, teacher_logits_for(teacher, images), labels) for images, labels in sets]
-        loss_fn = functools.partial(distillation_loss, temperature=check_positive_finite(temperature, "temperature"),
-                                    alpha=check_fraction(alpha, "alpha"), reduction="none")
+        loss_fn = functools.partial(distillation_loss, temperature=settings.temperature, alpha=settings.alpha,
+                                    reduction="none")
     if method == "ewc":
-        if fisher is None:
-            raise ValueError("method 'ewc' needs fisher, the global model's diagonal Fisher (see fisher_diagonal)")
-        fisher = _check_fisher(fisher, global_model)
         global_parameters = {name: p.detach().clone() for name, p in global_model.named_parameters()}
-        penalty = functools.partial(ewc_penalty, global_parameters=global_parameters, fisher=fisher,
-                                    ewc_lambda=_check_lambda(ewc_lambda))
-    train_stack(stack, StackedData.from_sets(sets), epochs=training["epochs"], lr=training["lr"],
-                batch_size=training["batch_size"], optimizer="sgd", momentum=training["momentum"], loss_fn=loss_fn,
+        penalty = functools.partial(ewc_penalty, global_parameters=global_parameters,
+                                    fisher=_check_fisher(fisher, global_model), ewc_lambda=settings.ewc_lambda)
+    train_stack(stack, StackedData.from_sets(sets), epochs=training.epochs, lr=training.lr,
+                batch_size=training.batch_size, optimizer="sgd", momentum=training.momentum, loss_fn=loss_fn,
                 penalty=penalty, generators=[torch.Generator().manual_seed(seed + k) for k in range(len(sets))],
                 model_names=[f"client {k} ({method})" for k in range(len(sets))], epoch_end=epoch_end,
                 progress=progress, description=method)
@@ -422,21 +473,22 @@ class EarlyStopped:
     validation_sizes: np.ndarray
 
 
-def adapt_all_early_stopped(method: str, global_model: nn.Module, client_train, *, validation_share: float = 0.2,
-                            max_epochs: int = 50, seed: int = 0, **options) -> EarlyStopped:
+def adapt_all_early_stopped(method: str, global_model: nn.Module, client_train,
+                            settings: AdaptationSettings = AdaptationSettings(), *, validation_share: float = 0.2,
+                            fisher: dict | None = None, seed: int = 0) -> EarlyStopped:
     """:func:`adapt_all` with the number of epochs chosen per client on its own data: each client
     holds out ``validation_share`` of its training set (:func:`split_for_validation`, seed
-    ``seed + k``), adapts on the rest for up to ``max_epochs`` epochs, and keeps the weights of the
-    epoch (0 included: the starting model) with the best validation accuracy, the fewest epochs
-    among ties. A client with few images pays twice: fewer to train on, and a validation score that
-    moves in steps of a whole image. ``options`` go to :func:`adapt_all`."""
-    check_int_at_least(max_epochs, "max_epochs", 1)
+    ``seed + k``), adapts on the rest for up to ``settings``' epochs of ``method``, and keeps the
+    weights of the epoch (0 included: the starting model) with the best validation accuracy, the
+    fewest epochs among ties. A client with few images pays twice: fewer to train on, and a
+    validation score that moves in steps of a whole image."""
+    if check_method(method) == "local":
+        raise ValueError("early stopping is for the methods that start from the global model, not 'local'")
+    _check_settings(settings)
     splits = [split_for_validation(images, labels, validation_share, seed + k)
               for k, (images, labels) in enumerate(client_train)]
     validation = [held for _, held in splits]
     start = ModelStack.repeat(global_model, len(splits))
-    if method == "local":
-        raise ValueError("early stopping is for the methods that start from the global model, not 'local'")
     best_score, best_epoch = start.accuracy_per_model(validation), np.zeros(len(splits), dtype=int)
     best = {name: value.clone() for name, value in start.parameters.items()}
 
@@ -447,8 +499,8 @@ def adapt_all_early_stopped(method: str, global_model: nn.Module, client_train, 
         for name, value in stack.parameters.items():
             best[name][improved] = value[improved]
 
-    stack = adapt_all(method, global_model, [fit for fit, _ in splits], epochs=max_epochs, seed=seed,
-                      epoch_end=keep_improved, **options)
+    stack = adapt_all(method, global_model, [fit for fit, _ in splits], settings, fisher=fisher, seed=seed,
+                      epoch_end=keep_improved)
     stack.parameters = best
     return EarlyStopped(stack, best_epoch, np.array([len(labels) for _, labels in validation]))
 
@@ -494,59 +546,44 @@ def subsample_clients(client_sets, size: int, seed: int = 0) -> list[tuple[torch
     return cut
 
 
-def evaluate_methods(global_model: nn.Module, client_train, client_test, *, methods=METHODS,
-                     fisher: dict | None = None, ewc_lambda: float = EWC_LAMBDA,
-                     temperature: float = DISTILL_TEMPERATURE, alpha: float = DISTILL_ALPHA,
-                     adaptation: dict | None = None, local: dict | None = None, seed: int = 0,
-                     progress: bool | None = None, description: str = "adapting clients") -> dict[str, np.ndarray]:
-    """Adapt ``global_model`` to every client with every method and score each adapted model on that
-    client's own local test set.
+def evaluate_methods(global_model: nn.Module, client_train, client_test,
+                     settings: AdaptationSettings = AdaptationSettings(), *, methods=METHODS, fisher: dict | None = None,
+                     seed: int = 0, progress: bool | None = None, description: str = "adapting clients") -> dict[str, np.ndarray]:
+    """Adapt ``global_model`` to every client with every method of ``methods`` (:func:`adapt_all`,
+    at ``settings``) and score each adapted model on that client's own local test set.
 
-    Args:
-        client_train, client_test: ``K`` pairs ``(images, labels)`` each: local train and local test.
-        methods: names from :data:`METHODS`.
-        adaptation: ``epochs``, ``lr``, ``batch_size``, ``momentum`` for every method but ``local``
-            (default :data:`ADAPTATION_DEFAULTS`); ``local``: the same for ``local`` (default
-            :data:`LOCAL_DEFAULTS`).
-        seed: client ``k`` adapts with seed ``seed + k`` (the same for every method, so methods
-            see the same batch order).
+    ``client_train``, ``client_test``: ``K`` pairs ``(images, labels)`` each. ``fisher`` reaches
+    ``"ewc"`` only. Client ``k`` adapts with seed ``seed + k`` (the same for every method, so
+    methods see the same batch order).
 
     Returns:
-        ``{"global": (K,), method: (K,) ...}`` accuracies in [0, 1]. All clients adapt at once
-        (:func:`adapt_all`); the result equals adapting them one by one with :func:`adapt`.
+        ``{"global": (K,), method: (K,) ...}`` accuracies in [0, 1].
     """
+    _check_settings(settings)
     for method in methods:
-        check_method(method)
+        _check_fisher_use(method, fisher if method == "ewc" else None)
     if len(client_train) != len(client_test):
         raise ValueError(f"client_train and client_test must list the same clients, got {len(client_train)} "
                          f"and {len(client_test)}")
-    settings = {**ADAPTATION_DEFAULTS, **(adaptation or {})}
-    local_settings = {**LOCAL_DEFAULTS, **(local or {})}
     scores = {"global": np.array([accuracy(global_model, *test) for test in client_test])}
     for method in progress_bar(methods, progress, description):
-        adapted = adapt_all(method, global_model, client_train, fisher=fisher, ewc_lambda=ewc_lambda,
-                            temperature=temperature, alpha=alpha, seed=seed,
-                            **(local_settings if method == "local" else settings))
+        adapted = adapt_all(method, global_model, client_train, settings, fisher=fisher if method == "ewc" else None,
+                            seed=seed)
         scores[method] = adapted.accuracy_per_model(client_test)
     return scores
 
 
-def adaptation_curve(method: str, global_model: nn.Module, client_train, client_test, epochs_grid, *,
-                     progress: bool | None = None, **options) -> np.ndarray:
+def adaptation_curve(method: str, global_model: nn.Module, client_train, client_test, epochs_grid,
+                     settings: AdaptationSettings = AdaptationSettings(), *, fisher: dict | None = None, seed: int = 0,
+                     progress: bool | None = None) -> np.ndarray:
     """``(len(epochs_grid), K)`` local test accuracies of ``method`` after each number of adaptation
     epochs in ``epochs_grid`` (each point a fresh adaptation from the global model, so the point at
-    ``E`` epochs is exactly what ``adapt(..., epochs=E)`` returns). ``options`` go to :func:`evaluate_methods`'s
-    ``adaptation`` settings plus ``fisher``, ``ewc_lambda``, ``temperature``, ``alpha``, ``seed``."""
-    check_method(method)
+    ``E`` epochs is exactly what :func:`adapt` returns after ``E`` epochs)."""
+    _check_settings(settings)
     grid = [_check_epochs(epochs) for epochs in epochs_grid]
-    adaptation = options.pop("adaptation", {})
-    rows = []
-    for epochs in progress_bar(grid, progress, f"{method}: epochs"):
-        key = "local" if method == "local" else "adaptation"
-        scores = evaluate_methods(global_model, client_train, client_test, methods=(method,), progress=False,
-                                  **{key: {**adaptation, "epochs": epochs}}, **options)
-        rows.append(scores[method])
-    return np.array(rows)
+    return np.array([evaluate_methods(global_model, client_train, client_test, settings.with_epochs(method, epochs),
+                                      methods=(method,), fisher=fisher, seed=seed, progress=False)[method]
+                     for epochs in progress_bar(grid, progress, f"{method}: epochs")])
 
 
 def mirror_clients(federation: Federation, clients) -> Federation:
@@ -566,6 +603,43 @@ def mirror_clients(federation: Federation, clients) -> Federation:
                       federation.test_indices)
 
 
+@dataclass(frozen=True)
+class ExperimentSettings:
+    """Yu et al.'s experiment at the digits' scale (:func:`run_adaptation_experiment`): the
+    federation (lesson 3's Dirichlet partition: ``num_clients`` clients, the Dirichlet
+    ``concentration`` over classes, each client's local train/test split; the defaults leave the
+    median client about 40 local test images), the share of the held-out digits kept as auxiliary
+    public data for the EWC Fisher, the global MLP's hidden units, FedAvg and the adaptation."""
+
+    num_clients: int = 10
+    concentration: float = 0.5
+    min_samples: int = 40
+    test_share: float = 0.3
+    min_test: int = 20
+    public_fraction: float = 0.5
+    hidden_units: int = 32
+    fedavg: FedAvgSettings = FedAvgSettings()
+    adaptation: AdaptationSettings = AdaptationSettings()
+
+    def __post_init__(self):
+        check_int_at_least(self.num_clients, "num_clients", 2)
+        check_positive_finite(self.concentration, "concentration")
+        check_int_at_least(self.min_samples, "min_samples", 1)
+        for name in ("test_share", "public_fraction"):
+            if not 0 < check_fraction(getattr(self, name), name) < 1:
+                raise ValueError(f"{name} must be strictly between 0 and 1, got {getattr(self, name)!r}")
+        check_int_at_least(self.min_test, "min_test", 1)
+        check_int_at_least(self.hidden_units, "hidden_units", 1)
+        if not isinstance(self.fedavg, FedAvgSettings):
+            raise ValueError(f"fedavg must be a FedAvgSettings, got {type(self.fedavg).__name__}")
+        if not isinstance(self.adaptation, AdaptationSettings):
+            raise ValueError(f"adaptation must be an AdaptationSettings, got {type(self.adaptation).__name__}")
+
+    def model(self) -> nn.Module:
+        """The global model before training: an MLP with one hidden layer of ``hidden_units``."""
+        return make_mlp(hidden=(self.hidden_units,))
+
+
 @dataclass
 class AdaptationExperiment:
     """What :func:`run_adaptation_experiment` built and measured."""
@@ -581,7 +655,9 @@ class AdaptationExperiment:
     fisher: dict
     accuracies: dict
     """``{"global": (K,), method: (K,)}``: accuracy on each client's own local test set."""
-    settings: dict = field(default_factory=dict)
+    settings: ExperimentSettings
+    mirrored_clients: tuple[int, ...]
+    seed: int
 
     @property
     def train_sizes(self) -> np.ndarray:
@@ -605,68 +681,37 @@ class AdaptationExperiment:
         return {name: float((gain < 0).mean()) for name, gain in self.gains(baseline).items()}
 
 
-def run_adaptation_experiment(
-    split: ImageSplit,
-    *,
-    num_clients: int = 10,
-    concentration: float = 0.5,
-    mirrored_clients=(),
-    seed: int = 0,
-    min_samples: int = 40,
-    test_share: float = 0.3,
-    min_test: int = 20,
-    public_fraction: float = 0.5,
-    model_factory=lambda: make_mlp(hidden=(32,)),
-    fedavg: dict | None = None,
-    aggregator: str = "mean",
-    clip_norm: float | None = None,
-    noise_std: float = 0.0,
-    methods=METHODS,
-    ewc_lambda: float = EWC_LAMBDA,
-    temperature: float = DISTILL_TEMPERATURE,
-    distill_alpha: float = DISTILL_ALPHA,
-    adaptation: dict | None = None,
-    local: dict | None = None,
-    progress: bool | None = None,
-) -> AdaptationExperiment:
+def run_adaptation_experiment(split: ImageSplit, settings: ExperimentSettings = ExperimentSettings(), *,
+                              methods=METHODS, mirrored_clients=(), seed: int = 0,
+                              progress: bool | None = None) -> AdaptationExperiment:
     """Yu et al.'s experiment at the digits' scale: partition, federate, adapt every client with every
-    method, and score each on the client's own local test data.
+    method of ``methods``, and score each on the client's own local test data.
 
-    1. The training digits are split among ``num_clients`` clients with a Dirichlet(``concentration``)
-       over classes, and each client's share into local train and local test
-       (:func:`fedkd_lessons.data.make_federation` with ``min_samples``, ``test_share``, ``min_test``;
-       the defaults leave the median client about 40 local test images). The clients listed in
-       ``mirrored_clients`` see every image of theirs flipped left to right (:func:`mirror_clients`).
+    1. The training digits are split among the clients (:func:`fedkd_lessons.data.make_federation`
+       at ``settings``); the clients listed in ``mirrored_clients`` see every image of theirs
+       flipped left to right (:func:`mirror_clients`).
     2. The held-out digits are split (stratified, ``public_fraction``) into auxiliary public data for
        the EWC Fisher (as the paper's code takes 10 % of the CIFAR-10 test set) and a central test set.
        The public data are in no client's test set.
-    3. The global model is trained by :func:`fedkd_lessons.federated.run_fedavg` with ``fedavg``
-       (default :data:`FEDAVG_SETTINGS`) and ``aggregator`` (``"mean"``, ``"median"`` or ``"dp"``
-       with ``clip_norm`` and ``noise_std``).
-    4. The Fisher of the global model on the public data, then :func:`evaluate_methods`.
+    3. The global model is trained by :func:`fedkd_lessons.federated.run_fedavg` at ``settings.fedavg``.
+    4. The Fisher of the global model on the public data, then :func:`evaluate_methods` at
+       ``settings.adaptation``.
 
     ``seed`` fixes the partition, the public split, the federated training and the adaptation.
     """
-    check_fraction(public_fraction, "public_fraction")
-    # data.make_federation still calls the Dirichlet concentration ``alpha`` (lesson 3's module)
-    federation = make_federation(split.train_images, split.train_labels, num_clients, alpha=concentration, seed=seed,
-                                 min_samples=min_samples, test_share=test_share, min_test=min_test)
+    _check_settings(settings, ExperimentSettings)
+    check_int_at_least(seed, "seed", 0)
+    federation = make_federation(split.train_images, split.train_labels, settings.num_clients, settings.concentration,
+                                 seed=seed, min_samples=settings.min_samples, test_share=settings.test_share,
+                                 min_test=settings.min_test)
     federation = mirror_clients(federation, mirrored_clients)
-    central, public = stratified_indices(split.test_labels.numpy(), public_fraction, seed)
+    central, public = stratified_indices(split.test_labels.numpy(), settings.public_fraction, seed)
     public_set = (split.test_images[public], split.test_labels[public])
     central_set = (split.test_images[central], split.test_labels[central])
-    settings = {**FEDAVG_SETTINGS, **(fedavg or {})}
-    global_model, history = run_fedavg(model_factory, federation.train, client_test=federation.test,
-                                       test_set=central_set, aggregator=aggregator, clip_norm=clip_norm,
-                                       noise_std=noise_std, seed=seed, progress=progress,
-                                       description=f"FedAvg ({aggregator})", **settings)
-    fisher = fisher_diagonal(global_model, *public_set)
-    accuracies = evaluate_methods(global_model, federation.train, federation.test, methods=methods, fisher=fisher,
-                                  ewc_lambda=ewc_lambda, temperature=temperature, alpha=distill_alpha,
-                                  adaptation=adaptation, local=local, seed=seed, progress=progress)
-    return AdaptationExperiment(federation, public_set, central_set, global_model, history, fisher, accuracies,
-                                {"aggregator": aggregator, "concentration": concentration,
-                                 "mirrored_clients": tuple(int(k) for k in mirrored_clients), "ewc_lambda": ewc_lambda,
-                                 "temperature": temperature, "distill_alpha": distill_alpha,
-                                 "adaptation": {**ADAPTATION_DEFAULTS, **(adaptation or {})},
-                                 "local": {**LOCAL_DEFAULTS, **(local or {})}, "fedavg": settings})
+    fedavg = run_fedavg(settings.model, federation.train, settings.fedavg, seed=seed, client_test=federation.test,
+                        test_set=central_set, progress=progress, description=f"FedAvg ({settings.fedavg.aggregator})")
+    fisher = fisher_diagonal(fedavg.model, *public_set)
+    accuracies = evaluate_methods(fedavg.model, federation.train, federation.test, settings.adaptation, methods=methods,
+                                  fisher=fisher, seed=seed, progress=progress)
+    return AdaptationExperiment(federation, public_set, central_set, fedavg.model, fedavg.history, fisher, accuracies,
+                                settings, tuple(int(k) for k in mirrored_clients), seed)

@@ -175,7 +175,8 @@ def readme_figure():
     (points, zero = the global model) against adaptation epochs for fine-tuning and distillation on
     clients with 10 training images each (federates the offline
     digits and adapts, seeded, in a few seconds; the same picture every time)."""
-    from .adaptation import adaptation_curve, code_equivalent_alpha, run_adaptation_experiment, subsample_clients
+    from .adaptation import (AdaptationSettings, adaptation_curve, code_equivalent_alpha, run_adaptation_experiment,
+                             subsample_clients)
     from .data import load_digits_split
     from .seeding import seed_everything
 
@@ -183,11 +184,10 @@ def readme_figure():
     experiment = run_adaptation_experiment(load_digits_split(), methods=(), progress=False)
     few = subsample_clients(experiment.federation.train, 10, seed=0)
     grid = (0, 1, 2, 5, 10, 20, 50)
-    alpha, _ = code_equivalent_alpha()
-    curves = {"finetune": adaptation_curve("finetune", experiment.global_model, few, experiment.federation.test, grid,
-                                           progress=False),
-              "distill": adaptation_curve("distill", experiment.global_model, few, experiment.federation.test, grid,
-                                          alpha=alpha, progress=False)}
+    settings = AdaptationSettings(alpha=code_equivalent_alpha()[0])
+    curves = {method: adaptation_curve(method, experiment.global_model, few, experiment.federation.test, grid, settings,
+                                       progress=False)
+              for method in ("finetune", "distill")}
     fig, ax = plt.subplots(figsize=(5.6, 3.6))
     level = experiment.accuracies["global"].mean()
     for name, curve in curves.items():

@@ -84,33 +84,35 @@ def iid_partition(labels, num_clients: int, seed: int) -> list[np.ndarray]:
 
 
 def dirichlet_partition(
-    labels, num_clients: int, alpha: float, seed: int, min_samples: int = 1, max_retries: int = 100
+    labels, num_clients: int, concentration: float, seed: int, min_samples: int = 1, max_retries: int = 100
 ) -> list[np.ndarray]:
-    """Split each class among the clients with shares drawn from ``Dirichlet(alpha, ..., alpha)``.
+    """Split each class among the clients with shares drawn from a Dirichlet distribution of
+    concentration ``concentration`` (the symbol alpha of Yu et al. 2020).
 
-    For every class ``c`` a vector ``p_c ~ Dir(alpha * 1_K)`` over the ``K`` clients is drawn and
-    the (shuffled) examples of ``c`` are cut into ``K`` consecutive pieces of sizes ``p_c * n_c``.
-    This is the non-i.i.d. split of Yu et al. 2020 (their CIFAR-10 setting: 100
-    participants, alpha = 0.9; their code's ``sample_dirichlet_train_data``), except that the
-    cut points are cumulative so no example is dropped. Large ``alpha`` (100) gives every client
-    nearly the pooled class mix; small ``alpha`` (0.1) gives each class to one or two clients.
+    For every class ``c`` a vector ``p_c ~ Dir(concentration * 1_K)`` over the ``K`` clients is drawn
+    and the (shuffled) examples of ``c`` are cut into ``K`` consecutive pieces of sizes ``p_c * n_c``.
+    This is the non-i.i.d. split of Yu et al. 2020 (their CIFAR-10 setting: 100 participants,
+    concentration 0.9; their code's ``sample_dirichlet_train_data``), except that the cut points are
+    cumulative so no example is dropped. A large concentration (100) gives every client nearly the
+    pooled class mix; a small one (0.1) gives each class to one or two clients.
 
     A draw that leaves some client with fewer than ``min_samples`` examples is redrawn, up to
     ``max_retries`` times, then a ``ValueError`` says so (lower ``min_samples`` or ``num_clients``,
-    or raise ``alpha``).
+    or raise ``concentration``).
 
     Args:
         labels: integer class labels ``(N,)``.
         num_clients: ``K``, between 1 and ``N``.
-        alpha: Dirichlet concentration, a finite number > 0.
+        concentration: the Dirichlet concentration, a finite number > 0.
         seed: seed of the NumPy generator; the same seed gives the same partition.
         min_samples: the fewest examples a client may hold (default 1: nobody is empty).
+        max_retries: how many draws to try before giving up.
 
     Returns:
         ``K`` sorted index arrays, disjoint, together covering ``range(N)``.
     """
     labels = _check_labels_and_clients(labels, num_clients)
-    alpha = check_positive_finite(alpha, "alpha")
+    concentration = check_positive_finite(concentration, "concentration")
     check_int_at_least(min_samples, "min_samples", 0)
     check_int_at_least(max_retries, "max_retries", 1)
     if min_samples * num_clients > len(labels):
@@ -124,7 +126,7 @@ def dirichlet_partition(
         parts: list[list[np.ndarray]] = [[] for _ in range(num_clients)]
         for members in by_class:
             members = rng.permutation(members)
-            shares = rng.dirichlet(np.full(num_clients, alpha))
+            shares = rng.dirichlet(np.full(num_clients, concentration))
             cuts = np.round(np.cumsum(shares)[:-1] * len(members)).astype(int)
             for client, piece in enumerate(np.split(members, cuts)):
                 parts[client].append(piece)
@@ -133,8 +135,8 @@ def dirichlet_partition(
             return clients
     raise ValueError(
         f"dirichlet_partition: after {max_retries} draws some client still held fewer than "
-        f"min_samples={min_samples} examples (alpha={alpha}, num_clients={num_clients}, "
-        f"{len(labels)} samples); lower min_samples or num_clients, or raise alpha"
+        f"min_samples={min_samples} examples (concentration={concentration}, num_clients={num_clients}, "
+        f"{len(labels)} samples); lower min_samples or num_clients, raise concentration, or allow more max_retries"
     )
 
 
@@ -213,7 +215,7 @@ def class_mix_distances(client_labels, num_classes: int) -> np.ndarray:
 
 def class_skew(client_labels, num_classes: int) -> float:
     """The mean over clients of :func:`class_mix_distances`: one number for how non-i.i.d. a
-    partition is (0 = every client has the pooled mix). Lesson 3 measures ``alpha`` with it."""
+    partition is (0 = every client has the pooled mix). Lesson 3 measures the concentration with it."""
     return float(class_mix_distances(client_labels, num_classes).mean())
 
 
@@ -245,21 +247,24 @@ def make_federation(
     images: torch.Tensor,
     labels: torch.Tensor,
     num_clients: int,
-    alpha: float | None,
+    concentration: float | None,
     seed: int = 0,
     min_samples: int = 25,
     test_share: float = 0.3,
     min_test: int = 10,
+    max_retries: int = 100,
 ) -> Federation:
-    """Partition ``(images, labels)`` among ``num_clients`` (Dirichlet over classes with ``alpha``,
-    or i.i.d. when ``alpha`` is None), then split each client into local train and local test
-    (:func:`dirichlet_partition`, :func:`local_train_test_split`). ``min_samples`` must leave room
-    for ``min_test`` test and at least one training example per client."""
+    """Partition ``(images, labels)`` among ``num_clients`` (Dirichlet over classes with
+    ``concentration``, or i.i.d. when it is None), then split each client into local train and
+    local test (:func:`dirichlet_partition` with ``min_samples`` and ``max_retries``,
+    :func:`local_train_test_split`). ``min_samples`` must leave room for ``min_test`` test and at
+    least one training example per client."""
     label_array = np.asarray(labels)
-    if alpha is None:
+    if concentration is None:
         parts = iid_partition(label_array, num_clients, seed)
     else:
-        parts = dirichlet_partition(label_array, num_clients, alpha, seed, min_samples=min_samples)
+        parts = dirichlet_partition(label_array, num_clients, concentration, seed, min_samples=min_samples,
+                                    max_retries=max_retries)
     train_parts, test_parts = local_train_test_split(parts, test_share=test_share, min_test=min_test, seed=seed)
     return Federation(client_datasets(images, labels, train_parts), client_datasets(images, labels, test_parts),
                       train_parts, test_parts)

@@ -187,6 +187,123 @@ def dp_fedavg(
     return new_state
 
 
+@dataclass(frozen=True)
+class FedAvgSettings:
+    """How a FedAvg run trains and aggregates (McMahan et al. 2017, Algorithm 1); every default in
+    one place. The defaults are Yu et al.'s CIFAR-10 run (their official code's settings: every
+    participant trains 2 local epochs of SGD at lr 0.1 with momentum 0.9), scaled to the digits:
+    20 rounds, batches of 16.
+
+    ``aggregator`` picks the server's rule: ``"mean"`` (:func:`fedavg`, weighted by the clients'
+    training-set sizes), ``"median"`` (:func:`median_aggregate`) or ``"dp"`` (:func:`dp_fedavg`
+    with ``clip_norm`` ``S`` and ``noise_std`` ``sigma``). The seed is no setting: every runner
+    takes ``seed: int`` beside its settings.
+    """
+
+    rounds: int = 20
+    client_fraction: float = 1.0  # C in McMahan et al.: the share of clients that train each round
+    local_epochs: int = 2
+    lr: float = 0.1
+    batch_size: int = 16
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    aggregator: str = "mean"
+    clip_norm: float | None = None
+    noise_std: float = 0.0
+
+    def __post_init__(self):
+        check_int_at_least(self.rounds, "rounds", 1)
+        check_fraction(self.client_fraction, "client_fraction")
+        if self.client_fraction == 0:
+            raise ValueError("client_fraction must be in (0, 1], got 0: no client would train")
+        check_int_at_least(self.local_epochs, "local_epochs", 1)
+        check_positive_finite(self.lr, "lr")
+        check_int_at_least(self.batch_size, "batch_size", 1)
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        check_fraction(self.momentum, "momentum")
+        if self.aggregator not in AGGREGATORS:
+            raise ValueError(f"aggregator must be one of {AGGREGATORS}, got {self.aggregator!r}")
+        if self.aggregator == "dp":
+            if self.clip_norm is None:
+                raise ValueError("aggregator='dp' needs clip_norm (S), a finite number > 0")
+            check_positive_finite(self.clip_norm, "clip_norm")
+            _check_noise_std(self.noise_std)
+        elif self.clip_norm is not None or self.noise_std != 0:
+            raise ValueError(f"clip_norm and noise_std are for aggregator='dp' only, got clip_norm={self.clip_norm!r} "
+                             f"and noise_std={self.noise_std!r} with aggregator={self.aggregator!r}")
+
+    def clients_per_round(self, num_clients: int) -> int:
+        """``m = max(1, round(client_fraction * K))`` of ``K`` clients train each round."""
+        return max(1, round(self.client_fraction * num_clients))
+
+
+@dataclass
+class FedAvgRound:
+    """What one :func:`fedavg_round` did: which clients trained, the models they sent back (row
+    ``j`` is client ``chosen[j]``), the norm of each update before any clipping, and the new
+    global state the server aggregated."""
+
+    chosen: np.ndarray
+    client_models: ModelStack
+    update_norms: np.ndarray
+    state: dict[str, torch.Tensor]
+
+
+def choose_clients(num_clients: int, settings: FedAvgSettings, generator: torch.Generator) -> np.ndarray:
+    """The server's draw: :meth:`FedAvgSettings.clients_per_round` of ``num_clients`` clients at
+    random, sorted."""
+    count = settings.clients_per_round(num_clients)
+    return torch.randperm(num_clients, generator=generator)[:count].sort().values.numpy()
+
+
+def train_locally(client_models: ModelStack, global_model: nn.Module, clients: StackedData, chosen,
+                  settings: FedAvgSettings, generator: torch.Generator) -> None:
+    """Every chosen client starts from the global weights and trains ``local_epochs`` on its own
+    data only, all at once (:func:`fedkd_lessons.batched.train_stack`, equal to training them one
+    by one; the one generator shuffles client after client, as a loop would)."""
+    client_models.fill_from(global_model)
+    train_stack(client_models, clients, epochs=settings.local_epochs, lr=settings.lr, batch_size=settings.batch_size,
+                optimizer=settings.optimizer, momentum=settings.momentum, generators=generator,
+                model_names=[f"client {k}" for k in chosen], progress=False)
+
+
+def aggregate(global_state: State, client_states, weights, settings: FedAvgSettings,
+              generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The server's step, by ``settings.aggregator``: :func:`fedavg`, :func:`median_aggregate` or
+    :func:`dp_fedavg` (whose noise draws from ``generator``)."""
+    if settings.aggregator == "mean":
+        return fedavg(client_states, weights)
+    if settings.aggregator == "median":
+        return median_aggregate(client_states)
+    return dp_fedavg(global_state, client_states, weights, settings.clip_norm, settings.noise_std, generator)
+
+
+def fedavg_round(global_model: nn.Module, clients: StackedData, settings: FedAvgSettings, generator: torch.Generator,
+                 client_models: ModelStack | None = None) -> FedAvgRound:
+    """One FedAvg round (McMahan et al. 2017, Algorithm 1): the server picks clients
+    (:func:`choose_clients`), each trains from the global weights on its own data
+    (:func:`train_locally`), the server aggregates what they send back (:func:`aggregate`).
+    Only weights cross between client and server; the images never leave their client.
+
+    ``clients`` holds every client's training set (``clients.sizes`` are the ``n_k`` FedAvg weights
+    by); ``generator`` draws the clients, the batches and the noise, in that order. Pass
+    ``client_models`` (a :class:`~fedkd_lessons.batched.ModelStack` of the round's size) to reuse its
+    memory round after round. ``global_model`` is not changed: load the returned state into it.
+    """
+    chosen = choose_clients(len(clients), settings, generator)
+    if client_models is None:
+        client_models = ModelStack.repeat(global_model, len(chosen))
+    if len(client_models) != len(chosen):
+        raise ValueError(f"client_models must stack one model per chosen client ({len(chosen)}), got {len(client_models)}")
+    global_state = {name: value.detach().clone() for name, value in global_model.state_dict().items()}
+    train_locally(client_models, global_model, clients if len(chosen) == len(clients) else clients.select(chosen),
+                  chosen, settings, generator)
+    norms = update_norms(client_models, global_state).numpy()
+    state = aggregate(global_state, client_models, clients.sizes[chosen], settings, generator)
+    return FedAvgRound(chosen, client_models, norms, state)
+
+
 @dataclass
 class FedAvgHistory:
     """What :func:`run_fedavg` measured. Index ``r`` of the per-round lists is the global model
@@ -223,7 +340,17 @@ class FedAvgHistory:
         return np.mean(self.client_accuracy[-rounds:], axis=0)
 
 
+@dataclass
+class FedAvgResult:
+    """What :func:`run_fedavg` returns: the final global model (in eval mode) and its history."""
+
+    model: nn.Module
+    history: FedAvgHistory
+
+
 def _check_client_sets(sets, name: str) -> None:
+    if len(sets) == 0:
+        raise ValueError(f"{name} is empty: give at least one client's (images, labels)")
     for k, pair in enumerate(sets):
         if len(pair) != 2:
             raise ValueError(f"{name}[{k}] must be an (images, labels) pair")
@@ -236,71 +363,37 @@ def _check_client_sets(sets, name: str) -> None:
 def run_fedavg(
     model: nn.Module | Callable[[], nn.Module],
     client_train: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    settings: FedAvgSettings = FedAvgSettings(),
     *,
-    rounds: int,
-    client_fraction: float = 1.0,
-    local_epochs: int = 1,
-    lr: float = 0.05,
-    batch_size: int = 16,
-    optimizer: str = "sgd",
-    momentum: float = 0.9,
-    aggregator: str = "mean",
-    clip_norm: float | None = None,
-    noise_std: float = 0.0,
+    seed: int = 0,
     test_set: tuple[torch.Tensor, torch.Tensor] | None = None,
     client_test: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
-    seed: int = 0,
     progress: bool | None = None,
     description: str = "FedAvg rounds",
-) -> tuple[nn.Module, FedAvgHistory]:
-    """Federated averaging, simulated in one process (McMahan et al. 2017, Algorithm 1).
-
-    Each round: pick ``m = max(1, round(client_fraction * K))`` clients at random; each starts
-    from the global weights and trains ``local_epochs`` epochs on its own data only (all ``m`` at
-    once in :func:`fedkd_lessons.batched.train_stack`, equal to training them one by one); the server
-    aggregates their states with ``aggregator``:
-
-    - ``"mean"``: :func:`fedavg`, weighted by the clients' training-set sizes;
-    - ``"median"``: :func:`median_aggregate` (robust aggregation, as in Yu et al. 2020);
-    - ``"dp"``: :func:`dp_fedavg` with ``clip_norm`` ``S`` and ``noise_std`` ``sigma`` (Yu et al. 2020).
-
-    Only weights cross between client and server; the images never leave their client.
+) -> FedAvgResult:
+    """Federated averaging, simulated in one process: ``settings.rounds`` of :func:`fedavg_round`.
 
     Args:
         model: the initial global model (copied, never modified) or a zero-argument factory,
             called under ``torch.manual_seed(seed)`` so the same seed gives the same start.
         client_train: ``K`` pairs ``(images (n_k, ...), labels (n_k,))``, one per client.
-        rounds: communication rounds ``R`` >= 1.
-        client_fraction: share of clients per round, in (0, 1] (``C`` in McMahan et al.).
-        local_epochs, lr, batch_size, optimizer, momentum: each client's local training
-            (:func:`fedkd_lessons.training.train`; a fresh optimizer every round).
+        settings: a :class:`FedAvgSettings`.
+        seed: seeds the initial model (factory), the client choice, the batch order and the noise.
         test_set: optional central ``(images, labels)`` for the global accuracy per round.
         client_test: optional ``K`` local test pairs; the global model is scored on each.
-        seed: seeds the initial model (factory), the client choice, the batch order and the noise.
+        progress: a progress bar over the rounds (``None``: only where one can show).
 
     Returns:
-        ``(global_model, history)``, see :class:`FedAvgHistory`.
+        A :class:`FedAvgResult`: the global model and the :class:`FedAvgHistory`.
     """
-    check_int_at_least(rounds, "rounds", 1)
-    check_int_at_least(local_epochs, "local_epochs", 1)
-    client_fraction = check_fraction(client_fraction, "client_fraction")
-    if client_fraction == 0:
-        raise ValueError("client_fraction must be in (0, 1], got 0: no client would train")
-    if aggregator not in AGGREGATORS:
-        raise ValueError(f"aggregator must be one of {AGGREGATORS}, got {aggregator!r}")
-    if aggregator == "dp":
-        if clip_norm is None:
-            raise ValueError("aggregator='dp' needs clip_norm (S), a finite number > 0")
-        check_positive_finite(clip_norm, "clip_norm")
-        _check_noise_std(noise_std)
-    if len(client_train) == 0:
-        raise ValueError("client_train is empty: give at least one client's (images, labels)")
+    if not isinstance(settings, FedAvgSettings):
+        raise ValueError(f"settings must be a FedAvgSettings, got {type(settings).__name__}")
+    check_int_at_least(seed, "seed", 0)
     _check_client_sets(client_train, "client_train")
     if client_test is not None:
         if len(client_test) != len(client_train):
             raise ValueError(f"client_test must give one set per client ({len(client_train)}), got {len(client_test)}")
         _check_client_sets(client_test, "client_test")
-
     if isinstance(model, nn.Module):
         global_model = copy.deepcopy(model)
     else:
@@ -309,11 +402,8 @@ def run_fedavg(
             global_model = model()
     clients = StackedData.from_sets(client_train)
     generator = torch.Generator().manual_seed(seed)
-    num_clients = len(client_train)
-    per_round = max(1, round(client_fraction * num_clients))
-    sizes = np.array([len(labels) for _, labels in client_train])
     history = FedAvgHistory()
-    local_models = ModelStack.repeat(global_model, per_round)  # its memory is reused every round
+    client_models = ModelStack.repeat(global_model, settings.clients_per_round(len(clients)))  # reused every round
 
     def evaluate() -> None:
         if test_set is not None:
@@ -323,32 +413,18 @@ def run_fedavg(
 
     start = time.perf_counter()
     evaluate()
-    bar = progress_bar(range(1, rounds + 1), progress, description)
+    bar = progress_bar(range(1, settings.rounds + 1), progress, description)
     for _ in bar:
-        global_state = {name: value.detach().clone() for name, value in global_model.state_dict().items()}
-        chosen = torch.randperm(num_clients, generator=generator)[:per_round].sort().values.numpy()
-        # Every chosen client starts from the global weights and trains on its own data, all at once
-        # (fedkd_lessons.batched); the one generator shuffles client after client, as a loop would.
-        local_models.fill_from(global_model)
-        train_stack(local_models, clients if len(chosen) == num_clients else clients.select(chosen),
-                    epochs=local_epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, momentum=momentum,
-                    generators=generator, model_names=[f"client {k}" for k in chosen], progress=False)
-        weights = sizes[chosen]
-        history.selected.append(chosen)
-        history.update_norms.append(update_norms(local_models, global_state).numpy())
-        if aggregator == "mean":
-            new_state = fedavg(local_models, weights)
-        elif aggregator == "median":
-            new_state = median_aggregate(local_models)
-        else:
-            new_state = dp_fedavg(global_state, local_models, weights, clip_norm, noise_std, generator)
-        global_model.load_state_dict(new_state)
+        round_ = fedavg_round(global_model, clients, settings, generator, client_models)
+        history.selected.append(round_.chosen)
+        history.update_norms.append(round_.update_norms)
+        global_model.load_state_dict(round_.state)
         evaluate()
         if history.global_accuracy:
             bar.set_postfix(accuracy=f"{history.global_accuracy[-1]:.3f}")
     history.seconds = time.perf_counter() - start
     global_model.eval()
-    return global_model, history
+    return FedAvgResult(global_model, history)
 
 
 def class_accuracies(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int = 10) -> np.ndarray:

@@ -31,28 +31,39 @@ def plot_partition(client_indices, labels, ax=None, title: str | None = None, nu
     return fig
 
 
-def plot_partitions_by_alpha(labels=None, alphas=(100, 1, 0.1), num_clients: int = 20, seed: int = 0,
-                             min_samples: int = 25) -> Figure:
-    """Lesson 3's README picture: Dirichlet partitions of the digits at each ``alpha`` side by side,
-    each titled with its class skew (mean total-variation distance from the pooled mix).
-    ``labels`` defaults to the training labels of :func:`load_digits_split`; the defaults draw the
-    partitions of lesson 3's federations (:func:`fedkd_lessons.data.make_federation`)."""
-    if labels is None:
-        labels = load_digits_split().train_labels.numpy()
+PARTITIONS_TITLE = "Smaller concentration α, more skewed clients: Dirichlet partitions of the digits"
+
+
+def _plot_partitions(partitions, labels, title: str) -> Figure:
+    """One :func:`plot_partition` per ``{concentration: client index arrays}``, side by side, each
+    titled with its concentration and class skew (mean total-variation distance from the pooled mix)."""
     labels = np.asarray(labels)
     num_classes = int(labels.max()) + 1
-    fig, axes = plt.subplots(1, len(alphas), figsize=(4.2 * len(alphas), 3.2), sharey=True)
-    for ax, alpha in zip(np.atleast_1d(axes), alphas):
-        parts = dirichlet_partition(labels, num_clients, alpha, seed, min_samples=min_samples)
+    fig, axes = plt.subplots(1, len(partitions), figsize=(4.2 * len(partitions), 3.2), sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, (concentration, parts) in zip(axes, partitions.items()):
         skew = class_mix_distances([labels[p] for p in parts], num_classes).mean()
-        plot_partition(parts, labels, ax=ax, title=f"alpha = {alpha:g}: class skew {skew:.2f}", num_classes=num_classes)
-    for ax in np.atleast_1d(axes)[1:]:
+        plot_partition(parts, labels, ax=ax, title=f"α = {concentration:g}: class skew {skew:.2f}",
+                       num_classes=num_classes)
+    for ax in axes[1:]:
         ax.set_ylabel("")
-    handles, names = np.atleast_1d(axes)[0].get_legend_handles_labels()
+    handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, title="class", loc="center right", fontsize=8)
-    fig.suptitle("Smaller alpha, more skewed clients: Dirichlet partitions of the digits", y=1.0)
+    fig.suptitle(title, y=1.0)
     fig.tight_layout(rect=(0, 0, 0.94, 1))
     return fig
+
+
+def plot_partitions_by_concentration(labels=None, concentrations=(100, 1, 0.1), num_clients: int = 20, seed: int = 0,
+                                     min_samples: int = 25) -> Figure:
+    """Lesson 3's README picture: Dirichlet partitions of the digits at each concentration side by
+    side, each titled with its class skew. ``labels`` defaults to the training labels of
+    :func:`load_digits_split`; the defaults draw the partitions of lesson 3's federations
+    (:func:`fedkd_lessons.data.make_federation`)."""
+    if labels is None:
+        labels = load_digits_split().train_labels.numpy()
+    partitions = {c: dirichlet_partition(labels, num_clients, c, seed, min_samples=min_samples) for c in concentrations}
+    return _plot_partitions(partitions, labels, PARTITIONS_TITLE)
 
 
 def plot_accuracy_curves(histories: Mapping[str, FedAvgHistory], title: str, colours: Mapping[str, str] | None = None,
@@ -149,25 +160,13 @@ def plot_client_examples(client_sets, clients=(0, 1, 2), per_client: int = 8) ->
 
 
 def plot_federation_partitions(federations, labels, title: str | None = None) -> Figure:
-    """:func:`plot_partitions_by_alpha` for federations already made (``{alpha: Federation}``):
-    each client's bar counts all it holds, local train and local test together, so the picture is
-    the Dirichlet partition as dealt out, whatever seed and retries produced it."""
-    labels = np.asarray(labels)
-    num_classes = int(labels.max()) + 1
-    fig, axes = plt.subplots(1, len(federations), figsize=(4.2 * len(federations), 3.2), sharey=True)
-    axes = np.atleast_1d(axes)
-    for ax, (alpha, federation) in zip(axes, federations.items()):
-        parts = [np.sort(np.concatenate([train, test]))
-                 for train, test in zip(federation.train_indices, federation.test_indices)]
-        skew = class_mix_distances([labels[p] for p in parts], num_classes).mean()
-        plot_partition(parts, labels, ax=ax, title=f"alpha = {alpha:g}: class skew {skew:.2f}", num_classes=num_classes)
-    for ax in axes[1:]:
-        ax.set_ylabel("")
-    handles, names = axes[0].get_legend_handles_labels()
-    fig.legend(handles, names, title="class", loc="center right", fontsize=8)
-    fig.suptitle(title or "Smaller alpha, more skewed clients: Dirichlet partitions of the digits", y=1.0)
-    fig.tight_layout(rect=(0, 0, 0.94, 1))
-    return fig
+    """:func:`plot_partitions_by_concentration` for federations already made (``{concentration:
+    Federation}``): each client's bar counts all it holds, local train and local test together, so
+    the picture is the Dirichlet partition as dealt out, whatever seed and retries produced it."""
+    partitions = {concentration: [np.sort(np.concatenate([train, test]))
+                                  for train, test in zip(federation.train_indices, federation.test_indices)]
+                  for concentration, federation in federations.items()}
+    return _plot_partitions(partitions, labels, title or PARTITIONS_TITLE)
 
 
 def plot_client_drift(settings=None) -> Figure:

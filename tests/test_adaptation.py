@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -7,11 +8,12 @@ import torch.nn.functional as F
 from scipy.stats import binomtest
 from torch import nn
 
-from fedkd_lessons.adaptation import (METHODS, adapt, adapt_all, adapt_all_early_stopped, adapt_distill, adapt_ewc,
-                                      adapt_finetune, adapt_freeze_base, adapt_local, adaptation_curve,
-                                      code_equivalent_alpha, evaluate_methods, ewc_penalty, ewc_stability_ratio,
-                                      fisher_diagonal, run_adaptation_experiment, split_for_validation,
-                                      subsample_clients)
+from fedkd_lessons.adaptation import (METHODS, AdaptationSettings, ExperimentSettings, Training, adapt, adapt_all,
+                                      adapt_all_early_stopped, adapt_distill, adapt_ewc, adapt_finetune,
+                                      adapt_freeze_base, adapt_local, adaptation_curve, code_equivalent_alpha,
+                                      evaluate_methods, ewc_penalty, ewc_stability_ratio, fisher_diagonal,
+                                      run_adaptation_experiment, split_for_validation, subsample_clients)
+from fedkd_lessons.federated import FedAvgSettings
 from fedkd_lessons.adaptation import mirror_clients
 from fedkd_lessons.data import Federation
 from fedkd_lessons.distillation import distillation_loss
@@ -38,14 +40,15 @@ def states_equal(a, b):
 
 
 FAST = {"epochs": 3, "lr": 0.1, "batch_size": 5}
+QUICK = AdaptationSettings(Training(**FAST), Training(**FAST))  # every method at FAST
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_leaves_the_global_model_unchanged_and_returns_a_new_trained_model(client, method):
     global_model, images, labels = client
     before = copy.deepcopy(global_model)
-    adapted = adapt(method, global_model, images, labels, fisher=fake_fisher(global_model), ewc_lambda=1.0,
-                    alpha=0.5, **FAST)
+    adapted = adapt(method, global_model, images, labels, dataclasses.replace(QUICK, ewc_lambda=1.0, alpha=0.5),
+                    fisher=fake_fisher(global_model) if method == "ewc" else None)
     assert states_equal(global_model, before)
     assert all(p.requires_grad for p in global_model.parameters())
     assert adapted is not global_model
@@ -166,7 +169,7 @@ def test_local_ignores_the_global_weights_but_not_the_seed(client):
 def test_adapt_with_zero_epochs_returns_an_equal_copy(client):
     global_model, images, labels = client
     for method in ("finetune", "freeze_base", "distill"):
-        assert states_equal(adapt(method, global_model, images, labels, epochs=0), global_model)
+        assert states_equal(adapt(method, global_model, images, labels, QUICK.with_epochs(method, 0)), global_model)
 
 
 def test_unknown_method_is_rejected_with_the_valid_names(client):
@@ -178,21 +181,84 @@ def test_a_client_without_training_data_is_rejected(client):
     global_model, images, labels = client
     for method in METHODS:
         with pytest.raises(ValueError, match="no local training data"):
-            adapt(method, global_model, images[:0], labels[:0], fisher=fake_fisher(global_model))
+            adapt(method, global_model, images[:0], labels[:0], fisher=fake_fisher(global_model) if method == "ewc" else None)
 
 
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "5000", True])
-def test_lambda_out_of_range_is_rejected(client, bad):
-    global_model, images, labels = client
-    with pytest.raises(ValueError, match="ewc_lambda"):
-        adapt("ewc", global_model, images, labels, fisher=fake_fisher(global_model), ewc_lambda=bad)
+def test_lambda_out_of_range_is_rejected(bad):
+    with pytest.raises(ValueError, match="ewc_lambda must be a finite number >= 0"):
+        AdaptationSettings(ewc_lambda=bad)
 
 
 @pytest.mark.parametrize("bad", [-1, 2.5, "3", None])
-def test_epoch_count_out_of_range_is_rejected(client, bad):
+def test_epoch_count_out_of_range_is_rejected(bad):
+    with pytest.raises(ValueError, match="epochs must be an integer >= 0"):
+        Training(epochs=bad, lr=0.1)
     for method in METHODS:
-        with pytest.raises(ValueError, match="epochs"):
-            adapt(method, *client, fisher=fake_fisher(client[0]), epochs=bad)
+        with pytest.raises(ValueError, match="epochs must be an integer >= 0"):
+            QUICK.with_epochs(method, bad)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("lr", 0.0, "lr must be a finite number > 0"),
+    ("lr", float("nan"), "lr must be a finite number > 0"),
+    ("batch_size", 0, "batch_size must be an integer >= 1"),
+    ("momentum", 1.0, "momentum must be in \\[0, 1\\)"),
+    ("momentum", -0.1, "momentum must be a number in"),
+])
+def test_training_rejects_bad_values(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        Training(**{"epochs": 1, "lr": 0.1, field: value})
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("training", {"epochs": 1}, "training must be a Training"),
+    ("local_training", None, "local_training must be a Training"),
+    ("temperature", 0.0, "temperature must be a finite number > 0"),
+    ("alpha", 1.5, "alpha must be a number in"),
+])
+def test_adaptation_settings_reject_bad_values(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        AdaptationSettings(**{field: value})
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("num_clients", 1, "num_clients must be an integer >= 2"),
+    ("concentration", 0.0, "concentration must be a finite number > 0"),
+    ("min_samples", 0, "min_samples must be an integer >= 1"),
+    ("test_share", 1.0, "test_share must be strictly between 0 and 1"),
+    ("public_fraction", 0.0, "public_fraction must be strictly between 0 and 1"),
+    ("min_test", 0, "min_test must be an integer >= 1"),
+    ("hidden_units", 0, "hidden_units must be an integer >= 1"),
+    ("fedavg", {"rounds": 3}, "fedavg must be a FedAvgSettings"),
+    ("adaptation", QUICK.training, "adaptation must be an AdaptationSettings"),
+])
+def test_experiment_settings_reject_bad_values(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        ExperimentSettings(**{field: value})
+
+
+def test_the_runners_reject_settings_of_the_wrong_kind_and_bad_seeds(client, digits):
+    global_model, images, labels = client
+    with pytest.raises(ValueError, match="settings must be an AdaptationSettings"):
+        adapt("finetune", global_model, images, labels, {"epochs": 3})
+    with pytest.raises(ValueError, match="settings must be an AdaptationSettings"):
+        adapt_all("finetune", global_model, [(images, labels)], FAST)
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        adapt_all("finetune", global_model, [(images, labels)], QUICK, seed=-1)
+    with pytest.raises(ValueError, match="settings must be an ExperimentSettings"):
+        run_adaptation_experiment(digits, QUICK)
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        run_adaptation_experiment(digits, seed=-2)
+
+
+def test_a_fisher_is_for_ewc_only(client):
+    global_model, images, labels = client
+    for method in ("local", "finetune", "freeze_base", "distill"):
+        with pytest.raises(ValueError, match=f"fisher is for method 'ewc' only; method '{method}' does not use it"):
+            adapt(method, global_model, images, labels, QUICK, fisher=fake_fisher(global_model))
+        with pytest.raises(ValueError, match="fisher is for method 'ewc' only"):
+            adapt_all(method, global_model, [(images, labels)], QUICK, fisher=fake_fisher(global_model))
 
 
 def test_ewc_needs_a_fisher_of_the_right_shape(client):
@@ -219,23 +285,32 @@ def test_evaluate_methods_and_the_zero_epoch_curve_point(client):
     global_model, images, labels = client
     clients = [(images[:8], labels[:8]), (images[4:], labels[4:])]
     tests = [(images[8:], labels[8:]), (images[:4], labels[:4])]
-    scores = evaluate_methods(global_model, clients, tests, methods=("finetune", "distill"), adaptation=FAST,
-                              progress=False)
+    scores = evaluate_methods(global_model, clients, tests, QUICK, methods=("finetune", "distill"),
+                              fisher=fake_fisher(global_model), progress=False)  # the fisher reaches no method here
     assert set(scores) == {"global", "finetune", "distill"} and all(v.shape == (2,) for v in scores.values())
-    curve = adaptation_curve("finetune", global_model, clients, tests, (0, 2), progress=False)
+    curve = adaptation_curve("finetune", global_model, clients, tests, (0, FAST["epochs"]), QUICK, progress=False)
     assert curve.shape == (2, 2)
     np.testing.assert_array_equal(curve[0], scores["global"])
+    np.testing.assert_allclose(curve[1], scores["finetune"])
+    with pytest.raises(ValueError, match="needs fisher"):
+        evaluate_methods(global_model, clients, tests, QUICK, methods=("ewc",), progress=False)
+    with pytest.raises(ValueError, match="unknown adaptation method 'fine-tune'"):
+        evaluate_methods(global_model, clients, tests, QUICK, methods=("fine-tune",), progress=False)
+    with pytest.raises(ValueError, match="client_train and client_test must list the same clients"):
+        evaluate_methods(global_model, clients, tests[:1], QUICK, methods=("finetune",), progress=False)
 
 
 def test_distillation_improves_mean_local_accuracy_over_the_global_model(digits):
     """Fixed seed, Dirichlet(0.5) over 10 clients, an early global model (3 FedAvg rounds) so there is
     room to gain. One-sided sign test over the local test images whose verdict changes."""
     alpha_prime, _ = code_equivalent_alpha()
-    experiment = run_adaptation_experiment(digits, num_clients=10, concentration=0.5, seed=0, fedavg={"rounds": 3},
-                                           methods=("distill",), distill_alpha=alpha_prime, progress=False)
+    settings = AdaptationSettings(alpha=alpha_prime)
+    experiment = run_adaptation_experiment(digits, ExperimentSettings(concentration=0.5, fedavg=FedAvgSettings(rounds=3),
+                                                                      adaptation=settings),
+                                           methods=("distill",), seed=0, progress=False)
     fixed = broken = 0
     for k, (train, test) in enumerate(zip(experiment.federation.train, experiment.federation.test)):
-        student = adapt("distill", experiment.global_model, *train, alpha=alpha_prime, seed=k)
+        student = adapt("distill", experiment.global_model, *train, settings, seed=k)
         before = predict_logits(experiment.global_model, test[0]).argmax(1) == test[1]
         after = predict_logits(student, test[0]).argmax(1) == test[1]
         fixed += int((after & ~before).sum())
@@ -255,17 +330,20 @@ def test_early_stopping_keeps_each_clients_best_validation_epoch():
     for n in (12, 20, 30):  # learnable clients: noisy copies of one prototype per class
         labels = torch.randint(0, 10, (n,), generator=generator)
         sets.append((prototypes[labels] + 0.8 * torch.randn(n, 1, 8, 8, generator=generator), labels))
-    stopped = adapt_all_early_stopped("finetune", start, sets, validation_share=0.25, max_epochs=4, seed=5, lr=0.05)
+    settings = AdaptationSettings(training=Training(epochs=4, lr=0.05))
+    stopped = adapt_all_early_stopped("finetune", start, sets, settings, validation_share=0.25, seed=5)
     assert stopped.validation_sizes.tolist() == [3, 5, 8]
     for k, (images, labels) in enumerate(sets):
         fit, held = split_for_validation(images, labels, 0.25, seed=5 + k)
         # the reference: adapt for each epoch count separately, score on the validation split
         scores = [accuracy(start, *held)] + [
-            float(adapt_all("finetune", start, [fit], epochs=e, seed=5 + k, lr=0.05).accuracy_per_model([held])[0])
+            float(adapt_all("finetune", start, [fit], settings.with_epochs("finetune", e), seed=5 + k)
+                  .accuracy_per_model([held])[0])
             for e in range(1, 5)]
         assert stopped.epochs[k] == int(np.argmax(scores))  # the first best: the fewest epochs among ties
         if stopped.epochs[k] > 0:
-            again = adapt_all("finetune", start, [fit], epochs=int(stopped.epochs[k]), seed=5 + k, lr=0.05)
+            again = adapt_all("finetune", start, [fit], settings.with_epochs("finetune", int(stopped.epochs[k])),
+                              seed=5 + k)
             for name, value in again.parameters.items():
                 torch.testing.assert_close(stopped.models.parameters[name][k], value[0], atol=1e-6, rtol=1e-5)
     assert stopped.epochs.max() > 0

@@ -7,6 +7,7 @@ import pytest
 
 from fedkd_lessons.experiments.claims import assert_claims
 from fedkd_lessons.experiments.lesson3_federated import Settings, claims, run_claims_experiment
+from fedkd_lessons.federated import FedAvgSettings
 
 
 def test_the_claims_hold_on_another_seed():
@@ -17,10 +18,11 @@ def test_the_claims_hold_on_another_seed():
 @pytest.mark.parametrize("field, value, message", [
     ("seed", -1, "seed must be an integer >= 0"),
     ("num_clients", 1, "num_clients must be an integer >= 2"),
-    ("iid_alpha", float("inf"), "iid_alpha must be a finite number > 0"),
-    ("mild_alpha", 0.0, "mild_alpha must be a finite number > 0"),
-    ("skewed_alpha", -0.1, "skewed_alpha must be a finite number > 0"),
-    ("skewed_alpha", 5.0, "the alphas must fall from iid_alpha to mild_alpha to skewed_alpha"),
+    ("iid_concentration", float("inf"), "iid_concentration must be a finite number > 0"),
+    ("mild_concentration", 0.0, "mild_concentration must be a finite number > 0"),
+    ("skewed_concentration", -0.1, "skewed_concentration must be a finite number > 0"),
+    ("skewed_concentration", 5.0, "the concentrations must fall from iid_concentration to mild_concentration to "
+                                  "skewed_concentration"),
     ("min_samples", 1, "min_samples must be an integer >= 2"),
     ("partition_retries", 0, "partition_retries must be an integer >= 1"),
     ("test_share", 1.5, "test_share must be a number in"),
@@ -48,8 +50,8 @@ def test_the_claims_hold_on_another_seed():
     ("last_rounds", 31, "last_rounds must be at most rounds"),
     ("accuracy_level", 1.2, "accuracy_level must be a number in"),
     ("hurt_points", -0.1, "hurt_points must be a number in"),
-    ("skew_alphas", (1.0,), "skew_alphas needs at least two alphas"),
-    ("skew_alphas", (1.0, -1.0), "skew_alphas must be a finite number > 0"),
+    ("skew_concentrations", (1.0,), "skew_concentrations needs at least two concentrations"),
+    ("skew_concentrations", (1.0, -1.0), "skew_concentrations must be a finite number > 0"),
     ("skew_partitions", 0, "skew_partitions must be an integer >= 1"),
 ])
 def test_settings_reject_bad_values(field, value, message):
@@ -59,6 +61,6 @@ def test_settings_reject_bad_values(field, value, message):
 
 def test_the_default_settings_are_the_notebooks():
     settings = Settings()
-    assert settings.alphas == (100, 1, 0.1)
-    assert settings.fedavg_arguments() == dict(rounds=30, client_fraction=0.5, local_epochs=2, lr=0.1, batch_size=16,
-                                               optimizer="sgd", momentum=0.9, seed=0)
+    assert settings.concentrations == (100, 1, 0.1)
+    assert settings.fedavg == FedAvgSettings(rounds=30, client_fraction=0.5, local_epochs=2, lr=0.1, batch_size=16,
+                                             optimizer="sgd", momentum=0.9, aggregator="mean")

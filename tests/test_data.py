@@ -65,29 +65,29 @@ def test_iid_partition_is_disjoint_cover_of_near_equal_sizes():
     assert all(np.array_equal(a, b) for a, b in zip(parts, iid_partition(balanced_labels(), 7, seed=0)))
 
 
-@pytest.mark.parametrize("alpha", [100.0, 1.0, 0.1])
-def test_dirichlet_partition_disjoint_cover_min_samples_and_seeded(alpha):
+@pytest.mark.parametrize("concentration", [100.0, 1.0, 0.1])
+def test_dirichlet_partition_disjoint_cover_min_samples_and_seeded(concentration):
     labels = balanced_labels()
-    parts = dirichlet_partition(labels, 20, alpha, seed=3, min_samples=10)
+    parts = dirichlet_partition(labels, 20, concentration, seed=3, min_samples=10)
     assert len(parts) == 20
     assert_disjoint_cover(parts, len(labels))
     assert min(len(p) for p in parts) >= 10
-    again = dirichlet_partition(labels, 20, alpha, seed=3, min_samples=10)
+    again = dirichlet_partition(labels, 20, concentration, seed=3, min_samples=10)
     assert all(np.array_equal(a, b) for a, b in zip(parts, again))
-    other = dirichlet_partition(labels, 20, alpha, seed=4, min_samples=10)
+    other = dirichlet_partition(labels, 20, concentration, seed=4, min_samples=10)
     assert not all(np.array_equal(a, b) for a, b in zip(parts, other))
 
 
-def test_large_alpha_is_near_the_global_mix_and_small_alpha_is_skewed():
+def test_large_concentration_is_near_the_global_mix_and_small_concentration_is_skewed():
     labels = balanced_labels()
-    skews = {alpha: np.mean([class_skew([labels[p] for p in dirichlet_partition(labels, 10, alpha, seed=s)], 10)
+    skews = {concentration: np.mean([class_skew([labels[p] for p in dirichlet_partition(labels, 10, concentration, seed=s)], 10)
                              for s in range(5)])
-             for alpha in (1000.0, 1.0, 0.05)}
+             for concentration in (1000.0, 1.0, 0.05)}
     # 100 examples per client and class shares ~ Dir(1000): only sampling noise remains
     assert skews[1000.0] < 0.1
     assert 0.2 < skews[1.0] < 0.6
     assert skews[0.05] > 0.7  # most clients hold one or two classes (0.9 = a single class)
-    # the largest class share of a typical client at small alpha is far above the pooled 10 %
+    # the largest class share of a typical client at small concentration is far above the pooled 10 %
     parts = dirichlet_partition(labels, 10, 0.05, seed=0)
     top_share = np.median([np.bincount(labels[p], minlength=10).max() / len(p) for p in parts])
     assert top_share > 0.4  # four times the pooled share
@@ -109,8 +109,8 @@ def test_class_mix_distances_reject_empty_clients_and_out_of_range_labels():
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
-def test_dirichlet_rejects_alpha_not_positive_finite(bad):
-    with pytest.raises(ValueError, match="alpha"):
+def test_dirichlet_rejects_a_concentration_not_positive_finite(bad):
+    with pytest.raises(ValueError, match="concentration must be a finite number > 0"):
         dirichlet_partition(balanced_labels(), 5, bad, seed=0)
 
 
@@ -124,7 +124,7 @@ def test_more_clients_than_samples_is_rejected():
 
 
 def test_min_samples_unreachable_after_retries_says_so():
-    # 30 clients at alpha = 0.01: almost every draw leaves many clients empty
+    # 30 clients at concentration 0.01: almost every draw leaves many clients empty
     with pytest.raises(ValueError, match="after 5 draws some client still held fewer than min_samples=20"):
         dirichlet_partition(balanced_labels(), 30, 0.01, seed=0, min_samples=20, max_retries=5)
     with pytest.raises(ValueError, match="needs 1100 samples"):
@@ -158,7 +158,7 @@ def test_client_datasets_slices_images_and_labels(digits):
 def test_make_federation_keeps_clients_disjoint_and_matches_the_indices(digits):
     from fedkd_lessons.data import make_federation
 
-    federation = make_federation(digits.train_images, digits.train_labels, 12, alpha=0.5, seed=1, min_test=8)
+    federation = make_federation(digits.train_images, digits.train_labels, 12, concentration=0.5, seed=1, min_test=8)
     every = np.concatenate(federation.train_indices + federation.test_indices)
     assert np.array_equal(np.sort(every), np.arange(len(digits.train_labels)))
     assert min(len(labels) for _, labels in federation.test) >= 8
@@ -166,5 +166,5 @@ def test_make_federation_keeps_clients_disjoint_and_matches_the_indices(digits):
     assert torch.equal(labels, digits.train_labels[federation.test_indices[3]])
     assert torch.equal(images, digits.train_images[federation.test_indices[3]])
     assert "12 clients" in repr(federation)
-    iid = make_federation(digits.train_images, digits.train_labels, 12, alpha=None)
+    iid = make_federation(digits.train_images, digits.train_labels, 12, concentration=None)
     assert max(len(y) for _, y in iid.train) - min(len(y) for _, y in iid.train) <= 2

@@ -67,11 +67,11 @@ def test_partition_statistics_by_hand():
 def test_make_federations_is_make_federation_at_the_notebook_seed(digits):
     settings = Settings()
     federations = make_federations(digits, settings)
-    for alpha in settings.alphas:
-        reference = make_federation(digits.train_images, digits.train_labels, settings.num_clients, alpha=alpha,
+    for concentration in settings.concentrations:
+        reference = make_federation(digits.train_images, digits.train_labels, settings.num_clients, concentration,
                                     seed=settings.seed, min_samples=settings.min_samples,
                                     test_share=settings.test_share, min_test=settings.min_test)
-        for mine, theirs in zip(federations[alpha].train_indices + federations[alpha].test_indices,
+        for mine, theirs in zip(federations[concentration].train_indices + federations[concentration].test_indices,
                                 reference.train_indices + reference.test_indices):
             np.testing.assert_array_equal(mine, theirs)
 
@@ -79,9 +79,9 @@ def test_make_federations_is_make_federation_at_the_notebook_seed(digits):
 def test_make_federations_redraws_where_make_federation_gives_up(digits):
     settings = dataclasses.replace(Settings(), seed=1)
     with pytest.raises(ValueError, match="after 100 draws"):
-        make_federation(digits.train_images, digits.train_labels, settings.num_clients, alpha=settings.skewed_alpha,
+        make_federation(digits.train_images, digits.train_labels, settings.num_clients, settings.skewed_concentration,
                         seed=settings.seed, min_samples=settings.min_samples)
-    federation = make_federations(digits, settings)[settings.skewed_alpha]
+    federation = make_federations(digits, settings)[settings.skewed_concentration]
     held = [np.concatenate([train, test]) for train, test in zip(federation.train_indices, federation.test_indices)]
     assert min(len(h) for h in held) >= settings.min_samples
     np.testing.assert_array_equal(np.sort(np.concatenate(held)), np.arange(len(digits.train_labels)))
@@ -89,7 +89,7 @@ def test_make_federations_redraws_where_make_federation_gives_up(digits):
 
 def test_trace_round_averages_by_sample_count_and_scores_every_model(digits):
     settings = Settings(warmup_rounds=1, local_epochs=1, trace_clients=(3, 5))
-    federation = make_federations(digits, settings)[settings.mild_alpha]
+    federation = make_federations(digits, settings)[settings.mild_concentration]
     trace = trace_round(federation, digits, settings)
     assert trace.sizes == [len(federation.train[k][1]) for k in (3, 5)]
     share = trace.sizes[0] / sum(trace.sizes)
@@ -120,8 +120,8 @@ def test_plot_federation_partitions_counts_every_example_of_every_client():
     # client 0 holds classes 0, 1, 1, 0 and client 1 holds 2, 2, 0, 1 against pooled shares (3, 3, 2) / 8
     pooled = np.array([3, 3, 2]) / 8
     skew = np.mean([0.5 * np.abs(np.array([2, 2, 0]) / 4 - pooled).sum(), 0.5 * np.abs(np.array([1, 1, 2]) / 4 - pooled).sum()])
-    assert first.get_title() == f"alpha = 1: class skew {skew:.2f}"
-    assert fig.axes[1].get_title().startswith("alpha = 0.5")
+    assert first.get_title() == f"α = 1: class skew {skew:.2f}"
+    assert fig.axes[1].get_title().startswith("α = 0.5")
     plt.close(fig)
 
 

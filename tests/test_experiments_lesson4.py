@@ -1,5 +1,5 @@
 """Lesson 4's settings object and the small helpers of its experiments module, checked against
-independent references (numpy medians, closed forms, the old settings dicts)."""
+independent references (numpy medians, closed forms, the package's settings)."""
 
 import dataclasses
 
@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from fedkd_lessons.adaptation import (ADAPTATION_DEFAULTS, DISTILL_ALPHA, EWC_LAMBDA, FEDAVG_SETTINGS, LOCAL_DEFAULTS,
-                                      AdaptationExperiment, fisher_diagonal)
+from fedkd_lessons.adaptation import (ADAPTATION, DISTILL_ALPHA, EWC_LAMBDA, LOCAL, AdaptationExperiment,
+                                      AdaptationSettings, ExperimentSettings, fisher_diagonal)
 from fedkd_lessons.data import Federation
 from fedkd_lessons.experiments.lesson4_adaptation import (ADAPTED, GROUPS, Settings, WhoGains, dp_clip_norm, max_fisher,
                                                           mirrored_clients, paper_lambda_ewc, worse_local_half)
-from fedkd_lessons.federated import FedAvgHistory
+from fedkd_lessons.federated import FedAvgHistory, FedAvgSettings
 from fedkd_lessons.models import make_mlp
 
 
@@ -65,13 +65,15 @@ def test_settings_reject_bad_values(field, value, message):
         Settings(**{field: value})
 
 
-def test_settings_are_the_package_defaults():
-    # the existing dicts keep serving their callers; the Settings object must not drift from them
+def test_settings_are_the_package_defaults_but_for_the_lessons_lambda_and_alpha():
     settings = Settings()
-    assert settings.fedavg == FEDAVG_SETTINGS
-    assert settings.adaptation == ADAPTATION_DEFAULTS
-    assert settings.local == LOCAL_DEFAULTS
+    assert settings.fedavg == FedAvgSettings()
+    assert settings.adaptation == AdaptationSettings(ADAPTATION, LOCAL, ewc_lambda=500.0, alpha=settings.distill_alpha)
+    assert settings.experiment == ExperimentSettings(adaptation=settings.adaptation)
     assert settings.paper_ewc_lambda == EWC_LAMBDA and settings.paper_distill_alpha == DISTILL_ALPHA
+    changed = dataclasses.replace(settings, fedavg_lr=0.05, adapt_epochs=7, local_batch_size=8, momentum=0.5)
+    assert changed.fedavg.lr == 0.05 and changed.fedavg.momentum == 0.5
+    assert changed.adaptation.training.epochs == 7 and changed.adaptation.local_training.batch_size == 8
 
 
 def test_derived_settings_by_hand():
@@ -87,7 +89,7 @@ def test_derived_settings_by_hand():
 
 def test_dp_clip_norm_is_the_median_update_norm():
     history = FedAvgHistory(update_norms=[np.array([0.5, 1.0, 3.0]), np.array([0.2, 2.0])])
-    experiment = AdaptationExperiment(None, None, None, None, history, {}, {})
+    experiment = AdaptationExperiment(None, None, None, None, history, {}, {}, ExperimentSettings(), (), 0)
     assert dp_clip_norm(experiment) == pytest.approx(round(float(np.median([0.5, 1.0, 3.0, 0.2, 2.0])), 2))
 
 
@@ -105,7 +107,8 @@ def _tiny_run(seed=0):
     model = make_mlp(hidden=(8,))
     clients = [(images[:20], labels[:20]), (images[20:], labels[20:])]
     federation = Federation(clients, clients, [], [])
-    return AdaptationExperiment(federation, None, None, model, FedAvgHistory(), fisher_diagonal(model, images, labels), {})
+    return AdaptationExperiment(federation, None, None, model, FedAvgHistory(), fisher_diagonal(model, images, labels), {},
+                                ExperimentSettings(), (), seed)
 
 
 def test_paper_lambda_ewc_stable_and_diverged_by_the_closed_form_limit():

@@ -1,4 +1,5 @@
 import warnings
+from dataclasses import replace
 
 import matplotlib
 
@@ -16,11 +17,14 @@ with warnings.catch_warnings():  # flwr's command-line dependencies warn about c
 
 from fedkd_lessons import accuracy, make_mlp, train  # noqa: E402
 from fedkd_lessons.data import client_datasets, dirichlet_partition, iid_partition, local_train_test_split  # noqa: E402
+from fedkd_lessons.batched import StackedData  # noqa: E402
 from fedkd_lessons.federated import (  # noqa: E402
+    FedAvgSettings,
+    class_accuracies,
     dp_fedavg,
     fedavg,
+    fedavg_round,
     median_aggregate,
-    class_accuracies,
     run_fedavg,
     update_norm,
 )
@@ -30,7 +34,7 @@ from fedkd_lessons.federated_figures import (  # noqa: E402
     plot_client_accuracy_histogram,
     plot_client_examples,
     plot_partition,
-    plot_partitions_by_alpha,
+    plot_partitions_by_concentration,
 )
 
 
@@ -141,15 +145,16 @@ def federation(digits):
             (digits.test_images, digits.test_labels))
 
 
-def run_small(federation, **kwargs):
-    client_train, client_test, test_set = federation
-    settings = dict(rounds=4, client_fraction=0.5, local_epochs=1, lr=0.1, test_set=test_set, client_test=client_test)
-    settings.update(kwargs)
-    return run_fedavg(lambda: make_mlp((16,)), client_train, **settings)
+def run_small(federation, client_test=None, **changes):
+    client_train, default_test, test_set = federation
+    settings = FedAvgSettings(**{"rounds": 4, "client_fraction": 0.5, "local_epochs": 1, "lr": 0.1, **changes})
+    return run_fedavg(lambda: make_mlp((16,)), client_train, settings, test_set=test_set,
+                      client_test=default_test if client_test is None else client_test)
 
 
 def test_run_fedavg_learns_records_history_and_is_deterministic(federation):
-    model, history = run_small(federation)
+    result = run_small(federation)
+    model, history = result.model, result.history
     assert len(history.global_accuracy) == 5 and len(history.client_accuracy) == 5 and len(history.selected) == 4
     assert all(len(chosen) == 4 and len(set(chosen)) == 4 for chosen in history.selected)  # 0.5 of 8 clients
     assert history.global_accuracy[0] < 0.25 and history.global_accuracy[-1] > 0.6  # chance is 0.1
@@ -158,7 +163,7 @@ def test_run_fedavg_learns_records_history_and_is_deterministic(federation):
     np.testing.assert_allclose(history.final_client_accuracy, [accuracy(model, *pair) for pair in client_test])
     assert history.global_accuracy_over_last(2) == pytest.approx(np.mean(history.global_accuracy[-2:]))
     np.testing.assert_allclose(history.client_accuracy_over_last(5), np.mean(history.client_accuracy, axis=0))
-    _, again = run_small(federation)
+    again = run_small(federation).history
     assert again.global_accuracy == history.global_accuracy
     assert all(np.array_equal(a, b) for a, b in zip(again.selected, history.selected))
 
@@ -166,7 +171,8 @@ def test_run_fedavg_learns_records_history_and_is_deterministic(federation):
 def test_run_fedavg_one_client_one_round_is_plain_local_training(federation):
     images, labels = federation[0][0]
     start = make_mlp((16,))
-    model, history = run_fedavg(start, [(images, labels)], rounds=1, lr=0.1, local_epochs=2, seed=5)
+    result = run_fedavg(start, [(images, labels)], FedAvgSettings(rounds=1, lr=0.1, local_epochs=2), seed=5)
+    model, history = result.model, result.history
     # the same local training by hand: run_fedavg's generator first picks the client, then shuffles
     reference = make_mlp((16,))
     reference.load_state_dict(start.state_dict())
@@ -181,7 +187,7 @@ def test_run_fedavg_one_client_one_round_is_plain_local_training(federation):
 
 @pytest.mark.parametrize("aggregator, extra", [("median", {}), ("dp", {"clip_norm": 1.0, "noise_std": 0.01})])
 def test_run_fedavg_other_aggregators_run(federation, aggregator, extra):
-    _, history = run_small(federation, aggregator=aggregator, rounds=2, **extra)
+    history = run_small(federation, aggregator=aggregator, rounds=2, **extra).history
     assert len(history.global_accuracy) == 3
 
 
@@ -189,18 +195,61 @@ def test_run_fedavg_other_aggregators_run(federation, aggregator, extra):
     ({"aggregator": "trimmed"}, "aggregator must be one of"),
     ({"aggregator": "dp"}, "needs clip_norm"),
     ({"aggregator": "dp", "clip_norm": 1.0, "noise_std": -1.0}, "noise_std"),
+    ({"aggregator": "median", "clip_norm": 1.0}, "for aggregator='dp' only"),
+    ({"aggregator": "mean", "noise_std": 0.1}, "for aggregator='dp' only"),
     ({"client_fraction": 0.0}, "client_fraction"),
     ({"client_fraction": 1.5}, "client_fraction"),
     ({"rounds": 0}, "rounds"),
-    ({"client_test": []}, "one set per client"),
+    ({"local_epochs": 0}, "local_epochs"),
+    ({"lr": float("nan")}, "lr"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"optimizer": "rmsprop"}, "optimizer"),
+    ({"momentum": 1.5}, "momentum"),
 ])
-def test_run_fedavg_rejects_bad_settings(federation, kwargs, message):
+def test_fedavg_settings_reject_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        run_small(federation, **kwargs)
+        FedAvgSettings(**kwargs)
+
+
+def test_run_fedavg_rejects_bad_arguments(federation, digits):
+    with pytest.raises(ValueError, match="one set per client"):
+        run_small(federation, client_test=[federation[1][0]])
+    with pytest.raises(ValueError, match="settings must be a FedAvgSettings"):
+        run_fedavg(make_mlp(), federation[0], {"rounds": 1})
+    with pytest.raises(ValueError, match="seed"):
+        run_fedavg(make_mlp(), federation[0], seed=-1)
+
+
+def test_fedavg_round_by_hand_two_clients_one_sgd_step():
+    # A linear model z = W x + b (1 input, 2 classes) starting at zero, so softmax(z) = [0.5, 0.5] and the
+    # cross-entropy gradient is (p - onehot(y)) x for W and p - onehot(y) for b. One step of plain SGD, lr 1:
+    #   client 0, one example x = 1, y = 0:    W = [[0.5], [-0.5]], b = [0.5, -0.5]   (update norm 1)
+    #   client 1, three copies of x = 2, y = 1: W = [[-1], [1]],     b = [-0.5, 0.5]   (update norm sqrt(2.5))
+    # FedAvg weights them 1 : 3: W = [[(0.5 - 3) / 4], [(-0.5 + 3) / 4]] = [[-0.625], [0.625]], b = [-0.25, 0.25].
+    model = torch.nn.Sequential(torch.nn.Linear(1, 2))
+    torch.nn.init.zeros_(model[0].weight)
+    torch.nn.init.zeros_(model[0].bias)
+    clients = StackedData.from_sets([(torch.tensor([[1.0]]), torch.tensor([0])),
+                                     (torch.tensor([[2.0]] * 3), torch.tensor([1] * 3))])
+    settings = FedAvgSettings(rounds=1, local_epochs=1, lr=1.0, batch_size=4, momentum=0.0)
+    round_ = fedavg_round(model, clients, settings, torch.Generator().manual_seed(0))
+    assert round_.chosen.tolist() == [0, 1]
+    torch.testing.assert_close(round_.client_models.parameters["0.weight"], torch.tensor([[[0.5], [-0.5]], [[-1.0], [1.0]]]))
+    torch.testing.assert_close(round_.state["0.weight"], torch.tensor([[-0.625], [0.625]]))
+    torch.testing.assert_close(round_.state["0.bias"], torch.tensor([-0.25, 0.25]))
+    np.testing.assert_allclose(round_.update_norms, [1.0, np.sqrt(2.5)], rtol=1e-6)
+    assert torch.equal(model[0].weight, torch.zeros(2, 1))  # the global model is left as it was
+    median = fedavg_round(model, clients, replace(settings, aggregator="median"), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(median.state["0.bias"], torch.tensor([0.0, 0.0]))  # the middle of 0.5 and -0.5
+    clipped = fedavg_round(model, clients, replace(settings, aggregator="dp", clip_norm=1.0),
+                           torch.Generator().manual_seed(0))
+    # sigma = 0: client 1's update shrinks by 1 / sqrt(2.5) to norm 1, then the 1 : 3 average
+    torch.testing.assert_close(clipped.state["0.bias"], torch.tensor([0.5 - 3 * 0.5 / np.sqrt(2.5), -0.5 + 3 * 0.5 / np.sqrt(2.5)],
+                                                                     dtype=torch.float32) / 4)
 
 
 def test_history_without_test_sets_says_so(federation):
-    _, history = run_fedavg(lambda: make_mlp((4,)), federation[0][:2], rounds=1)
+    history = run_fedavg(lambda: make_mlp((4,)), federation[0][:2], FedAvgSettings(rounds=1)).history
     with pytest.raises(ValueError, match="no test_set"):
         history.global_accuracy_over_last()
     with pytest.raises(ValueError, match="no client test sets"):
@@ -209,9 +258,9 @@ def test_history_without_test_sets_says_so(federation):
 
 def test_run_fedavg_rejects_bad_client_sets(digits):
     with pytest.raises(ValueError, match="empty"):
-        run_fedavg(make_mlp(), [], rounds=1)
+        run_fedavg(make_mlp(), [])
     with pytest.raises(ValueError, match=r"client_train\[0\] must hold as many labels as images"):
-        run_fedavg(make_mlp(), [(digits.train_images[:5], digits.train_labels[:4])], rounds=1)
+        run_fedavg(make_mlp(), [(digits.train_images[:5], digits.train_labels[:4])])
 
 
 def test_figures_are_returned(federation, digits):
@@ -221,10 +270,10 @@ def test_figures_are_returned(federation, digits):
     heights = sorted(round(sum(p.get_height() for p in fig.axes[0].patches if p.get_x() < k + 0.5 and p.get_x() > k - 0.5))
                      for k in range(5))
     assert heights == sorted(len(p) for p in parts)  # each stacked bar is as tall as its client's data
-    _, history = run_small(federation, rounds=1)
+    history = run_small(federation, rounds=1).history
     figures = [
         fig,
-        plot_partitions_by_alpha(labels, alphas=(100, 0.1), num_clients=4, min_samples=5),
+        plot_partitions_by_concentration(labels, concentrations=(100, 0.1), num_clients=4, min_samples=5),
         plot_accuracy_curves({"iid": history}, "curves"),
         plot_client_accuracy_histogram({"non-iid": history.final_client_accuracy}, "spread"),
         plot_aggregator_cost({"mean": np.full(10, 0.9), "median": np.linspace(0, 1, 10)},
@@ -232,7 +281,7 @@ def test_figures_are_returned(federation, digits):
         plot_client_examples(federation[0], clients=(0, 1), per_client=3),
     ]
     assert all(isinstance(f, Figure) for f in figures)
-    assert "alpha = 0.1" in figures[1].axes[1].get_title()
+    assert "α = 0.1" in figures[1].axes[1].get_title()
     assert not any(ax.patches for ax in figures[4].axes)  # what an aggregator costs is drawn in dots
     styled = plot_aggregator_cost({"dp": np.full(10, 0.9), "dp, more noise": np.full(10, 0.5)},
                                   {"dp": history.final_client_accuracy, "dp, more noise": history.final_client_accuracy},

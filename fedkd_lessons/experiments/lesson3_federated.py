@@ -5,17 +5,16 @@ lesson claims about them. The client-drift toy is in :mod:`.lesson3_client_drift
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from ..data import (Federation, ImageSplit, class_skew, client_datasets, dirichlet_partition, load_digits_split,
-                    local_train_test_split)
-from ..federated import FedAvgHistory, class_accuracies, fedavg, run_fedavg
+from ..batched import StackedData
+from ..data import Federation, ImageSplit, class_skew, load_digits_split, make_federation
+from ..federated import FedAvgHistory, FedAvgSettings, class_accuracies, fedavg_round, run_fedavg
 from ..models import accuracy, make_mlp
-from ..training import progress_bar, train
+from ..training import progress_bar
 from ..validation import check_fraction, check_int_at_least, check_positive_finite
 from .claims import Claim, at_least, at_most
 from .intervals import PairedInterval, paired_interval
@@ -30,25 +29,26 @@ class Settings:
 
     seed: int = 0
     num_clients: int = 20
-    # the three federations: near-i.i.d., mildly and strongly skewed (Dirichlet concentration)
-    iid_alpha: float = 100
-    mild_alpha: float = 1
-    skewed_alpha: float = 0.1
+    # the three federations: near-i.i.d., mildly and strongly skewed (the Dirichlet concentration, alpha in the prose)
+    iid_concentration: float = 100
+    mild_concentration: float = 1
+    skewed_concentration: float = 0.1
     min_samples: int = 25  # per client before its local train/test split
-    # At alpha = 0.1 only about one Dirichlet draw in 500 gives all 20 clients 25 examples, so the
+    # At concentration 0.1 only about one Dirichlet draw in 500 gives all 20 clients 25 examples, so the
     # partition is redrawn up to this many times (the first 100 draws are make_federation's own).
     partition_retries: int = 20_000
     test_share: float = 0.3  # of each client's data kept as its local test set ...
     min_test: int = 10  # ... and never fewer than this many images
     hidden_units: int = 32
-    # FedAvg, after Yu et al.'s CIFAR-10 setting (their official code): half the clients a round, 2 local epochs, SGD lr 0.1
+    # FedAvg, after Yu et al.'s CIFAR-10 setting (their official code; the rest as FedAvgSettings' defaults):
+    # half the clients a round for 30 rounds
     rounds: int = 30
     client_fraction: float = 0.5
-    local_epochs: int = 2
-    lr: float = 0.1
-    batch_size: int = 16
-    optimizer: str = "sgd"
-    momentum: float = 0.9
+    local_epochs: int = FedAvgSettings.local_epochs
+    lr: float = FedAvgSettings.lr
+    batch_size: int = FedAvgSettings.batch_size
+    optimizer: str = FedAvgSettings.optimizer
+    momentum: float = FedAvgSettings.momentum
     # the traced round: ordinary rounds first, so the round starts from a model worth averaging
     warmup_rounds: int = 10
     trace_clients: tuple[int, ...] = (0, 1, 2)
@@ -61,18 +61,18 @@ class Settings:
     hurt_points: float = 0.10  # a client "loses more than ten points"
     # the headline costs over seeds: seed, seed + 1, ..., seed + seeds - 1
     seeds: int = 5
-    # exercise 2: the skew at more alphas, over several partitions (numpy only)
-    skew_alphas: tuple[float, ...] = (100, 10, 1, 0.3, 0.1, 0.03)
+    # exercise 2: the skew at more concentrations, over several partitions (numpy only)
+    skew_concentrations: tuple[float, ...] = (100, 10, 1, 0.3, 0.1, 0.03)
     skew_partitions: int = 10
 
     def __post_init__(self):
         check_int_at_least(self.seed, "seed", 0)
         check_int_at_least(self.num_clients, "num_clients", 2)
-        for name in ("iid_alpha", "mild_alpha", "skewed_alpha"):
+        for name in ("iid_concentration", "mild_concentration", "skewed_concentration"):
             check_positive_finite(getattr(self, name), name)
-        if not self.iid_alpha > self.mild_alpha > self.skewed_alpha:
-            raise ValueError("the alphas must fall from iid_alpha to mild_alpha to skewed_alpha, got "
-                             f"{self.iid_alpha!r}, {self.mild_alpha!r}, {self.skewed_alpha!r}")
+        if not self.iid_concentration > self.mild_concentration > self.skewed_concentration:
+            raise ValueError("the concentrations must fall from iid_concentration to mild_concentration to "
+                             f"skewed_concentration, got {self.concentrations!r}")
         check_int_at_least(self.min_samples, "min_samples", 2)
         check_int_at_least(self.partition_retries, "partition_retries", 1)
         check_fraction(self.test_share, "test_share")
@@ -83,16 +83,7 @@ class Settings:
             raise ValueError(f"min_test must be below min_samples ({self.min_samples}) to leave training "
                              f"examples, got {self.min_test!r}")
         check_int_at_least(self.hidden_units, "hidden_units", 1)
-        check_int_at_least(self.rounds, "rounds", 1)
-        check_fraction(self.client_fraction, "client_fraction")
-        if self.client_fraction == 0:
-            raise ValueError("client_fraction must be in (0, 1], got 0: no client would train")
-        check_int_at_least(self.local_epochs, "local_epochs", 1)
-        check_positive_finite(self.lr, "lr")
-        check_int_at_least(self.batch_size, "batch_size", 1)
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        check_fraction(self.momentum, "momentum")
+        _ = self.fedavg  # FedAvgSettings checks rounds, client_fraction, local_epochs, lr, batch_size, optimizer, momentum
         check_int_at_least(self.warmup_rounds, "warmup_rounds", 1)
         if len(self.trace_clients) < 2 or len(set(self.trace_clients)) != len(self.trace_clients):
             raise ValueError(f"trace_clients must name at least two different clients, got {self.trace_clients!r}")
@@ -111,22 +102,22 @@ class Settings:
             raise ValueError(f"last_rounds must be at most rounds ({self.rounds}), got {self.last_rounds!r}")
         check_fraction(self.accuracy_level, "accuracy_level")
         check_fraction(self.hurt_points, "hurt_points")
-        if len(self.skew_alphas) < 2:
-            raise ValueError(f"skew_alphas needs at least two alphas, got {self.skew_alphas!r}")
-        for alpha in self.skew_alphas:
-            check_positive_finite(alpha, "skew_alphas")
+        if len(self.skew_concentrations) < 2:
+            raise ValueError(f"skew_concentrations needs at least two concentrations, got {self.skew_concentrations!r}")
+        for concentration in self.skew_concentrations:
+            check_positive_finite(concentration, "skew_concentrations")
         check_int_at_least(self.skew_partitions, "skew_partitions", 1)
 
     @property
-    def alphas(self) -> tuple[float, float, float]:
-        """The three federations' alphas, from near-i.i.d. to skewed."""
-        return (self.iid_alpha, self.mild_alpha, self.skewed_alpha)
+    def concentrations(self) -> tuple[float, float, float]:
+        """The three federations' Dirichlet concentrations, from near-i.i.d. to skewed."""
+        return (self.iid_concentration, self.mild_concentration, self.skewed_concentration)
 
-    def fedavg_arguments(self) -> dict:
-        """The keyword arguments of :func:`fedkd_lessons.federated.run_fedavg` every run shares."""
-        return dict(rounds=self.rounds, client_fraction=self.client_fraction, local_epochs=self.local_epochs,
-                    lr=self.lr, batch_size=self.batch_size, optimizer=self.optimizer, momentum=self.momentum,
-                    seed=self.seed)
+    @property
+    def fedavg(self) -> FedAvgSettings:
+        """Plain FedAvg at the lesson's settings (each run passes ``seed`` beside it)."""
+        return FedAvgSettings(rounds=self.rounds, client_fraction=self.client_fraction, local_epochs=self.local_epochs,
+                              lr=self.lr, batch_size=self.batch_size, optimizer=self.optimizer, momentum=self.momentum)
 
     def model(self) -> torch.nn.Module:
         """The lesson's MLP (64 inputs, one hidden layer, 10 outputs), freshly initialised."""
@@ -134,18 +125,13 @@ class Settings:
 
 
 def make_federations(digits: ImageSplit, settings: Settings) -> dict[float, Federation]:
-    """The training digits dealt out to ``num_clients`` clients at each of the three alphas:
+    """The training digits dealt out to ``num_clients`` clients at each of the three concentrations:
     :func:`fedkd_lessons.data.make_federation`, with ``partition_retries`` draws allowed."""
-    federations = {}
-    for alpha in settings.alphas:
-        parts = dirichlet_partition(digits.train_labels.numpy(), settings.num_clients, alpha, settings.seed,
-                                    min_samples=settings.min_samples, max_retries=settings.partition_retries)
-        train_parts, test_parts = local_train_test_split(parts, test_share=settings.test_share,
-                                                         min_test=settings.min_test, seed=settings.seed)
-        federations[alpha] = Federation(client_datasets(digits.train_images, digits.train_labels, train_parts),
-                                        client_datasets(digits.train_images, digits.train_labels, test_parts),
-                                        train_parts, test_parts)
-    return federations
+    return {concentration: make_federation(digits.train_images, digits.train_labels, settings.num_clients, concentration,
+                                           seed=settings.seed, min_samples=settings.min_samples,
+                                           test_share=settings.test_share, min_test=settings.min_test,
+                                           max_retries=settings.partition_retries)
+            for concentration in settings.concentrations}
 
 
 def client_labels(federation: Federation) -> list[np.ndarray]:
@@ -186,31 +172,26 @@ class RoundTrace:
 
 
 def trace_round(federation: Federation, digits: ImageSplit, settings: Settings) -> RoundTrace:
-    """``warmup_rounds`` ordinary FedAvg rounds, then one more by hand for ``trace_clients``, each
-    training ``local_epochs`` on its own data from the same global weights."""
-    start_model, _ = run_fedavg(settings.model, federation.train, **{**settings.fedavg_arguments(),
-                                                                    "rounds": settings.warmup_rounds},
-                                progress=False)
-    generator = torch.Generator().manual_seed(settings.seed)
-    models, states, sizes = [], [], []
-    for k in settings.trace_clients:
-        local = copy.deepcopy(start_model)  # the client receives the global weights
-        images, labels = federation.train[k]  # ... and trains on data only it can see
-        train(local, images, labels, epochs=settings.local_epochs, lr=settings.lr, batch_size=settings.batch_size,
-              optimizer=settings.optimizer, momentum=settings.momentum, generator=generator, progress=False)
-        models.append(local)
-        states.append({name: value.detach().clone() for name, value in local.state_dict().items()})
-        sizes.append(len(labels))
-    averaged_state = fedavg(states, sizes)
+    """``warmup_rounds`` ordinary FedAvg rounds, then one more (:func:`fedkd_lessons.federated.fedavg_round`)
+    with only the ``trace_clients``, each training ``local_epochs`` on its own data from the same
+    global weights; the server averages them, weighted by their sizes."""
+    start_model = run_fedavg(settings.model, federation.train, replace(settings.fedavg, rounds=settings.warmup_rounds),
+                             seed=settings.seed, progress=False).model
+    traced = StackedData.from_sets([federation.train[k] for k in settings.trace_clients])
+    round_ = fedavg_round(start_model, traced, replace(settings.fedavg, client_fraction=1.0),
+                          torch.Generator().manual_seed(settings.seed))
+    models = [settings.model() for _ in settings.trace_clients]
+    round_.client_models.write_to(models)
     averaged = settings.model()
-    averaged.load_state_dict(averaged_state)
+    averaged.load_state_dict(round_.state)
     rows = [start_model] + models + [averaged]
     row_names = (["global model before the round"] + [f"client {k} after local training" for k in settings.trace_clients]
                  + [f"average of the {len(models)}"])
     local_accuracy = np.array([[accuracy(model, *federation.test[k]) for k in settings.trace_clients] for model in rows])
     central_accuracy = np.array([accuracy(model, digits.test_images, digits.test_labels) for model in rows])
+    states = [{name: value.detach().clone() for name, value in model.state_dict().items()} for model in models]
     return RoundTrace(tuple(settings.trace_clients), {n: v.detach().clone() for n, v in start_model.state_dict().items()},
-                      states, sizes, averaged_state, row_names, local_accuracy, central_accuracy)
+                      states, [int(n) for n in traced.sizes], round_.state, row_names, local_accuracy, central_accuracy)
 
 
 @dataclass
@@ -223,22 +204,22 @@ class FedAvgRun:
 
 
 def run_federation(federation: Federation, digits: ImageSplit, settings: Settings, description: str,
-                   progress: bool | None = None, **aggregation) -> FedAvgRun:
-    """FedAvg at the lesson's settings on ``federation``; ``aggregation`` picks the aggregator
-    (``aggregator=``, ``clip_norm=``, ``noise_std=`` of :func:`run_fedavg`)."""
+                   fedavg: FedAvgSettings | None = None, progress: bool | None = None) -> FedAvgRun:
+    """FedAvg on ``federation`` with ``fedavg`` (default the lesson's plain ``settings.fedavg``; the
+    aggregator runs pass it with another aggregator), seeded by ``settings.seed``."""
     central_test = (digits.test_images, digits.test_labels)
-    model, history = run_fedavg(settings.model, federation.train, client_test=federation.test, test_set=central_test,
-                                progress=progress, description=description, **settings.fedavg_arguments(),
-                                **aggregation)
-    return FedAvgRun(history, class_accuracies(model, *central_test, num_classes=NUM_CLASSES))
+    result = run_fedavg(settings.model, federation.train, fedavg or settings.fedavg, seed=settings.seed,
+                        client_test=federation.test, test_set=central_test, progress=progress, description=description)
+    return FedAvgRun(result.history, class_accuracies(result.model, *central_test, num_classes=NUM_CLASSES))
 
 
 def run_partition_runs(federations: dict[float, Federation], digits: ImageSplit, settings: Settings,
                        progress: bool | None = None) -> dict[float, FedAvgRun]:
     """Plain FedAvg on each federation: the same seed, so the same initial model and the same
     client choices; the partition is the only difference."""
-    return {alpha: run_federation(federation, digits, settings, f"FedAvg, alpha = {alpha:g}", progress)
-            for alpha, federation in federations.items()}
+    return {concentration: run_federation(federation, digits, settings, f"FedAvg, alpha = {concentration:g}",
+                                          progress=progress)
+            for concentration, federation in federations.items()}
 
 
 def clip_norm_from(history: FedAvgHistory, settings: Settings) -> float:
@@ -252,20 +233,36 @@ def dp_name(sigma: float) -> str:
 
 
 def iid_median_name(settings: Settings) -> str:
-    return f"median, alpha = {settings.iid_alpha:g}"
+    return f"median, alpha = {settings.iid_concentration:g}"
+
+
+def median(settings: Settings) -> FedAvgSettings:
+    """The lesson's FedAvg with the coordinate-wise median as the server's rule."""
+    return replace(settings.fedavg, aggregator="median")
+
+
+def dp(settings: Settings, clip_norm: float, sigma: float) -> FedAvgSettings:
+    """The lesson's FedAvg with DP-style aggregation: clip at ``clip_norm``, noise ``sigma``."""
+    return replace(settings.fedavg, aggregator="dp", clip_norm=clip_norm, noise_std=sigma)
+
+
+def skewed_aggregator_runs(skewed: Federation, digits: ImageSplit, settings: Settings, clip_norm: float,
+                           progress: bool | None = None) -> dict[str, FedAvgRun]:
+    """The skewed federation under the median and under DP-style FedAvg at each of ``dp_sigmas``."""
+    runs = {"median": run_federation(skewed, digits, settings, "median", median(settings), progress)}
+    for sigma in settings.dp_sigmas:
+        runs[dp_name(sigma)] = run_federation(skewed, digits, settings, dp_name(sigma), dp(settings, clip_norm, sigma),
+                                              progress)
+    return runs
 
 
 def run_aggregator_runs(federations: dict[float, Federation], digits: ImageSplit, settings: Settings,
                         clip_norm: float, progress: bool | None = None) -> dict[str, FedAvgRun]:
-    """The skewed federation under median aggregation and DP-style FedAvg at each sigma, and the
-    near-i.i.d. one under the median; the same seed as the plain runs they are compared with."""
-    skewed, iid = federations[settings.skewed_alpha], federations[settings.iid_alpha]
-    runs = {"median": run_federation(skewed, digits, settings, "median", progress, aggregator="median")}
-    for sigma in settings.dp_sigmas:
-        runs[dp_name(sigma)] = run_federation(skewed, digits, settings, dp_name(sigma), progress, aggregator="dp",
-                                              clip_norm=clip_norm, noise_std=sigma)
-    runs[iid_median_name(settings)] = run_federation(iid, digits, settings, iid_median_name(settings), progress,
-                                                     aggregator="median")
+    """:func:`skewed_aggregator_runs`, and the near-i.i.d. federation under the median; the same seed
+    as the plain runs they are compared with."""
+    runs = skewed_aggregator_runs(federations[settings.skewed_concentration], digits, settings, clip_norm, progress)
+    runs[iid_median_name(settings)] = run_federation(federations[settings.iid_concentration], digits, settings,
+                                                     iid_median_name(settings), median(settings), progress)
     return runs
 
 
@@ -282,7 +279,7 @@ class SeedHeadlines:
         small, large = (dp_name(sigma) for sigma in settings.dp_sigmas)
         plain = self.accuracy["FedAvg"]
         return {
-            f"FedAvg: alpha = {settings.iid_alpha:g} - alpha = {settings.skewed_alpha:g}":
+            f"FedAvg: alpha = {settings.iid_concentration:g} - alpha = {settings.skewed_concentration:g}":
                 paired_interval(self.accuracy["FedAvg, i.i.d."], plain),
             "skewed: FedAvg - median": paired_interval(plain, self.accuracy["median"]),
             f"skewed: FedAvg - {small}": paired_interval(plain, self.accuracy[small]),
@@ -295,15 +292,13 @@ def headline_runs(digits: ImageSplit, settings: Settings, progress: bool | None 
     under the median and DP at both sigmas (S from that seed's own plain run); each run's central
     accuracy over the last rounds."""
     federations = make_federations(digits, settings)
-    skewed = federations[settings.skewed_alpha]
-    plain = run_federation(skewed, digits, settings, "FedAvg", progress)
+    skewed = federations[settings.skewed_concentration]
+    plain = run_federation(skewed, digits, settings, "FedAvg", progress=progress)
     clip = clip_norm_from(plain.history, settings)
     runs = {"FedAvg": plain,
-            "FedAvg, i.i.d.": run_federation(federations[settings.iid_alpha], digits, settings, "i.i.d.", progress),
-            "median": run_federation(skewed, digits, settings, "median", progress, aggregator="median")}
-    for sigma in settings.dp_sigmas:
-        runs[dp_name(sigma)] = run_federation(skewed, digits, settings, dp_name(sigma), progress, aggregator="dp",
-                                              clip_norm=clip, noise_std=sigma)
+            "FedAvg, i.i.d.": run_federation(federations[settings.iid_concentration], digits, settings, "i.i.d.",
+                                             progress=progress),
+            **skewed_aggregator_runs(skewed, digits, settings, clip, progress)}
     return {name: run.history.global_accuracy_over_last(settings.last_rounds) for name, run in runs.items()}
 
 
@@ -312,8 +307,8 @@ def headlines_over_seeds(digits: ImageSplit, settings: Settings, runs: dict[floa
     """:func:`headline_runs` on the seeds after ``settings.seed``; ``settings.seed`` itself is read
     from ``runs`` and ``aggregator_runs``, the runs the lesson already made (nothing is trained twice)."""
     last = settings.last_rounds
-    first = {"FedAvg": runs[settings.skewed_alpha].history.global_accuracy_over_last(last),
-             "FedAvg, i.i.d.": runs[settings.iid_alpha].history.global_accuracy_over_last(last),
+    first = {"FedAvg": runs[settings.skewed_concentration].history.global_accuracy_over_last(last),
+             "FedAvg, i.i.d.": runs[settings.iid_concentration].history.global_accuracy_over_last(last),
              **{name: aggregator_runs[name].history.global_accuracy_over_last(last)
                 for name in ["median", *(dp_name(sigma) for sigma in settings.dp_sigmas)]}}
     seeds = tuple(settings.seed + i for i in range(settings.seeds))
@@ -327,10 +322,10 @@ class FederatedResult:
     """Everything lesson 3's claims are measured on."""
 
     settings: Settings
-    partitions: dict[float, dict]  # alpha -> partition_statistics
+    partitions: dict[float, dict]  # concentration -> partition_statistics
     main_classes: np.ndarray  # (K,) each skewed client's main class
     trace: RoundTrace
-    runs: dict[float, FedAvgRun]  # alpha -> plain FedAvg
+    runs: dict[float, FedAvgRun]  # concentration -> plain FedAvg
     clip_norm: float
     aggregator_runs: dict[str, FedAvgRun]
     over_seeds: SeedHeadlines
@@ -340,8 +335,8 @@ def result_of(settings: Settings, federations: dict[float, Federation], trace: R
               runs: dict[float, FedAvgRun], clip_norm: float, aggregator_runs: dict[str, FedAvgRun],
               over_seeds: SeedHeadlines) -> FederatedResult:
     """Gather what the notebook (or :func:`run_claims_experiment`) computed."""
-    return FederatedResult(settings, {alpha: partition_statistics(f) for alpha, f in federations.items()},
-                           client_main_classes(federations[settings.skewed_alpha]), trace, runs, clip_norm,
+    return FederatedResult(settings, {c: partition_statistics(f) for c, f in federations.items()},
+                           client_main_classes(federations[settings.skewed_concentration]), trace, runs, clip_norm,
                            aggregator_runs, over_seeds)
 
 
@@ -349,9 +344,9 @@ def run_claims_experiment(settings: Settings) -> FederatedResult:
     """Every experiment lesson 3's prose draws conclusions from, at ``settings``."""
     digits = load_digits_split()
     federations = make_federations(digits, settings)
-    trace = trace_round(federations[settings.mild_alpha], digits, settings)
+    trace = trace_round(federations[settings.mild_concentration], digits, settings)
     runs = run_partition_runs(federations, digits, settings, progress=False)
-    clip_norm = clip_norm_from(runs[settings.skewed_alpha].history, settings)
+    clip_norm = clip_norm_from(runs[settings.skewed_concentration].history, settings)
     aggregator_runs = run_aggregator_runs(federations, digits, settings, clip_norm, progress=False)
     over_seeds = headlines_over_seeds(digits, settings, runs, aggregator_runs, progress=False)
     return result_of(settings, federations, trace, runs, clip_norm, aggregator_runs, over_seeds)
@@ -381,7 +376,7 @@ def client_changes(result: FederatedResult, name: str) -> np.ndarray:
     """``(K,)`` each skewed client's accuracy on its own test set under aggregator ``name`` minus
     under plain FedAvg, both averaged over the last rounds."""
     last = result.settings.last_rounds
-    plain = result.runs[result.settings.skewed_alpha].history.client_accuracy_over_last(last)
+    plain = result.runs[result.settings.skewed_concentration].history.client_accuracy_over_last(last)
     return result.aggregator_runs[name].history.client_accuracy_over_last(last) - plain
 
 
@@ -389,12 +384,12 @@ def claims(result: FederatedResult) -> list[Claim]:
     """What lesson 3's prose says about its partitions, the traced round, FedAvg under skew, and
     what median and DP-style aggregation cost. Accuracies are compared in points (1 point = 1 %)."""
     s = result.settings
-    iid, mild, skewed = s.alphas
+    iid, mild, skewed = s.concentrations
     parts, runs, aggregated, trace = result.partitions, result.runs, result.aggregator_runs, result.trace
-    history = {alpha: run.history for alpha, run in runs.items()}
-    last = {alpha: h.global_accuracy_over_last(s.last_rounds) for alpha, h in history.items()}
-    first = {alpha: float(np.mean(h.global_accuracy[1:s.last_rounds + 1])) for alpha, h in history.items()}
-    final_clients = {alpha: h.final_client_accuracy for alpha, h in history.items()}
+    history = {c: run.history for c, run in runs.items()}
+    last = {c: h.global_accuracy_over_last(s.last_rounds) for c, h in history.items()}
+    first = {c: float(np.mean(h.global_accuracy[1:s.last_rounds + 1])) for c, h in history.items()}
+    final_clients = {c: h.final_client_accuracy for c, h in history.items()}
     norms = np.concatenate(history[skewed].update_norms)
     median_norm = float(np.median(norms))
     noise_norms = [sigma * np.sqrt(sum(v.numel() for v in trace.start_state.values())) for sigma in s.dp_sigmas]
@@ -437,14 +432,14 @@ def claims(result: FederatedResult) -> list[Claim]:
         # seeds 0-9: 5.4x-9.4x
         at_least(f"at alpha = {skewed:g} client sizes vary several-fold (largest local training set at least 3x the smallest)",
                  sizes.max() / sizes.min(), 3.0, unit="x"),
-        # --- the round traced by hand (alpha = mild)
-        # seeds 0-9: 6.6-38.2 points
+        # --- the round traced by hand (the mild concentration)
+        # seeds 0-9: 6.7-36.7 points
         at_least("in the traced round local training helps a client's own test set more than the other traced clients' "
                  "(drift towards home)", points * drift_towards_home(trace), 2.0, unit="points"),
-        # seeds 0-9: 6.8-22.0 points
+        # seeds 0-9: 8.3-20.8 points
         at_least("on the central test set the drifted models are on average worse than the global model they started from",
                  points * (central[0] - central[1:-1].mean()), 3.0, unit="points"),
-        # seeds 0-9: 6.4-16.8 points
+        # seeds 0-9: 7.0-18.9 points
         at_least("on the central test set the weighted average of the drifted models beats their mean",
                  points * (central[-1] - central[1:-1].mean()), 3.0, unit="points"),
         # --- FedAvg: i.i.d. against skewed clients

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from ..adaptation import (ADAPTATION_DEFAULTS, DISTILL_ALPHA, DISTILL_TEMPERATURE, EWC_LAMBDA, FEDAVG_SETTINGS,
-                          LOCAL_DEFAULTS, METHODS, AdaptationExperiment, adapt, adapt_all_early_stopped,
-                          adaptation_curve, code_equivalent_alpha, evaluate_methods, ewc_stability_ratio,
-                          run_adaptation_experiment, subsample_clients)
+from ..adaptation import (ADAPTATION, DISTILL_ALPHA, DISTILL_TEMPERATURE, EWC_LAMBDA, LOCAL, METHODS,
+                          AdaptationExperiment, AdaptationSettings, ExperimentSettings, Training, adapt,
+                          adapt_all_early_stopped, adaptation_curve, code_equivalent_alpha, evaluate_methods,
+                          ewc_stability_ratio, run_adaptation_experiment, subsample_clients)
 from ..data import ImageSplit, load_digits_split
-from ..models import accuracy, make_mlp
+from ..federated import FedAvgSettings
+from ..models import accuracy
 from ..training import progress_bar
 from ..validation import check_fraction, check_int_at_least, check_positive_finite
 from .claims import Claim, at_least, at_most
@@ -43,21 +44,21 @@ class Settings:
     public_fraction: float = 0.5
     hidden_units: int = 32
     # FedAvg (Yu et al.'s CIFAR-10 run, from their code's settings, scaled to the digits)
-    rounds: int = FEDAVG_SETTINGS["rounds"]
-    client_fraction: float = FEDAVG_SETTINGS["client_fraction"]
-    fedavg_local_epochs: int = FEDAVG_SETTINGS["local_epochs"]
-    fedavg_lr: float = FEDAVG_SETTINGS["lr"]
-    fedavg_batch_size: int = FEDAVG_SETTINGS["batch_size"]
+    rounds: int = FedAvgSettings.rounds
+    client_fraction: float = FedAvgSettings.client_fraction
+    fedavg_local_epochs: int = FedAvgSettings.local_epochs
+    fedavg_lr: float = FedAvgSettings.lr
+    fedavg_batch_size: int = FedAvgSettings.batch_size
     # every SGD in the lesson (FedAvg, adaptation, local) uses the paper's momentum
-    momentum: float = ADAPTATION_DEFAULTS["momentum"]
+    momentum: float = ADAPTATION.momentum
     # adaptation: the paper's 200 epochs at lr 0.001 on CIFAR become 20 at 0.01 on ~100 digits
-    adapt_epochs: int = ADAPTATION_DEFAULTS["epochs"]
-    adapt_lr: float = ADAPTATION_DEFAULTS["lr"]
-    adapt_batch_size: int = ADAPTATION_DEFAULTS["batch_size"]
+    adapt_epochs: int = ADAPTATION.epochs
+    adapt_lr: float = ADAPTATION.lr
+    adapt_batch_size: int = ADAPTATION.batch_size
     # the local-only baseline starts from nothing, so it gets enough steps to fit its training set
-    local_epochs: int = LOCAL_DEFAULTS["epochs"]
-    local_lr: float = LOCAL_DEFAULTS["lr"]
-    local_batch_size: int = LOCAL_DEFAULTS["batch_size"]
+    local_epochs: int = LOCAL.epochs
+    local_lr: float = LOCAL.lr
+    local_batch_size: int = LOCAL.batch_size
     # EWC: the paper code's lambda and the tenth of it the lesson uses (chosen from the
     # stability limit lr * lambda * max F < 2 (1 + momentum), not from any test result)
     paper_ewc_lambda: float = EWC_LAMBDA
@@ -161,42 +162,40 @@ class Settings:
         return f"DP (sigma = {self.dp_noise_std:g})"
 
     @property
-    def fedavg(self) -> dict:
-        """The keyword arguments of :func:`fedkd_lessons.federated.run_fedavg` (as FEDAVG_SETTINGS)."""
-        return {"rounds": self.rounds, "client_fraction": self.client_fraction, "local_epochs": self.fedavg_local_epochs,
-                "lr": self.fedavg_lr, "batch_size": self.fedavg_batch_size, "optimizer": "sgd",
-                "momentum": self.momentum}
+    def fedavg(self) -> FedAvgSettings:
+        """Plain FedAvg at the lesson's settings (the package's defaults unless changed here)."""
+        return FedAvgSettings(rounds=self.rounds, client_fraction=self.client_fraction,
+                              local_epochs=self.fedavg_local_epochs, lr=self.fedavg_lr, batch_size=self.fedavg_batch_size,
+                              momentum=self.momentum)
 
     @property
-    def adaptation(self) -> dict:
-        """Every adapting method's training (as ADAPTATION_DEFAULTS)."""
-        return {"epochs": self.adapt_epochs, "lr": self.adapt_lr, "batch_size": self.adapt_batch_size,
-                "momentum": self.momentum}
+    def adaptation(self) -> AdaptationSettings:
+        """Every method's adaptation at the lesson's settings: the lesson's lambda and distillation alpha."""
+        return AdaptationSettings(Training(self.adapt_epochs, self.adapt_lr, self.adapt_batch_size, self.momentum),
+                                  Training(self.local_epochs, self.local_lr, self.local_batch_size, self.momentum),
+                                  ewc_lambda=self.ewc_lambda, temperature=self.temperature, alpha=self.distill_alpha)
 
     @property
-    def local(self) -> dict:
-        """The local-only baseline's training (as LOCAL_DEFAULTS)."""
-        return {"epochs": self.local_epochs, "lr": self.local_lr, "batch_size": self.local_batch_size,
-                "momentum": self.momentum}
+    def experiment(self) -> ExperimentSettings:
+        """The settings of :func:`fedkd_lessons.adaptation.run_adaptation_experiment` (the seed goes beside them)."""
+        return ExperimentSettings(num_clients=self.num_clients, concentration=self.concentration,
+                                  min_samples=self.min_samples, test_share=self.test_share, min_test=self.min_test,
+                                  public_fraction=self.public_fraction, hidden_units=self.hidden_units,
+                                  fedavg=self.fedavg, adaptation=self.adaptation)
 
 
 # --- The experiments, as the notebook runs them --------------------------------------------------------
 
 
-def federate(digits: ImageSplit, settings: Settings, *, methods=("local",), aggregator: str = "mean",
-             clip_norm: float | None = None, noise_std: float = 0.0, mirrored=(),
-             progress: bool | None = None) -> AdaptationExperiment:
+def federate(digits: ImageSplit, settings: Settings, *, methods=("local",), fedavg: FedAvgSettings | None = None,
+             mirrored=(), progress: bool | None = None) -> AdaptationExperiment:
     """Partition the digits among the clients (the clients in ``mirrored`` see their images flipped left to
-    right), train the global model with ``aggregator`` and adapt every client with ``methods``
+    right), train the global model with ``fedavg`` (default ``settings.fedavg``; the aggregation runs pass
+    another aggregator) and adapt every client with ``methods``
     (:func:`fedkd_lessons.adaptation.run_adaptation_experiment` at ``settings``)."""
-    return run_adaptation_experiment(
-        digits, num_clients=settings.num_clients, concentration=settings.concentration, mirrored_clients=mirrored,
-        seed=settings.seed,
-        min_samples=settings.min_samples, test_share=settings.test_share, min_test=settings.min_test,
-        public_fraction=settings.public_fraction, model_factory=lambda: make_mlp(hidden=(settings.hidden_units,)),
-        fedavg=settings.fedavg, aggregator=aggregator, clip_norm=clip_norm, noise_std=noise_std, methods=methods,
-        ewc_lambda=settings.ewc_lambda, temperature=settings.temperature, distill_alpha=settings.distill_alpha,
-        adaptation=settings.adaptation, local=settings.local, progress=progress)
+    experiment = settings.experiment if fedavg is None else replace(settings.experiment, fedavg=fedavg)
+    return run_adaptation_experiment(digits, experiment, methods=methods, mirrored_clients=mirrored, seed=settings.seed,
+                                     progress=progress)
 
 
 def adapt_clients(experiment: AdaptationExperiment, settings: Settings, *, client_train=None, methods=ADAPTED,
@@ -204,9 +203,7 @@ def adapt_clients(experiment: AdaptationExperiment, settings: Settings, *, clien
     """``{"global": (K,), method: (K,)}``: each client's local test accuracy after adapting the experiment's
     global model with each of ``methods`` on ``client_train`` (default: the clients' full training sets)."""
     return evaluate_methods(experiment.global_model, client_train or experiment.federation.train,
-                            experiment.federation.test, methods=methods, fisher=experiment.fisher,
-                            ewc_lambda=settings.ewc_lambda, temperature=settings.temperature,
-                            alpha=settings.distill_alpha, adaptation=settings.adaptation, local=settings.local,
+                            experiment.federation.test, settings.adaptation, methods=methods, fisher=experiment.fisher,
                             seed=settings.seed, progress=progress, description=description)
 
 
@@ -221,9 +218,8 @@ def few_shot_curves(experiment: AdaptationExperiment, settings: Settings, method
     on the clients cut to ``settings.shots`` training images."""
     few = few_shot_clients(experiment, settings)
     return {method: adaptation_curve(method, experiment.global_model, few, experiment.federation.test,
-                                     settings.epochs_grid, fisher=experiment.fisher, ewc_lambda=settings.ewc_lambda,
-                                     temperature=settings.temperature, alpha=settings.distill_alpha,
-                                     adaptation=settings.adaptation, seed=settings.seed, progress=progress)
+                                     settings.epochs_grid, settings.adaptation, fisher=experiment.fisher,
+                                     seed=settings.seed, progress=progress)
             for method in methods}
 
 
@@ -248,9 +244,8 @@ def early_stopped_finetune(experiment: AdaptationExperiment, settings: Settings,
     the clients' local tests. Returns the :class:`~fedkd_lessons.adaptation.EarlyStopped` result
     and the accuracies ``(K,)``."""
     stopped = adapt_all_early_stopped("finetune", experiment.global_model, client_train or experiment.federation.train,
-                                      validation_share=settings.validation_share, max_epochs=settings.epochs_grid[-1],
-                                      seed=settings.seed, lr=settings.adapt_lr, batch_size=settings.adapt_batch_size,
-                                      momentum=settings.momentum)
+                                      settings.adaptation.with_epochs("finetune", settings.epochs_grid[-1]),
+                                      validation_share=settings.validation_share, seed=settings.seed)
     return stopped, stopped.models.accuracy_per_model(experiment.federation.test)
 
 
@@ -271,11 +266,9 @@ def headline_run(digits: ImageSplit, settings: Settings) -> dict[str, np.ndarray
     experiment = federate(digits, settings, progress=False)
     experiment.accuracies.update(adapt_clients(experiment, settings, progress=False))
     few = few_shot_clients(experiment, settings)
-    last = {"epochs": settings.epochs_grid[-1]}
-    curves = {method: evaluate_methods(experiment.global_model, few, experiment.federation.test, methods=(method,),
-                                       fisher=experiment.fisher, temperature=settings.temperature,
-                                       alpha=settings.distill_alpha, adaptation={**settings.adaptation, **last},
-                                       seed=settings.seed, progress=False)[method][None]
+    curves = {method: evaluate_methods(experiment.global_model, few, experiment.federation.test,
+                                       settings.adaptation.with_epochs(method, settings.epochs_grid[-1]),
+                                       methods=(method,), seed=settings.seed, progress=False)[method][None]
               for method in ("finetune", "distill")}
     return headline_accuracies(experiment, curves, settings)
 
@@ -408,7 +401,7 @@ def who_gains_over_seeds(digits: ImageSplit, settings: Settings, progress: bool 
     seeds = tuple(settings.seed + i for i in range(settings.seeds))
     runs = [mirrored_run(digits, replace(settings, seed=seed)) for seed in progress_bar(seeds, progress, "mirrored federation")]
     return WhoGains(seeds, [dict(run.accuracies) for run in runs],
-                    [np.isin(np.arange(settings.num_clients), run.settings["mirrored_clients"]) for run in runs])
+                    [np.isin(np.arange(settings.num_clients), run.mirrored_clients) for run in runs])
 
 
 def dp_clip_norm(experiment: AdaptationExperiment) -> float:
@@ -424,16 +417,16 @@ def aggregation_runs(digits: ImageSplit, experiment: AdaptationExperiment, setti
     again with ``methods``: ``{"mean": experiment, "median": ..., settings.dp_run: ...}``. DP clips at :func:`dp_clip_norm`
     with ``settings.dp_noise_std``. The local-only models do not depend on the global model, so the mean
     run's are reused."""
-    variants = {"median": ("median", {"aggregator": "median"}),
-                "dp": (settings.dp_run, {"aggregator": "dp", "clip_norm": dp_clip_norm(experiment),
-                                         "noise_std": settings.dp_noise_std})}
-    unknown = set(aggregators) - set(variants)
+    unknown = set(aggregators) - {"median", "dp"}
     if unknown:
-        raise ValueError(f"aggregators must be among {sorted(variants)}, got {sorted(unknown)}")
+        raise ValueError(f"aggregators must be among ['dp', 'median'], got {sorted(unknown)}")
+    variants = {"median": ("median", replace(settings.fedavg, aggregator="median")),
+                "dp": (settings.dp_run, replace(settings.fedavg, aggregator="dp", clip_norm=dp_clip_norm(experiment),
+                                                noise_std=settings.dp_noise_std))}
     runs = {"mean": experiment}
     for aggregator in aggregators:
-        name, options = variants[aggregator]
-        runs[name] = federate(digits, settings, methods=methods, progress=progress, **options)
+        name, fedavg = variants[aggregator]
+        runs[name] = federate(digits, settings, methods=methods, fedavg=fedavg, progress=progress)
         runs[name].accuracies["local"] = experiment.accuracies["local"]
     return runs
 
@@ -447,13 +440,12 @@ def paper_lambda_ewc(runs: dict[str, AdaptationExperiment], settings: Settings) 
     """EWC at the paper's lambda on every run's global model: per run, the stability ratio
     ``lr * lambda * max F``, each client's local test accuracy and the largest change of any weight of any
     client's adapted model (huge or not finite once the ratio passes the momentum limit)."""
-    table = {}
+    table, paper = {}, replace(settings.adaptation, ewc_lambda=settings.paper_ewc_lambda)
     for name, run in runs.items():
         scores, change = [], 0.0
         for k, (train_set, test_set) in enumerate(zip(run.federation.train, run.federation.test)):
             # the same seeds as evaluate_methods (client k adapts with seed + k)
-            model = adapt("ewc", run.global_model, *train_set, fisher=run.fisher, ewc_lambda=settings.paper_ewc_lambda,
-                          seed=settings.seed + k, **settings.adaptation)
+            model = adapt("ewc", run.global_model, *train_set, paper, fisher=run.fisher, seed=settings.seed + k)
             scores.append(accuracy(model, *test_set))
             with torch.no_grad():
                 moved = max(float((p - q).abs().max()) for p, q in zip(model.parameters(), run.global_model.parameters()))
@@ -470,9 +462,9 @@ def distill_sweep(experiment: AdaptationExperiment, settings: Settings) -> np.nd
     the ``settings.shots``-image clients, for each alpha and T."""
     few = few_shot_clients(experiment, settings)
     reference = experiment.accuracies["global"]
-    return np.array([[(evaluate_methods(experiment.global_model, few, experiment.federation.test, methods=("distill",),
-                                        temperature=t, alpha=a, adaptation=settings.adaptation, seed=settings.seed,
-                                        progress=False)["distill"] - reference).mean()
+    return np.array([[(evaluate_methods(experiment.global_model, few, experiment.federation.test,
+                                        replace(settings.adaptation, temperature=t, alpha=a), methods=("distill",),
+                                        seed=settings.seed, progress=False)["distill"] - reference).mean()
                       for t in settings.sweep_temperatures] for a in settings.alpha_grid])
 
 
