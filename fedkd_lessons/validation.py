@@ -37,7 +37,12 @@ class Constraint:
         return value
 
     def accepts(self, value) -> bool:
-        raise NotImplementedError
+        """Whether ``check`` passes (a constraint overrides this or ``check``, or both)."""
+        try:
+            self.check(value, "value")
+        except ValueError:
+            return False
+        return True
 
     def bad_examples(self) -> list:
         """Values this constraint rejects (the tests feed them to every checked argument)."""
@@ -232,13 +237,6 @@ class Tensor(Constraint):
             raise ValueError(f"{name} contains NaN or infinity at {bad} place(s)")
         return tensor
 
-    def accepts(self, value) -> bool:
-        try:
-            self.check(value, "value")
-        except ValueError:
-            return False
-        return True
-
     def bad_examples(self) -> list:
         bad = ["not a tensor"]
         if self.finite:
@@ -282,13 +280,6 @@ class Each(Constraint):
         if not isinstance(value, (list, tuple)) or len(value) < self.min_length:
             raise ValueError(f"{name} must be {self.description}, got {_shown(value)}")
         return type(value)(self.inner.check(item, f"{name}[{k}]") for k, item in enumerate(value))
-
-    def accepts(self, value) -> bool:
-        try:
-            self.check(value, "value")
-        except ValueError:
-            return False
-        return True
 
     def bad_examples(self) -> list:
         return ["not a list"] + ([[]] if self.min_length else []) + [[bad] for bad in self.inner.bad_examples()[:2]]
