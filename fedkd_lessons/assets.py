@@ -15,7 +15,7 @@ from .data import load_digits_split  # noqa: E402
 from .adaptation_figures import readme_figure as lesson4_adaptation  # noqa: E402
 from .after_fedmd_figures import methods_diagram  # noqa: E402
 from .distillation_figures import readme_figure as lesson2_soft_targets  # noqa: E402
-from .federated_figures import plot_partitions_by_alpha  # noqa: E402
+from .federated_figures import plot_partitions_by_concentration  # noqa: E402
 from .fedmd_figures import fedmd_diagram  # noqa: E402
 from .flower_figures import flower_architecture_figure  # noqa: E402
 from .models import make_mlp, predict_logits  # noqa: E402
@@ -40,7 +40,7 @@ def lesson1_temperature():
 FIGURES = {
     "01_temperature.png": lesson1_temperature,
     "02_soft_targets.png": lesson2_soft_targets,
-    "03_partitions.png": plot_partitions_by_alpha,
+    "03_partitions.png": plot_partitions_by_concentration,
     "04_adaptation.png": lesson4_adaptation,
     "05_fedmd.png": fedmd_diagram,
     "06_flower.png": flower_architecture_figure,
