@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedkd_lessons.adaptation import METHODS, adapt, adapt_all, ewc_penalty, fisher_diagonal
+from fedkd_lessons.adaptation import METHODS, AdaptationSettings, adapt, adapt_all, ewc_penalty, fisher_diagonal
 from fedkd_lessons.batched import ModelStack, StackedData, StackedOptimizer, check_same_architecture, train_stack
 from fedkd_lessons.distillation import distillation_loss
 from fedkd_lessons.fedmd import consensus_loss
@@ -149,9 +149,11 @@ def test_adapt_all_equals_adapt_client_by_client(method):
     start = make_mlp((16,))
     sets = make_sets(7, sizes=(7, 30, 45))
     fisher = fisher_diagonal(start, *sets[2])
-    stack = adapt_all(method, start, sets, fisher=fisher, ewc_lambda=50.0, epochs=4, seed=3)
+    settings = AdaptationSettings(ewc_lambda=50.0).with_epochs(method, 4)
+    fisher = fisher if method == "ewc" else None  # a Fisher goes with EWC only
+    stack = adapt_all(method, start, sets, settings, fisher=fisher, seed=3)
     for k, (x, y) in enumerate(sets):
-        one = adapt(method, start, x, y, fisher=fisher, ewc_lambda=50.0, epochs=4, seed=3 + k)
+        one = adapt(method, start, x, y, settings, fisher=fisher, seed=3 + k)
         for name, parameter in one.named_parameters():
             torch.testing.assert_close(stack.parameters[name][k], parameter.detach(), atol=1e-6, rtol=1e-4)
 
