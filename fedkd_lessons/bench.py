@@ -25,6 +25,7 @@ rate against it. The numbers depend on the machine: it is a tool, not a test.
 
 import argparse
 import copy
+import dataclasses
 import functools
 import json
 import os
@@ -38,7 +39,7 @@ import psutil
 import torch
 
 from .data import client_datasets, iid_partition, load_digits_split
-from .federated import fedavg, run_fedavg
+from .federated import FedAvgSettings, fedavg, run_fedavg
 from .models import make_mlp
 from .seeding import seed_everything
 from .training import train
@@ -50,7 +51,9 @@ CASES = {
                              flower_rounds=1),
 }
 ENGINES = ("loop", "batched", "flower")
-TRAINING = dict(local_epochs=1, lr=0.05, batch_size=32, optimizer="sgd", momentum=0.9)
+# one task for every engine: every client trains one epoch of SGD per round (the rounds are set per case)
+TRAINING = FedAvgSettings(rounds=1, client_fraction=1.0, local_epochs=1, lr=0.05, batch_size=32, optimizer="sgd",
+                          momentum=0.9)
 HIDDEN, CLASSES = 64, 10
 
 
@@ -78,7 +81,7 @@ def flops_per_round(name: str) -> float:
     needed into the images). Biases and activations are left out."""
     size = CASES[name]["image_size"] ** 2
     per_example = 4 * (size * HIDDEN + HIDDEN * CLASSES) + 2 * HIDDEN * CLASSES
-    return float(sum(len(labels) for _, labels in case_clients(name)) * TRAINING["local_epochs"] * per_example)
+    return float(sum(len(labels) for _, labels in case_clients(name)) * TRAINING.local_epochs * per_example)
 
 
 def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
@@ -134,8 +137,8 @@ def loop_fedavg(model: torch.nn.Module, clients, rounds: int, seed: int = 0) -> 
         states = []
         for images, labels in clients:
             local = copy.deepcopy(global_model)
-            train(local, images, labels, epochs=TRAINING["local_epochs"], lr=TRAINING["lr"],
-                  batch_size=TRAINING["batch_size"], optimizer=TRAINING["optimizer"], momentum=TRAINING["momentum"],
+            train(local, images, labels, epochs=TRAINING.local_epochs, lr=TRAINING.lr,
+                  batch_size=TRAINING.batch_size, optimizer=TRAINING.optimizer, momentum=TRAINING.momentum,
                   generator=generator, progress=False)
             states.append(local.state_dict())
         global_model.load_state_dict(fedavg(states, sizes))
@@ -144,7 +147,7 @@ def loop_fedavg(model: torch.nn.Module, clients, rounds: int, seed: int = 0) -> 
 
 def batched_fedavg(model: torch.nn.Module, clients, rounds: int, seed: int = 0) -> torch.nn.Module:
     """The same FedAvg through :func:`fedkd_lessons.federated.run_fedavg` (the batched engine)."""
-    return run_fedavg(model, clients, rounds=rounds, client_fraction=1.0, seed=seed, progress=False, **TRAINING)[0]
+    return run_fedavg(model, clients, dataclasses.replace(TRAINING, rounds=rounds), seed=seed, progress=False).model
 
 
 def flower_fedavg(name: str, rounds: int) -> float:
@@ -165,8 +168,8 @@ def flower_fedavg(name: str, rounds: int) -> float:
         images, labels = case_clients(name)[int(context.node_config["partition-id"])]
         model = make_model(name)
         model.load_state_dict(message.content["arrays"].to_torch_state_dict())
-        train(model, images, labels, epochs=TRAINING["local_epochs"], lr=TRAINING["lr"],
-              batch_size=TRAINING["batch_size"], optimizer=TRAINING["optimizer"], momentum=TRAINING["momentum"],
+        train(model, images, labels, epochs=TRAINING.local_epochs, lr=TRAINING.lr,
+              batch_size=TRAINING.batch_size, optimizer=TRAINING.optimizer, momentum=TRAINING.momentum,
               progress=False)
         content = RecordDict({"arrays": ArrayRecord(model.state_dict()),
                               "metrics": MetricRecord({"num-examples": len(labels)})})
