@@ -128,10 +128,6 @@ def _check_client_data(images, labels) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels
 
 
-def _check_epochs(epochs) -> int:
-    return check_int_at_least(epochs, "epochs", 0)
-
-
 def _check_lambda(ewc_lambda) -> float:
     if isinstance(ewc_lambda, torch.Tensor) and ewc_lambda.numel() == 1:
         ewc_lambda = ewc_lambda.item()
@@ -158,59 +154,57 @@ def _reinitialised(global_model: nn.Module, seed: int) -> nn.Module:
     return model
 
 
-def _sgd(model, images, labels, *, epochs, lr, batch_size, momentum, seed, progress, description, **extra):
+def _check_training(training) -> Training:
+    if not isinstance(training, Training):
+        raise ValueError(f"training must be a Training (epochs, lr, batch_size, momentum), got {type(training).__name__}")
+    return training
+
+
+def _sgd(model, images, labels, training: Training, *, seed, progress, description, **extra):
     """The one training call every method shares: SGD with momentum, batches shuffled by ``seed``."""
-    generator = torch.Generator().manual_seed(seed)
-    train(model, images, labels, epochs=epochs, lr=lr, batch_size=batch_size, optimizer="sgd", momentum=momentum,
-          generator=generator, progress=progress, description=description, **extra)
+    train(model, images, labels, epochs=training.epochs, lr=training.lr, batch_size=training.batch_size,
+          optimizer="sgd", momentum=training.momentum, generator=torch.Generator().manual_seed(seed),
+          progress=progress, description=description, **extra)
     return model
 
 
 # --- The methods -------------------------------------------------------------------------------
 
 
-def adapt_local(global_model: nn.Module, images, labels, *, epochs: int = LOCAL.epochs,
-                lr: float = LOCAL.lr, batch_size: int = LOCAL.batch_size,
-                momentum: float = LOCAL.momentum, seed: int = 0, progress: bool | None = False) -> nn.Module:
+def adapt_local(global_model: nn.Module, images, labels, training: Training = LOCAL, *, seed: int = 0,
+                progress: bool | None = False) -> nn.Module:
     """The local-only baseline (Yu et al. 2020): the global model's architecture, re-initialised under
     ``seed`` and trained with cross-entropy on the client's data alone. The global *weights* are not
     used; only the architecture is. Images ``(n, ...)``, labels ``(n,)``."""
     images, labels = _check_client_data(images, labels)
-    epochs = _check_epochs(epochs)
-    return _sgd(_reinitialised(global_model, seed), images, labels, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, seed=seed,
+    return _sgd(_reinitialised(global_model, seed), images, labels, _check_training(training), seed=seed,
                 progress=progress, description="local from scratch")
 
 
-def adapt_finetune(global_model: nn.Module, images, labels, *, epochs: int = ADAPTATION.epochs,
-                   lr: float = ADAPTATION.lr, batch_size: int = ADAPTATION.batch_size,
-                   momentum: float = ADAPTATION.momentum, seed: int = 0,
+def adapt_finetune(global_model: nn.Module, images, labels, training: Training = ADAPTATION, *, seed: int = 0,
                    progress: bool | None = False) -> nn.Module:
     r"""Fine-tuning (Yu et al. 2020): start from the global weights :math:`\theta_{fed}` and minimise the
     plain cross-entropy on the client's data, :math:`L = \frac1n \sum_n -\log \mathrm{softmax}(f_\theta(x_n))_{y_n}`,
-    with SGD (momentum ``momentum``), ``epochs`` passes in batches of ``batch_size`` shuffled by ``seed``."""
+    with SGD at ``training`` (momentum, ``epochs`` passes in batches shuffled by ``seed``)."""
     images, labels = _check_client_data(images, labels)
-    epochs = _check_epochs(epochs)
-    return _sgd(_copy_of(global_model), images, labels, epochs=epochs, lr=lr, batch_size=batch_size,
-                momentum=momentum, seed=seed, progress=progress, description="fine-tuning")
+    return _sgd(_copy_of(global_model), images, labels, _check_training(training), seed=seed, progress=progress,
+                description="fine-tuning")
 
 
-def adapt_freeze_base(global_model: nn.Module, images, labels, *, epochs: int = ADAPTATION.epochs,
-                      lr: float = ADAPTATION.lr, batch_size: int = ADAPTATION.batch_size,
-                      momentum: float = ADAPTATION.momentum, seed: int = 0,
+def adapt_freeze_base(global_model: nn.Module, images, labels, training: Training = ADAPTATION, *, seed: int = 0,
                       progress: bool | None = False) -> nn.Module:
     """Freeze-base (Yu et al. 2020, on images): fine-tuning in which only the last ``nn.Linear`` (the
     classifier head) trains; every other weight keeps its global value bit for bit. The features stay the federation's;
     the client re-weighs them for its own classes. Same arguments as :func:`adapt_finetune`."""
     images, labels = _check_client_data(images, labels)
-    epochs = _check_epochs(epochs)
+    training = _check_training(training)
     model = _copy_of(global_model)
     head = last_linear_layer(model)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     for parameter in head.parameters():
         parameter.requires_grad_(True)
-    _sgd(model, images, labels, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, seed=seed,
-         progress=progress, description="freeze-base")
+    _sgd(model, images, labels, training, seed=seed, progress=progress, description="freeze-base")
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     return model
@@ -312,10 +306,8 @@ def ewc_stability_ratio(fisher: dict[str, torch.Tensor], ewc_lambda: float, lr: 
     return lr * ewc_lambda * max(float(value.max()) for value in fisher.values())
 
 
-def adapt_ewc(global_model: nn.Module, images, labels, fisher: dict[str, torch.Tensor], *,
-              ewc_lambda: float = EWC_LAMBDA, epochs: int = ADAPTATION.epochs,
-              lr: float = ADAPTATION.lr, batch_size: int = ADAPTATION.batch_size,
-              momentum: float = ADAPTATION.momentum, seed: int = 0,
+def adapt_ewc(global_model: nn.Module, images, labels, fisher: dict[str, torch.Tensor],
+              training: Training = ADAPTATION, *, ewc_lambda: float = EWC_LAMBDA, seed: int = 0,
               progress: bool | None = False) -> nn.Module:
     r"""Multi-task learning with EWC (Yu et al. 2020; Kirkpatrick et al. 2017, Eq. 3): fine-tuning whose every batch loss gets
     :func:`ewc_penalty`,
@@ -328,20 +320,18 @@ def adapt_ewc(global_model: nn.Module, images, labels, fisher: dict[str, torch.T
     :math:`2(1+\beta)` with momentum): the weights then oscillate with growing amplitude, end huge or
     NaN, and the adapted model's accuracy collapses. Lesson 4 shows this rather than hiding it."""
     images, labels = _check_client_data(images, labels)
-    epochs = _check_epochs(epochs)
+    training = _check_training(training)
     ewc_lambda = _check_lambda(ewc_lambda)
     fisher = _check_fisher(fisher, global_model)
     model = _copy_of(global_model)
     global_parameters = {name: parameter.detach().clone() for name, parameter in global_model.named_parameters()}
     penalty = functools.partial(ewc_penalty, global_parameters=global_parameters, fisher=fisher, ewc_lambda=ewc_lambda)
-    return _sgd(model, images, labels, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, seed=seed,
-                progress=progress, description=f"EWC (lambda={ewc_lambda:g})", penalty=penalty)
+    return _sgd(model, images, labels, training, seed=seed, progress=progress,
+                description=f"EWC (lambda={ewc_lambda:g})", penalty=penalty)
 
 
-def adapt_distill(global_model: nn.Module, images, labels, *, temperature: float = DISTILL_TEMPERATURE,
-                  alpha: float = DISTILL_ALPHA, epochs: int = ADAPTATION.epochs,
-                  lr: float = ADAPTATION.lr, batch_size: int = ADAPTATION.batch_size,
-                  momentum: float = ADAPTATION.momentum, seed: int = 0,
+def adapt_distill(global_model: nn.Module, images, labels, training: Training = ADAPTATION, *,
+                  temperature: float = DISTILL_TEMPERATURE, alpha: float = DISTILL_ALPHA, seed: int = 0,
                   progress: bool | None = False) -> nn.Module:
     r"""Local adaptation by knowledge distillation (Yu et al. 2020; ``criterion_kd`` in their code): the frozen global model is the teacher,
     the student starts from the global weights, and each batch minimises lesson 2's
@@ -357,11 +347,11 @@ def adapt_distill(global_model: nn.Module, images, labels, *, temperature: float
     (``nn.KLDivLoss()``), a soft weight ``C`` times smaller than the true KL used here (lesson 2);
     :func:`code_equivalent_alpha` gives the ``alpha`` that restores their balance (0.655 for 0.95)."""
     images, labels = _check_client_data(images, labels)
-    epochs = _check_epochs(epochs)
+    training = _check_training(training)
     model = _copy_of(global_model)
     teacher = copy.deepcopy(global_model).eval()
-    train_student(model, images, teacher, labels, epochs=epochs, temperature=temperature, alpha=alpha, lr=lr,
-                  batch_size=batch_size, optimizer="sgd", momentum=momentum,
+    train_student(model, images, teacher, labels, epochs=training.epochs, temperature=temperature, alpha=alpha,
+                  lr=training.lr, batch_size=training.batch_size, optimizer="sgd", momentum=training.momentum,
                   generator=torch.Generator().manual_seed(seed), progress=progress)
     return model
 
@@ -377,18 +367,17 @@ def adapt(method: str, global_model: nn.Module, images, labels, settings: Adapta
     """
     _check_settings(settings)
     _check_fisher_use(method, fisher)
-    training = settings.training_for(method)
-    options = dict(epochs=training.epochs, lr=training.lr, batch_size=training.batch_size, momentum=training.momentum,
-                   seed=seed, progress=progress)
+    training, options = settings.training_for(method), dict(seed=seed, progress=progress)
     if method == "local":
-        return adapt_local(global_model, images, labels, **options)
+        return adapt_local(global_model, images, labels, training, **options)
     if method == "finetune":
-        return adapt_finetune(global_model, images, labels, **options)
+        return adapt_finetune(global_model, images, labels, training, **options)
     if method == "freeze_base":
-        return adapt_freeze_base(global_model, images, labels, **options)
+        return adapt_freeze_base(global_model, images, labels, training, **options)
     if method == "ewc":
-        return adapt_ewc(global_model, images, labels, fisher, ewc_lambda=settings.ewc_lambda, **options)
-    return adapt_distill(global_model, images, labels, temperature=settings.temperature, alpha=settings.alpha, **options)
+        return adapt_ewc(global_model, images, labels, fisher, training, ewc_lambda=settings.ewc_lambda, **options)
+    return adapt_distill(global_model, images, labels, training, temperature=settings.temperature, alpha=settings.alpha,
+                         **options)
 
 
 def _check_fisher_use(method: str, fisher) -> None:
@@ -580,7 +569,7 @@ def adaptation_curve(method: str, global_model: nn.Module, client_train, client_
     epochs in ``epochs_grid`` (each point a fresh adaptation from the global model, so the point at
     ``E`` epochs is exactly what :func:`adapt` returns after ``E`` epochs)."""
     _check_settings(settings)
-    grid = [_check_epochs(epochs) for epochs in epochs_grid]
+    grid = [check_int_at_least(epochs, "epochs_grid", 0) for epochs in epochs_grid]
     return np.array([evaluate_methods(global_model, client_train, client_test, settings.with_epochs(method, epochs),
                                       methods=(method,), fisher=fisher, seed=seed, progress=False)[method]
                      for epochs in progress_bar(grid, progress, f"{method}: epochs")])

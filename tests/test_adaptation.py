@@ -57,7 +57,7 @@ def test_every_method_leaves_the_global_model_unchanged_and_returns_a_new_traine
 
 def test_freeze_base_leaves_all_but_the_last_layer_bit_identical(client):
     global_model, images, labels = client
-    adapted = adapt_freeze_base(global_model, images, labels, **FAST)
+    adapted = adapt_freeze_base(global_model, images, labels, QUICK.training)
     names = [name for name, _ in global_model.named_parameters()]
     last = names[-2:]  # the final nn.Linear's weight and bias
     for name in names:
@@ -68,16 +68,16 @@ def test_freeze_base_leaves_all_but_the_last_layer_bit_identical(client):
 
 def test_ewc_with_lambda_zero_equals_finetune_for_the_same_seed(client):
     global_model, images, labels = client
-    ewc = adapt_ewc(global_model, images, labels, fake_fisher(global_model, 3.0), ewc_lambda=0.0, seed=4, **FAST)
-    finetune = adapt_finetune(global_model, images, labels, seed=4, **FAST)
+    ewc = adapt_ewc(global_model, images, labels, fake_fisher(global_model, 3.0), QUICK.training, ewc_lambda=0.0, seed=4)
+    finetune = adapt_finetune(global_model, images, labels, QUICK.training, seed=4)
     for p, q in zip(ewc.parameters(), finetune.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
 
 
 def test_distill_with_alpha_zero_equals_finetune_for_the_same_seed(client):
     global_model, images, labels = client
-    distill = adapt_distill(global_model, images, labels, alpha=0.0, temperature=6.0, seed=2, **FAST)
-    finetune = adapt_finetune(global_model, images, labels, seed=2, **FAST)
+    distill = adapt_distill(global_model, images, labels, QUICK.training, alpha=0.0, temperature=6.0, seed=2)
+    finetune = adapt_finetune(global_model, images, labels, QUICK.training, seed=2)
     for p, q in zip(distill.parameters(), finetune.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-7)
 
@@ -85,7 +85,7 @@ def test_distill_with_alpha_zero_equals_finetune_for_the_same_seed(client):
 def test_distill_with_alpha_one_keeps_the_teachers_predictions(client):
     # Soft targets only, student = teacher at the start: the gradient is zero, nothing moves.
     global_model, images, labels = client
-    distill = adapt_distill(global_model, images, labels, alpha=1.0, **FAST)
+    distill = adapt_distill(global_model, images, labels, QUICK.training, alpha=1.0)
     torch.testing.assert_close(predict_logits(distill, images), predict_logits(global_model, images), atol=1e-5, rtol=0)
 
 
@@ -134,8 +134,8 @@ def test_ewc_stability_ratio_and_the_divergence_it_predicts(client):
     fisher["1.weight"][0, 0] = 0.5
     assert ewc_stability_ratio(fisher, 100.0, 0.01) == pytest.approx(0.5)
     # Past 2 (1 + momentum) the stiffest weight oscillates with growing amplitude; below it, it settles.
-    wild = adapt_ewc(global_model, images, labels, fisher, ewc_lambda=2000.0, epochs=20, lr=0.01, batch_size=12)
-    calm = adapt_ewc(global_model, images, labels, fisher, ewc_lambda=100.0, epochs=20, lr=0.01, batch_size=12)
+    wild = adapt_ewc(global_model, images, labels, fisher, Training(20, 0.01, 12), ewc_lambda=2000.0)
+    calm = adapt_ewc(global_model, images, labels, fisher, Training(20, 0.01, 12), ewc_lambda=100.0)
     start = global_model.state_dict()["1.weight"][0, 0]
     assert ewc_stability_ratio(fisher, 2000.0, 0.01) == pytest.approx(10.0)
     assert (wild.state_dict()["1.weight"][0, 0] - start).abs() > 100
@@ -160,9 +160,9 @@ def test_code_equivalent_alpha_reproduces_the_papers_kl_mean_loss():
 def test_local_ignores_the_global_weights_but_not_the_seed(client):
     global_model, images, labels = client
     other = make_mlp(hidden=(5,), num_classes=3, image_size=2)
-    a = adapt_local(global_model, images, labels, seed=1, **FAST)
-    b = adapt_local(other, images, labels, seed=1, **FAST)
-    c = adapt_local(global_model, images, labels, seed=2, **FAST)
+    a = adapt_local(global_model, images, labels, QUICK.local_training, seed=1)
+    b = adapt_local(other, images, labels, QUICK.local_training, seed=1)
+    c = adapt_local(global_model, images, labels, QUICK.local_training, seed=2)
     assert states_equal(a, b) and not states_equal(a, c)
 
 
@@ -240,6 +240,13 @@ def test_experiment_settings_reject_bad_values(field, value, message):
 
 def test_the_runners_reject_settings_of_the_wrong_kind_and_bad_seeds(client, digits):
     global_model, images, labels = client
+    for method in (adapt_local, adapt_finetune, adapt_freeze_base, adapt_distill):
+        with pytest.raises(ValueError, match="training must be a Training"):
+            method(global_model, images, labels, FAST)
+    with pytest.raises(ValueError, match="training must be a Training"):
+        adapt_ewc(global_model, images, labels, fake_fisher(global_model), FAST)
+    with pytest.raises(ValueError, match="epochs_grid must be an integer >= 0"):
+        adaptation_curve("finetune", global_model, [(images, labels)], [(images, labels)], (0, -1), QUICK)
     with pytest.raises(ValueError, match="settings must be an AdaptationSettings"):
         adapt("finetune", global_model, images, labels, {"epochs": 3})
     with pytest.raises(ValueError, match="settings must be an AdaptationSettings"):
