@@ -30,7 +30,7 @@ from .batched import ModelStack, StackedData, group_by_architecture, train_stack
 from .models import accuracy, count_parameters, predict_logits
 from .temperature import log_softmax_with_temperature, softmax_with_temperature
 from .training import progress_bar
-from .validation import as_logits, check_int_at_least, check_positive_finite
+from .validation import POSITIVE, Integer, OneOf, Real, as_logits, check_fields, check_int_at_least, check_positive_finite
 
 NUM_PUBLIC_CLASSES = 10
 NUM_PRIVATE_CLASSES = 6
@@ -116,6 +116,67 @@ def transfer_learning(parties, public_images, public_labels, *, public_epochs: i
     """Algorithm 1's first step, in place: public data, then ``private_epochs`` on private data."""
     pretrain_on_public(parties, public_images, public_labels, epochs=public_epochs)
     revisit(parties, epochs=private_epochs)
+
+
+@dataclass(frozen=True)
+class FedMDSettings:
+    """FedMD's round settings (Li & Wang 2019, Algorithm 1), with their defaults in this one place.
+
+    The same object drives :func:`run_fedmd` in one process and FedMD on Flower (lesson 6), whose
+    apps receive it as Flower's run-config (:meth:`to_run_config`, :meth:`from_run_config`; the
+    app's ``pyproject.toml`` holds these defaults, and a test checks that they agree).
+
+    Args:
+        rounds: communicate/aggregate/digest/revisit rounds (0 allowed).
+        subset_size: public samples drawn afresh each round (the paper: 5,000 of MNIST's 60,000).
+        digest_epochs, revisit_epochs: epochs of the digest and revisit steps (the paper's code: 1 and 2-10).
+        digest_batch_size: mini-batch size of the digest step.
+        consensus: ``"logits"`` (aggregate raw logits, fitted with MAE, the authors' code) or
+            ``"probabilities"`` (softened probabilities at ``temperature``, fitted with ``T^2`` KL).
+        temperature: ``T`` of ``consensus="probabilities"``.
+        rule: how the server aggregates: ``"mean"`` (FedMD's), ``"median"`` or ``"trimmed mean"``
+            (:func:`compute_consensus`), cutting ``trim`` of the parties from each end.
+        seed: seeds the server's choice of public subsets (:func:`draw_public_subset`).
+    """
+
+    rounds: int = 10
+    subset_size: int = 500
+    digest_epochs: int = 1
+    revisit_epochs: int = 2
+    digest_batch_size: int = 64
+    consensus: str = "logits"
+    temperature: float = 1.0
+    rule: str = "mean"
+    trim: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self):
+        check_fields(self, rounds=Integer(0), subset_size=Integer(1), digest_epochs=Integer(0),
+                     revisit_epochs=Integer(0), digest_batch_size=Integer(1), consensus=OneOf(*CONSENSUS_KINDS),
+                     temperature=POSITIVE, rule=OneOf(*CONSENSUS_RULES), trim=Real(0, 0.5, closed="left"),
+                     seed=Integer(0))
+
+    def to_run_config(self) -> dict:
+        """Flower's run-config keys (``digest-epochs``: dashes, as Flower's examples write them)."""
+        return {name.replace("_", "-"): getattr(self, name) for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_run_config(cls, config) -> "FedMDSettings":
+        """The settings in a Flower run-config (other keys are ignored), checked as on construction."""
+        missing = [name for name in cls.__dataclass_fields__ if name.replace("_", "-") not in config]
+        if missing:
+            raise ValueError(f"the run-config lacks FedMD's settings {missing}")
+        return cls(**{name: config[name.replace("_", "-")] for name in cls.__dataclass_fields__})
+
+
+def draw_public_subset(server: torch.Generator, public_size: int, subset_size: int) -> torch.Tensor:
+    """The server's draw that starts each round: ``subset_size`` distinct indices of the public set
+    (of ``public_size`` samples), fresh every round (Algorithm 1), from the server's own stream, so
+    that a run in one process and a run on Flower with the same seed score the same images."""
+    check_int_at_least(subset_size, "subset_size", 1)
+    if subset_size > public_size:
+        raise ValueError(f"subset_size must be at most the public set's size {public_size}, got {subset_size}")
+    return torch.randperm(public_size, generator=server)[:subset_size]
 
 
 def party_logits(party: Party, public_images: torch.Tensor, indices) -> torch.Tensor:
@@ -307,7 +368,7 @@ def fedmd_round(runs: list[FedMDRun], servers: list[torch.Generator], public_ima
     """
     digesting: dict[tuple, tuple[list, list, list]] = {}
     for run, server in zip(runs, servers):
-        indices = torch.randperm(len(public_images), generator=server)[: run.subset_size]
+        indices = draw_public_subset(server, len(public_images), run.subset_size)
         subset = public_images[indices]
         scores = torch.stack([party_logits(p, public_images, indices) for p in run.parties])
         if run.digest_target == "none":
@@ -373,26 +434,10 @@ def run_fedmd_together(runs: list[FedMDRun], public_images: torch.Tensor, *, rou
     ]
 
 
-def run_fedmd(
-    parties,
-    public_images: torch.Tensor,
-    test_images: torch.Tensor,
-    test_labels: torch.Tensor,
-    *,
-    rounds: int = 10,
-    subset_size: int = 500,
-    digest_epochs: int = 1,
-    revisit_epochs: int = 2,
-    digest_batch_size: int = 64,
-    consensus: str = "logits",
-    temperature: float = 1.0,
-    digest_target: str = "consensus",
-    public_labels: torch.Tensor | None = None,
-    transfer_epochs: tuple[int, int] | None = None,
-    seed: int = 0,
-    progress: bool | None = None,
-    description: str = "FedMD rounds",
-) -> FedMDHistory:
+def run_fedmd(parties, public_images: torch.Tensor, test_images: torch.Tensor, test_labels: torch.Tensor,
+              settings: FedMDSettings | None = None, *, digest_target: str = "consensus",
+              public_labels: torch.Tensor | None = None, transfer_epochs: tuple[int, int] | None = None,
+              progress: bool | None = None, description: str = "FedMD rounds") -> FedMDHistory:
     """FedMD (Li & Wang 2019, Algorithm 1) on deep copies of ``parties``; the originals are untouched.
 
     Args:
@@ -400,30 +445,29 @@ def run_fedmd(
         public_images: the public data ``(N0, 1, H, W)``.
         test_images, test_labels: the private task's test set, used to *report* accuracy after each
             round, never to choose anything.
-        rounds: number of communicate/aggregate/digest/revisit rounds (0 allowed).
-        subset_size: public samples drawn afresh each round (the paper: 5,000 of MNIST's 60,000).
-        digest_epochs, revisit_epochs: epochs of the digest and revisit steps (the paper's code: 1 and 2-10).
-        consensus: ``"logits"`` (mean raw logits, fitted with MAE) or ``"probabilities"`` (mean
-            softened probabilities at ``temperature``, fitted with ``T^2`` KL).
+        settings: the rounds' :class:`FedMDSettings` (default: its defaults).
         digest_target: ``"consensus"`` is FedMD. The controls keep every other step and epoch:
             ``"none"`` skips digest (parties only revisit: the gain from more private training alone);
             ``"own logits"`` digests the party's own logits instead of the average (the same public
             data, loss and steps, but nothing learned from the others: self-distillation).
         public_labels: ``(N0,)``, needed only with ``transfer_epochs``.
         transfer_epochs: ``(public_epochs, private_epochs)`` to run transfer learning first.
-        seed: seeds the server's choice of public subsets.
     """
+    settings = FedMDSettings() if settings is None else settings
+    if not isinstance(settings, FedMDSettings):
+        raise ValueError(f"settings must be a FedMDSettings, got {type(settings).__name__}")
     if public_labels is None and transfer_epochs is not None:
         raise ValueError("public_labels is needed for transfer learning (transfer_epochs)")
-    run = FedMDRun(list(parties), test_images, test_labels, subset_size=subset_size, consensus=consensus,
-                   temperature=temperature, digest_target=digest_target, seed=seed)
+    run = FedMDRun(list(parties), test_images, test_labels, subset_size=settings.subset_size,
+                   consensus=settings.consensus, temperature=settings.temperature, digest_target=digest_target,
+                   seed=settings.seed, rule=settings.rule, trim=settings.trim)
     if transfer_epochs is not None:
         run.parties = copy.deepcopy(run.parties)  # the originals stay untouched
         public_epochs, private_epochs = transfer_epochs
         transfer_learning(run.parties, public_images, public_labels, public_epochs=public_epochs,
                           private_epochs=private_epochs)
-    return run_fedmd_together([run], public_images, rounds=rounds, digest_epochs=digest_epochs,
-                              revisit_epochs=revisit_epochs, digest_batch_size=digest_batch_size,
+    return run_fedmd_together([run], public_images, rounds=settings.rounds, digest_epochs=settings.digest_epochs,
+                              revisit_epochs=settings.revisit_epochs, digest_batch_size=settings.digest_batch_size,
                               progress=progress, description=description)[0]
 
 

@@ -5,14 +5,17 @@
 1. ``flower-superlink``: the server's endpoint; it also launches the ``ServerApp`` process. By
    default with TLS (``--ssl-ca-certfile/--ssl-certfile/--ssl-keyfile``) and SuperNode
    authentication (``--enable-supernode-auth``), from a CA, certificate and keys made for the run
-   (:mod:`fedkd_lessons.flower_fedmd.credentials`); ``secure=False`` runs ``--insecure`` instead;
-2. with authentication, ``flwr supernode register`` of each party's public key: the SuperLink
-   answers with the node id, which binds that node to its party for the whole run;
+   (:mod:`fedkd_lessons.flower_fedmd.credentials`); ``FlowerSettings(secure=False)`` runs
+   ``--insecure`` instead;
+2. with authentication, ``flwr supernode register`` of each party's public key (Flower's command,
+   run in this process): the SuperLink answers with the node id, which binds that node to its
+   party for the whole run;
 3. one ``flower-supernode`` per party (``--root-certificates``, ``--auth-supernode-private-key``),
    told which party it is and where its disk is;
 4. ``flwr run``: builds the app in :mod:`fedkd_lessons.flower_fedmd` into a FAB and submits it.
 
-It waits for the ServerApp's JSON result, can stop one party's node mid-run, and stops every
+Each step is a method of :class:`FlowerLauncher`. It waits for the ServerApp's JSON result, causes
+the run's :class:`Incidents` (a party stopped or killed mid-run, faults, a twin, an intruder), and stops every
 process it started (each in its own process group, plus any process they spawned, by PID) when
 the run ends, also when a step fails. Everything lives in a temporary folder that is removed after.
 """
@@ -35,17 +38,19 @@ import numpy as np
 import psutil
 import torch
 
-from .fedmd import CONSENSUS_KINDS, Party
-from .fedmd import CONSENSUS_RULES, NUM_CLASSES
-from .flower_fedmd.credentials import make_credentials
+from .fedmd import NUM_CLASSES, FedMDSettings, Party
+from .flower_fedmd.credentials import Credentials, make_credentials
 from .flower_fedmd.faults import parse_faults
 from .flower_fedmd.party_disk import read_diary, save_party, save_shared_data
-from .flower_fedmd.protocol import RoundPolicy
-from .validation import check_int_at_least, check_positive_finite
+from .flower_fedmd.settings import FlowerSettings, RunFacts
 
 APP_DIR = Path(__file__).parent / "flower_fedmd"
 HOST = "127.0.0.1"  # loopback only (and --insecure, when asked for, is acceptable nowhere else)
 CONNECTION = "fedmd-loopback"
+# How often each SuperNode's SuperExec asks for a ClientApp to start. Flower's default is 1 s; at
+# 0.1 s the six pollers kept a core busy on this 2-core machine, at 0.5 s a message waits 0.25 s more
+# on average and the run takes ~20 % less CPU (measured on the lesson's run).
+SUPEREXEC_POLL_SECONDS = 0.5
 _BIN = Path(sys.executable).parent  # Flower's command-line tools sit beside this Python
 
 
@@ -203,267 +208,324 @@ class FlowerFedMDRun:
         return [(m["message"], d["party"], d["reason"]) for m in self.messages for d in m["dropped"]]
 
 
-def run_fedmd_on_flower(
-    parties,
-    public_images: torch.Tensor,
-    test_images: torch.Tensor,
-    test_labels: torch.Tensor,
-    *,
-    rounds: int = 3,
-    subset_size: int = 500,
-    digest_epochs: int = 1,
-    revisit_epochs: int = 2,
-    digest_batch_size: int = 64,
-    consensus: str = "logits",
-    temperature: float = 1.0,
-    rule: str = "mean",
-    trim: float = 0.1,
-    seed: int = 0,
-    policy: RoundPolicy | None = None,
-    stop_party: tuple[int, int] | None = None,
-    secure: bool = True,
-    intruder: bool = False,
-    faults: dict[int, str] | None = None,
-    twin_of: int | None = None,
-    kill_mid_round: tuple[int, int] | None = None,
-    startup_timeout: float = 60.0,
-    run_timeout: float = 300.0,
-    workdir=None,
-) -> FlowerFedMDRun:
-    """FedMD (Li & Wang 2019, Algorithm 1) with each party in its own Flower SuperNode process.
-
-    The arguments mean what they mean in :func:`fedkd_lessons.fedmd.run_fedmd` (give transfer-learned
-    parties; they are saved to the parties' disks and not changed; ``rule`` and ``trim`` as in
-    :func:`fedkd_lessons.fedmd.compute_consensus`). In addition:
+@dataclass(frozen=True)
+class Incidents:
+    """What goes wrong on purpose during a run (lesson 6 and the fault-injection tests); by default nothing.
 
     Args:
-        policy: when the server closes a round without every good reply (:class:`RoundPolicy`);
-            default: all but one party must reply, 6 s grace for stragglers, 120 s time-out.
         stop_party: ``(k, j)`` kills party ``k``'s SuperNode (and its ClientApp) right after the
             server has closed message ``j - 1``, before message ``j`` reaches it: party ``k`` then
             never reports after ``j - 1`` rounds, and rounds ``j + 1`` on are averaged without it.
-        secure: TLS and SuperNode authentication (default), or ``--insecure`` without either.
-        intruder: also start a SuperNode whose key was never registered (needs ``secure``); the
-            SuperLink must refuse it. Its fate is in the result's ``intruder``.
+        kill_mid_round: ``(k, j)`` kills party ``k``'s SuperNode while its ClientApp works on
+            message ``j >= 1`` (once it has received the consensus, before it replies).
         faults: ``{k: "kind@message ..."}`` party ``k`` misbehaves (:mod:`fedkd_lessons.flower_fedmd.faults`).
         twin_of: party ``k`` starts a second SuperNode, with a copy of its disk and a key of its own
             registered as party ``k`` too: two replies from one party each message.
-        kill_mid_round: ``(k, j)`` kills party ``k``'s SuperNode while its ClientApp works on
-            message ``j >= 1`` (once it has received the consensus, before it replies).
-        workdir: a folder for the run's files (default: a new temporary folder, removed afterwards).
+        intruder: a SuperNode whose key was never registered tries to join (needs a secure run),
+            once the first message has closed; the SuperLink must refuse it.
     """
+
+    stop_party: tuple[int, int] | None = None
+    kill_mid_round: tuple[int, int] | None = None
+    faults: dict = field(default_factory=dict)
+    twin_of: int | None = None
+    intruder: bool = False
+
+    def check(self, parties: int, rounds: int, secure: bool) -> None:
+        """Raise a ``ValueError`` naming the incident that cannot happen in this run."""
+        for name in ("stop_party", "kill_mid_round"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, tuple) and len(value) == 2
+                                          and 0 <= value[0] < parties and 1 <= value[1] <= rounds):
+                raise ValueError(f"{name} must be (party in 0..{parties - 1}, message in 1..{rounds}), got {value!r}")
+        if self.intruder and not secure:
+            raise ValueError("intruder needs secure=True: without authentication any SuperNode may join")
+        for party, text in self.faults.items():
+            if not 0 <= party < parties:
+                raise ValueError(f"faults: party must be in 0..{parties - 1}, got {party!r}")
+            parse_faults(text)  # raises on a malformed list
+        if self.twin_of is not None and not 0 <= self.twin_of < parties:
+            raise ValueError(f"twin_of must be a party in 0..{parties - 1}, got {self.twin_of!r}")
+
+
+@dataclass(frozen=True)
+class Node:
+    """A SuperNode to start: its name (its key's and log's), the party it serves, that party's disk,
+    and the faults it injects."""
+
+    name: str
+    party: int
+    directory: Path
+    faults: str = ""
+
+
+def prepare_disks(root: Path, parties: list[Party], public_images, test_images, test_labels,
+                  incidents: Incidents) -> list[Node]:
+    """Write each party's state and the shared data to its own disk under ``root``; a twin gets a
+    copy of its party's. Returns the SuperNodes to start, the parties' first."""
+    nodes = []
+    for k, party in enumerate(parties):
+        directory = root / f"party-{k}"
+        save_party(directory, party)
+        save_shared_data(directory, public_images, test_images, test_labels)
+        nodes.append(Node(f"party-{k}", k, directory, incidents.faults.get(k, "")))
+    if incidents.twin_of is not None:
+        twin = root / f"twin-of-{incidents.twin_of}"
+        shutil.copytree(nodes[incidents.twin_of].directory, twin)
+        nodes.append(Node(twin.name, incidents.twin_of, twin))
+    return nodes
+
+
+class FlowerLauncher:
+    """The processes and folders of one run on loopback; each method is one step of starting,
+    running and stopping it, in the order :func:`run_fedmd_on_flower` calls them."""
+
+    def __init__(self, root: Path, flower: FlowerSettings):
+        self.root, self.flower = root, flower
+        self.paths = {name: root / name for name in ("home", "logs", "result", "keys")}
+        for path in self.paths.values():
+            path.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.credentials: Credentials | None = None
+        self.environment = {
+            **os.environ,
+            "PATH": f"{_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "FLWR_HOME": str(self.paths["home"]),  # Flower's config, installed FABs: all in the temporary folder
+            "FLWR_DISABLE_UPDATE_CHECK": "1",  # no network: no version check,
+            "FLWR_TELEMETRY_ENABLED": "0",  # no telemetry,
+            "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",  # and no `uv sync` of the app's dependencies
+            "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": str(SUPEREXEC_POLL_SECONDS),
+            "NO_COLOR": "1",  # plain text from Flower's CLI, which the launcher reads
+            "MPLBACKEND": "Agg",
+            "FEDKD_PROGRESS": "0",
+            "OMP_NUM_THREADS": "1",
+        }
+        self.processes = ProcessGroup(self.paths["logs"], self.environment)
+        self.timings: dict[str, float] = {}
+
+    def make_credentials(self, names: list[str]) -> None:
+        """A CA, the SuperLink's certificate and a key pair per name (secure runs only), and the
+        ``flwr`` command's connection to this SuperLink."""
+        clock = time.monotonic()
+        if self.flower.secure:
+            self.credentials = make_credentials(self.paths["keys"], names)
+        self.timings["credentials"] = time.monotonic() - clock
+        transport = (f'root-certificates = "{self.credentials.ca_certificate}"\n' if self.flower.secure
+                     else "insecure = true\n")
+        (self.paths["home"] / "config.toml").write_text(
+            f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
+            f'address = "{HOST}:{self.port}"\n{transport}')
+
+    def start_superlink(self) -> None:
+        """``flower-superlink`` on loopback, with TLS and SuperNode authentication in a secure run."""
+        if self.flower.secure:
+            security = ["--ssl-ca-certfile", str(self.credentials.ca_certificate), "--ssl-certfile",
+                        str(self.credentials.server_certificate), "--ssl-keyfile", str(self.credentials.server_key),
+                        "--enable-supernode-auth"]
+        else:
+            security = ["--insecure"]
+        superlink = self.processes.start("superlink", [
+            str(_BIN / "flower-superlink"), *security, "--host", HOST, "--port", str(self.port),
+            "--disable-runtime-dependency-installation"])
+        wait_for_port(self.port, self.flower.connect_timeout, superlink)
+
+    def register(self, nodes: list[Node]) -> dict[int, int]:
+        """``flwr supernode register`` every node's public key; ``{node id: party id}`` as the SuperLink
+        assigned them (empty in a run without authentication). Flower's own command, run in this
+        process (its Typer app, as Typer's test runner calls it): a ``flwr`` process per key spent
+        about a second each starting Python, 3-5 s before any SuperNode could start."""
+        if not self.flower.secure:
+            return {}
+        clock = time.monotonic()
+        from flwr.cli.app import app as flwr_command  # the `flwr` command line, imported only when needed
+        from typer.testing import CliRunner
+
+        # the run's Flower variables (its home folder, no telemetry, no update check), only while it runs
+        flower_environment = {k: v for k, v in self.environment.items() if k.startswith("FLWR_") or k == "NO_COLOR"}
+        runner, registered = CliRunner(), {}
+        for node in nodes:
+            answer = runner.invoke(flwr_command, ["supernode", "register", str(self.credentials.nodes[node.name].public),
+                                                  CONNECTION], env=flower_environment)
+            plain = re.sub(r"\x1b\[[0-9;]*m", "", answer.output)  # colour codes, should rich add them anyway
+            node_id = re.search(r"SuperNode (\d+) registered successfully", plain)
+            if answer.exit_code != 0 or node_id is None:
+                raise RuntimeError(f"`flwr supernode register` of {node.name} failed:\n{plain}{answer.exception or ''}")
+            registered[int(node_id.group(1))] = node.party
+        self.timings["registration"] = time.monotonic() - clock
+        return registered
+
+    def start_supernode(self, name: str, party: int, directory: Path, faults: str = "") -> None:
+        """``flower-supernode`` ``name``, told which party it is and where its disk is."""
+        if self.flower.secure:
+            security = ["--root-certificates", str(self.credentials.ca_certificate),
+                        "--auth-supernode-private-key", str(self.credentials.nodes[name].private)]
+        else:
+            security = ["--insecure"]
+        self.processes.start(name, [
+            str(_BIN / "flower-supernode"), *security, "--superlink", f"{HOST}:{self.port}", "--port", str(free_port()),
+            "--node-config", f"party-id={party} party-dir='{directory}' faults='{faults}'"])
+
+    def submit(self, run_config: dict) -> None:
+        """``flwr run``: build the app into a FAB and submit it with ``run_config``."""
+        submitted = subprocess.run(
+            [str(_BIN / "flwr"), "run", str(APP_DIR), CONNECTION, "--run-config", _toml_pairs(run_config)],
+            env=self.environment, capture_output=True, text=True, timeout=self.flower.connect_timeout, cwd=self.root)
+        (self.paths["logs"] / "flwr-run.log").write_text(submitted.stdout + submitted.stderr)
+        if submitted.returncode != 0:
+            raise RuntimeError(f"`flwr run` failed:\n{submitted.stdout}{submitted.stderr}")
+
+    def wait(self, incidents: Incidents, nodes: list[Node], deadline: float) -> dict:
+        """Poll for the ServerApp's record, causing the incidents on cue: a party stopped once the
+        server has closed message ``j - 1`` (``stop_party``), or once it has received message ``j``
+        (``kill_mid_round``: its diary holds the consensus of round ``j``); the intruder started once
+        message 0 has closed. Fail fast if the SuperLink dies."""
+        kills = [(*incidents.stop_party, "before")] if incidents.stop_party is not None else []
+        kills += [(*incidents.kill_mid_round, "during")] if incidents.kill_mid_round is not None else []
+        result_dir = self.paths["result"]
+        while time.monotonic() < deadline:
+            self.processes.watch()
+            if (result_dir / "result.json").exists():
+                return json.loads((result_dir / "result.json").read_text())
+            closed = json.loads((result_dir / "progress.json").read_text())["closed"] \
+                if (result_dir / "progress.json").exists() else -1
+            for kill in list(kills):
+                party, message, when = kill
+                received = nodes[party].directory / f"received-round-{message}.pt"
+                if (closed >= message - 1) if when == "before" else received.exists():
+                    self.processes.stop_one(f"party-{party}")
+                    kills.remove(kill)
+            if incidents.intruder and closed >= 0 and "intruder" not in self.processes.processes:
+                self.start_supernode("intruder", 0, self.root / "intruder")
+            if self.processes.processes["superlink"].poll() is not None:
+                raise RuntimeError("the SuperLink exited before the run finished")
+            time.sleep(0.1)
+        raise TimeoutError("the run did not finish in time")
+
+    def intruder_fate(self, record: dict) -> dict:
+        """Whether the unregistered SuperNode was refused: it exited on its own with an error, it never
+        got a node id, and no message of the run was addressed to anyone but the registered parties."""
+        process = self.processes.processes.get("intruder")
+        if process is None:
+            raise RuntimeError("the intruder was never started: the run closed no message")
+        deadline = time.monotonic() + 10.0
+        while process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log = self.paths["logs"] / "intruder.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        reason = next((line.strip() for line in text.splitlines() if "Failed to activate" in line), None)
+        strangers = [a for m in record["messages"] for a in m["addressed"] if not isinstance(a, int)]
+        return dict(exit_code=process.poll(), reason=reason, got_node_id="SuperNode ID:" in text,
+                    addressed_strangers=strangers)
+
+    def stop(self) -> list[int]:
+        """Stop every process started; the PIDs still alive afterwards (should be none)."""
+        clock = time.monotonic()
+        left = self.processes.stop()
+        self.timings["stop"] = time.monotonic() - clock
+        return left
+
+
+def check_run_inputs(parties, public_images, settings: FedMDSettings, flower: FlowerSettings,
+                     incidents: Incidents) -> list[Party]:
+    """The parties as a list, once every argument of :func:`run_fedmd_on_flower` is known to be usable."""
     parties = list(parties)
     if not parties:
         raise ValueError("parties: FedMD needs at least one party")
     if not all(isinstance(p, Party) for p in parties):
         raise ValueError("parties must be fedkd_lessons.fedmd.Party objects")
-    check_int_at_least(rounds, "rounds", 0)
-    check_int_at_least(subset_size, "subset_size", 1)
-    if subset_size > len(public_images):
-        raise ValueError(f"subset_size must be at most the public set's size {len(public_images)}, got {subset_size}")
-    if consensus not in CONSENSUS_KINDS:
-        raise ValueError(f"consensus must be one of {CONSENSUS_KINDS}, got {consensus!r}")
-    if rule not in CONSENSUS_RULES:
-        raise ValueError(f"rule must be one of {CONSENSUS_RULES}, got {rule!r}")
-    check_positive_finite(temperature, "temperature")
-    check_positive_finite(startup_timeout, "startup_timeout")
-    check_positive_finite(run_timeout, "run_timeout")
-    policy = policy or RoundPolicy(min_replies=max(1, len(parties) - 1))
-    if policy.min_replies > len(parties):
-        raise ValueError(f"policy.min_replies must be at most the number of parties {len(parties)}, got {policy.min_replies}")
-    for name, value in (("stop_party", stop_party), ("kill_mid_round", kill_mid_round)):
-        if value is not None:
-            party, message = value
-            if not 0 <= party < len(parties) or not 1 <= message <= rounds:
-                raise ValueError(f"{name} must be (party in 0..{len(parties) - 1}, message in 1..{rounds}), got {value!r}")
-    if intruder and not secure:
-        raise ValueError("intruder needs secure=True: without authentication any SuperNode may join")
-    faults = dict(faults or {})
-    for party, text in faults.items():
-        if not 0 <= party < len(parties):
-            raise ValueError(f"faults: party must be in 0..{len(parties) - 1}, got {party!r}")
-        parse_faults(text)  # raises on a malformed list
-    if twin_of is not None and not 0 <= twin_of < len(parties):
-        raise ValueError(f"twin_of must be a party in 0..{len(parties) - 1}, got {twin_of!r}")
+    for name, value, kind in (("settings", settings, FedMDSettings), ("flower", flower, FlowerSettings),
+                              ("incidents", incidents, Incidents)):
+        if not isinstance(value, kind):
+            article = "an" if kind.__name__[0] in "AEIOU" else "a"
+            raise ValueError(f"{name} must be {article} {kind.__name__}, got {type(value).__name__}")
+    if settings.subset_size > len(public_images):
+        raise ValueError(f"subset_size must be at most the public set's size {len(public_images)}, "
+                         f"got {settings.subset_size}")
+    if flower.min_replies > len(parties):
+        raise ValueError(f"min_replies must be at most the number of parties {len(parties)}, got {flower.min_replies}")
+    incidents.check(len(parties), settings.rounds, flower.secure)
+    return parties
+
+
+def run_fedmd_on_flower(parties, public_images: torch.Tensor, test_images: torch.Tensor, test_labels: torch.Tensor,
+                        settings: FedMDSettings | None = None, flower: FlowerSettings | None = None,
+                        incidents: Incidents | None = None, *, workdir=None) -> FlowerFedMDRun:
+    """FedMD (Li & Wang 2019, Algorithm 1) with each party in its own Flower SuperNode process.
+
+    Args:
+        parties: transfer-learned :class:`fedkd_lessons.fedmd.Party` objects; they are saved to the
+            parties' disks and not changed.
+        public_images, test_images, test_labels: as in :func:`fedkd_lessons.fedmd.run_fedmd`.
+        settings: FedMD's :class:`fedkd_lessons.fedmd.FedMDSettings`, the same as in one process.
+        flower: the deployment's :class:`FlowerSettings` (round policy, time-outs, TLS and authentication).
+        incidents: what goes wrong on purpose (:class:`Incidents`; default: nothing).
+        workdir: a folder for the run's files (default: a new temporary folder, removed afterwards).
+    """
+    settings = FedMDSettings() if settings is None else settings
+    flower = FlowerSettings() if flower is None else flower
+    incidents = Incidents() if incidents is None else incidents
+    parties = check_run_inputs(parties, public_images, settings, flower, incidents)
 
     own_workdir = workdir is None
     root = Path(tempfile.mkdtemp(prefix="fedmd-flower-") if own_workdir else workdir)
-    paths = {name: root / name for name in ("home", "logs", "result", "keys")}
-    for path in paths.values():
-        path.mkdir(parents=True, exist_ok=True)
-    party_dirs = [root / f"party-{k}" for k in range(len(parties))]
-    for directory, party in zip(party_dirs, parties):
-        save_party(directory, party)
-        save_shared_data(directory, public_images, test_images, test_labels)
-    # the SuperNodes to start: (name, party id, disk)
-    nodes = [(f"party-{k}", k, directory) for k, directory in enumerate(party_dirs)]
-    if twin_of is not None:
-        shutil.copytree(party_dirs[twin_of], root / f"twin-of-{twin_of}")
-        nodes.append((f"twin-of-{twin_of}", twin_of, root / f"twin-of-{twin_of}"))
-
-    timings = {}
-    clock = time.monotonic()
-    credentials = make_credentials(paths["keys"], [name for name, _, _ in nodes] + ["intruder"]) if secure else None
-    timings["credentials"] = time.monotonic() - clock
-
-    superlink_port = free_port()
-    transport = (f'root-certificates = "{credentials.ca_certificate}"\n' if secure else "insecure = true\n")
-    (paths["home"] / "config.toml").write_text(
-        f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
-        f'address = "{HOST}:{superlink_port}"\n{transport}')
-    environment = {
-        **os.environ,
-        "PATH": f"{_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "FLWR_HOME": str(paths["home"]),  # Flower's config, installed FABs: all in the temporary folder
-        "FLWR_DISABLE_UPDATE_CHECK": "1",  # no network: no version check,
-        "FLWR_TELEMETRY_ENABLED": "0",  # no telemetry,
-        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",  # and no `uv sync` of the app's dependencies
-        "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1",  # start a ClientApp within 0.1 s of a message
-        "NO_COLOR": "1",  # plain text from Flower's CLI, which the launcher reads
-        "MPLBACKEND": "Agg",
-        "FEDKD_PROGRESS": "0",
-        "OMP_NUM_THREADS": "1",
-    }
-    if secure:
-        link_security = ["--ssl-ca-certfile", str(credentials.ca_certificate), "--ssl-certfile",
-                         str(credentials.server_certificate), "--ssl-keyfile", str(credentials.server_key),
-                         "--enable-supernode-auth"]
-    else:
-        link_security = ["--insecure"]
-
-    def node_security(name: str) -> list[str]:
-        if not secure:
-            return ["--insecure"]
-        return ["--root-certificates", str(credentials.ca_certificate),
-                "--auth-supernode-private-key", str(credentials.nodes[name].private)]
-
-    processes = ProcessGroup(paths["logs"], environment)
+    nodes = prepare_disks(root, parties, public_images, test_images, test_labels, incidents)
+    launcher = FlowerLauncher(root, flower)
+    launcher.make_credentials([node.name for node in nodes] + ["intruder"])
     started = time.monotonic()
-    failure = None
+    failure = record = None
     registered: dict[int, int] = {}
-    intruder_fate = None
+    intruder = None
     try:
-        superlink = processes.start("superlink", [
-            str(_BIN / "flower-superlink"), *link_security, "--host", HOST, "--port", str(superlink_port),
-            "--disable-runtime-dependency-installation"])
-        wait_for_port(superlink_port, startup_timeout, superlink)
-        if secure:
-            clock = time.monotonic()
-            registered = _register_nodes(nodes, credentials, environment, root, startup_timeout)
-            timings["registration"] = time.monotonic() - clock
-        for name, party_id, directory in nodes:
-            fault = faults.get(party_id, "") if name.startswith("party-") else ""
-            processes.start(name, [
-                str(_BIN / "flower-supernode"), *node_security(name), "--superlink", f"{HOST}:{superlink_port}",
-                "--port", str(free_port()),
-                "--node-config", f"party-id={party_id} party-dir='{directory}' faults='{fault}'"])
-        if intruder:
-            processes.start("intruder", [
-                str(_BIN / "flower-supernode"), *node_security("intruder"), "--superlink", f"{HOST}:{superlink_port}",
-                "--port", str(free_port()), "--node-config", f"party-id=0 party-dir='{root / 'intruder'}'"])
-        run_config = {
-            "num-parties": len(nodes), "rounds": rounds, "subset-size": subset_size,
-            "public-size": len(public_images), "seed": seed, "digest-epochs": digest_epochs,
-            "revisit-epochs": revisit_epochs, "digest-batch-size": digest_batch_size,
-            "consensus": consensus, "temperature": float(temperature), "rule": rule, "trim": float(trim),
-            "classes": NUM_CLASSES, "registered": " ".join(f"{n}:{p}" for n, p in registered.items()),
-            "min-replies": policy.min_replies, "round-timeout": float(policy.timeout), "grace": float(policy.grace),
-            "connect-timeout": float(startup_timeout), "result-dir": str(paths["result"])}
-        submitted = subprocess.run(
-            [str(_BIN / "flwr"), "run", str(APP_DIR), CONNECTION, "--run-config", _toml_pairs(run_config)],
-            env=environment, capture_output=True, text=True, timeout=startup_timeout, cwd=root)
-        (paths["logs"] / "flwr-run.log").write_text(submitted.stdout + submitted.stderr)
-        if submitted.returncode != 0:
-            raise RuntimeError(f"`flwr run` failed:\n{submitted.stdout}{submitted.stderr}")
-        timings["startup"] = time.monotonic() - started
-        kills = [(*stop_party, "before")] if stop_party is not None else []
-        kills += [(*kill_mid_round, "during")] if kill_mid_round is not None else []
-        record = _wait_for_result(paths["result"], processes, kills, party_dirs, started + run_timeout)
+        launcher.start_superlink()
+        registered = launcher.register(nodes)
+        for node in nodes:
+            launcher.start_supernode(node.name, node.party, node.directory, node.faults)
+        facts = RunFacts(len(nodes), len(public_images), NUM_CLASSES, str(launcher.paths["result"]), registered)
+        launcher.submit({**settings.to_run_config(), **flower.to_run_config(), **facts.to_run_config()})
+        launcher.timings["startup"] = time.monotonic() - started
+        record = launcher.wait(incidents, nodes, started + flower.run_timeout)
         if record["error"]:
             raise RuntimeError(f"the ServerApp failed: {record['error']}")
-        if intruder:
-            intruder_fate = _intruder_fate(processes, paths["logs"] / "intruder.log", record)
+        if incidents.intruder:
+            intruder = launcher.intruder_fate(record)
     except Exception as error:
         failure = error
     finally:  # also on KeyboardInterrupt: nothing started here outlives this call
-        seconds = time.monotonic() - started
-        timings["run"] = seconds
-        left = processes.stop()
-        logs = _read_logs(paths["logs"])
-        diaries = [read_diary(directory) for directory in party_dirs]
-        for name, party_id, directory in nodes[len(parties):]:  # a twin's diary is its party's too
-            diaries[party_id] = {**read_diary(directory), **diaries[party_id]}
+        seconds = launcher.timings["run"] = time.monotonic() - started
+        left = launcher.stop()
+        logs = _read_logs(launcher.paths["logs"])
+        diaries = _read_diaries(nodes, len(parties))
         if own_workdir:
             shutil.rmtree(root, ignore_errors=True)
     if failure is not None:
         raise FlowerRunError(f"FedMD on Flower failed: {type(failure).__name__}: {failure}\n" + _tail(logs),
-                             sorted(processes.seen), left) from failure
+                             sorted(launcher.processes.seen), left) from failure
+    return FlowerFedMDRun(_accuracy_table(record, settings.rounds, len(parties)), tuple(p.name for p in parties),
+                          record["messages"], diaries, None if incidents.stop_party is None else incidents.stop_party[0],
+                          seconds, sorted(launcher.processes.seen), left, logs, registered, intruder,
+                          {k: round(v, 2) for k, v in launcher.timings.items()})
 
-    accuracy = np.full((rounds + 1, len(parties)), math.nan)
+
+def _accuracy_table(record: dict, rounds: int, parties: int) -> np.ndarray:
+    """``accuracy[j, k]``: party ``k``'s reported accuracy after ``j`` rounds (NaN where it did not report)."""
+    accuracy = np.full((rounds + 1, parties), math.nan)
     for message in record["messages"]:
         for party_id, value in message["accuracy"].items():
             accuracy[message["message"], int(party_id)] = value
-    return FlowerFedMDRun(accuracy, tuple(p.name for p in parties), record["messages"], diaries,
-                          None if stop_party is None else stop_party[0], seconds, sorted(processes.seen), left, logs,
-                          registered, intruder_fate, {k: round(v, 2) for k, v in timings.items()})
+    return accuracy
 
 
-def _register_nodes(nodes, credentials, environment, root: Path, timeout: float) -> dict[int, int]:
-    """``flwr supernode register`` every node's public key, all at once; ``{node id: party id}``."""
-    commands = {name: [str(_BIN / "flwr"), "supernode", "register", str(credentials.nodes[name].public), CONNECTION,
-                       "--format", "json"] for name, _, _ in nodes}
-    running = {name: subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      text=True, cwd=root) for name, command in commands.items()}
-    registered = {}
-    for name, party_id, _ in nodes:
-        output, _ = running[name].communicate(timeout=timeout)
-        plain = re.sub(r"\x1b\[[0-9;]*m", "", output)  # colour codes, which rich adds under Jupyter
-        node_id = re.search(r'"node-id":\s*(\d+)', plain)  # in the JSON answer, whatever is printed around it
-        if running[name].returncode != 0 or node_id is None:
-            raise RuntimeError(f"`flwr supernode register` of {name} failed:\n{output}")
-        registered[int(node_id.group(1))] = party_id
-    return registered
-
-
-def _intruder_fate(processes: ProcessGroup, log: Path, record: dict) -> dict:
-    """Whether the unregistered SuperNode was refused: it exited on its own with an error, it never
-    got a node id, and no message of the run was addressed to anyone but the registered parties."""
-    process = processes.processes["intruder"]
-    deadline = time.monotonic() + 10.0
-    while process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    text = log.read_text(errors="replace") if log.exists() else ""
-    reason = next((line.strip() for line in text.splitlines() if "Failed to activate" in line), None)
-    strangers = [a for m in record["messages"] for a in m["addressed"] if not isinstance(a, int)]
-    return dict(exit_code=process.poll(), reason=reason, got_node_id="SuperNode ID:" in text,
-                addressed_strangers=strangers)
+def _read_diaries(nodes: list[Node], parties: int) -> list[dict]:
+    """Each party's diary; a twin's entries count as its party's."""
+    diaries = [read_diary(node.directory) for node in nodes[:parties]]
+    for node in nodes[parties:]:
+        diaries[node.party] = {**read_diary(node.directory), **diaries[node.party]}
+    return diaries
 
 
 def _toml_pairs(config: dict) -> str:
     """``key=value`` pairs in TOML syntax, as ``flwr run --run-config`` reads them."""
     return " ".join(f"{key}={json.dumps(value)}" for key, value in config.items())
-
-
-def _wait_for_result(result_dir: Path, processes: ProcessGroup, kills, party_dirs, deadline: float) -> dict:
-    """Poll for the ServerApp's result, killing parties when asked: ``(k, j, "before")`` once the
-    server has closed message ``j - 1``; ``(k, j, "during")`` once party ``k`` has received message
-    ``j`` (its diary holds the consensus of round ``j``). Fail fast if the SuperLink dies."""
-    kills = list(kills)
-    while time.monotonic() < deadline:
-        processes.watch()
-        if (result_dir / "result.json").exists():
-            return json.loads((result_dir / "result.json").read_text())
-        closed = json.loads((result_dir / "progress.json").read_text())["closed"] \
-            if (result_dir / "progress.json").exists() else -1
-        for kill in list(kills):
-            party, message, when = kill
-            if (closed >= message - 1) if when == "before" else (party_dirs[party] / f"received-round-{message}.pt").exists():
-                processes.stop_one(f"party-{party}")
-                kills.remove(kill)
-        if processes.processes["superlink"].poll() is not None:
-            raise RuntimeError("the SuperLink exited before the run finished")
-        time.sleep(0.1)
-    raise TimeoutError("the run did not finish in time")
 
 
 def _read_logs(log_dir: Path) -> dict[str, str]:

@@ -68,14 +68,19 @@ def test_comparable_cells_by_hand():
 
 def test_full_round_overhead_by_hand():
     class Run:
-        messages = [{"replied": [0, 1]},
+        messages = [{"replied": [0, 1, 2]},
                     {"replied": [0, 1], "bytes_down": {"0": 700, "1": 700, "2": 700}, "bytes_up": {"0": 644, "1": 664}},
                     {"replied": [0]}]
 
-    # per replying party: (700 + 644) and (700 + 664) bytes against 2 x 10 x 16 x 4 = 1,280
-    assert full_round_overhead(Run(), subset_size=10, parties=2) == pytest.approx((1344 + 1364) / 2 / 1280 - 1)
-    with pytest.raises(ValueError, match="no message that 3 parties answered"):
-        full_round_overhead(Run(), subset_size=10, parties=3)
+    # per replying party of message 1 (party 2 was silent): (700 + 644) and (700 + 664) bytes
+    # against 2 x 10 x 16 x 4 = 1,280
+    assert full_round_overhead(Run(), subset_size=10) == pytest.approx((1344 + 1364) / 2 / 1280 - 1)
+
+    class Silent:
+        messages = [{"replied": [0]}, {"replied": []}, {"replied": [0]}]
+
+    with pytest.raises(ValueError, match="no message between its first and last that a party answered"):
+        full_round_overhead(Silent(), subset_size=10)
 
 
 def test_the_cheater_is_dropped_and_the_intruder_refused(result):
@@ -94,7 +99,7 @@ def test_the_cheater_is_dropped_and_the_intruder_refused(result):
     (dict(digest_epochs=-1), "digest_epochs must be an integer >= 0"),
     (dict(rounds=0), "rounds must be an integer >= 1"),
     (dict(stop_party=3), r"stop_party must be a position in chosen, in \[0, 2\]"),
-    (dict(stop_before_message=4), r"stop_before_message must be in \[1, rounds = 3\]"),
+    (dict(stop_before_message=3), r"stop_before_message must be in \[1, rounds = 2\]"),
     (dict(min_replies=3), r"min_replies must be in \[1, 2\]"),
     (dict(timeout=0.0), "timeout must be a finite number > 0"),
     (dict(grace=float("nan")), "grace must be a finite number > 0"),

@@ -5,8 +5,8 @@ import torch.nn.functional as F
 
 import fedkd_lessons.fedmd as fedmd
 from fedkd_lessons.fedmd import (
-    Party, bytes_per_round, compute_consensus, consensus_loss, digest, make_parties, party_logits,
-    pooled_upper_bound, pretrain_on_public, revisit, run_fedmd,
+    FedMDSettings, Party, bytes_per_round, compute_consensus, consensus_loss, digest, draw_public_subset, make_parties,
+    party_logits, pooled_upper_bound, pretrain_on_public, revisit, run_fedmd,
 )
 from fedkd_lessons.letters import make_letter_parties
 from fedkd_lessons.models import make_cnn, make_mlp
@@ -76,7 +76,8 @@ def test_a_round_is_communicate_aggregate_digest_then_revisit(small_world, monke
     monkeypatch.setattr(fedmd, "party_logits", lambda party, *a: calls.append(("communicate", party.name)) or real_logits(party, *a))
     monkeypatch.setattr(fedmd, "digest", lambda parties, *a, **k: calls.append(("digest", tuple(p.name for p in parties))) or real_digest(parties, *a, **k))
     monkeypatch.setattr(fedmd, "revisit", lambda parties, **k: calls.append(("revisit", tuple(p.name for p in parties))) or real_revisit(parties, **k))
-    run_fedmd(parties, public, letters.test_images, letters.test_labels, rounds=1, subset_size=50, progress=False)
+    run_fedmd(parties, public, letters.test_images, letters.test_labels, FedMDSettings(rounds=1, subset_size=50),
+              progress=False)
     names = ("mlp", "cnn", "mlp2")
     assert calls == [("communicate", name) for name in names] + [("digest", names), ("revisit", names)]
 
@@ -84,9 +85,9 @@ def test_a_round_is_communicate_aggregate_digest_then_revisit(small_world, monke
 def test_same_seed_same_history_and_inputs_untouched(small_world):
     parties, public, letters = small_world
     before = [p.model.state_dict()["1.weight"].clone() if "1.weight" in p.model.state_dict() else None for p in parties]
-    kwargs = dict(rounds=2, subset_size=60, seed=3, progress=False)
-    first = run_fedmd(parties, public, letters.test_images, letters.test_labels, **kwargs)
-    second = run_fedmd(parties, public, letters.test_images, letters.test_labels, **kwargs)
+    settings = FedMDSettings(rounds=2, subset_size=60, seed=3)
+    first = run_fedmd(parties, public, letters.test_images, letters.test_labels, settings, progress=False)
+    second = run_fedmd(parties, public, letters.test_images, letters.test_labels, settings, progress=False)
     np.testing.assert_array_equal(first.accuracy, second.accuracy)
     assert first.accuracy.shape == (3, 3)
     for party, weight in zip(parties, before):
@@ -97,8 +98,8 @@ def test_same_seed_same_history_and_inputs_untouched(small_world):
 def test_controls_run_with_the_same_steps(small_world):
     parties, public, letters = small_world
     for target in ("none", "own logits"):
-        history = run_fedmd(parties, public, letters.test_images, letters.test_labels, rounds=1, subset_size=40,
-                            digest_target=target, progress=False)
+        history = run_fedmd(parties, public, letters.test_images, letters.test_labels,
+                            FedMDSettings(rounds=1, subset_size=40), digest_target=target, progress=False)
         assert history.settings["digest_target"] == target and history.accuracy.shape == (2, 3)
 
 
@@ -127,13 +128,11 @@ def test_bad_inputs_are_rejected(small_world):
         Party("empty", make_mlp((4,), num_classes=16), images[:0], labels[:0])
     test = (letters.test_images, letters.test_labels)
     with pytest.raises(ValueError, match="subset_size must be at most the public set's size 300, got 301"):
-        run_fedmd(parties, public, *test, subset_size=301)
-    with pytest.raises(ValueError, match="rounds must be an integer >= 0, got -1"):
-        run_fedmd(parties, public, *test, rounds=-1)
-    with pytest.raises(ValueError, match="consensus must be one of"):
-        run_fedmd(parties, public, *test, subset_size=10, consensus="median")
+        run_fedmd(parties, public, *test, FedMDSettings(subset_size=301))
+    with pytest.raises(ValueError, match="settings must be a FedMDSettings, got dict"):
+        run_fedmd(parties, public, *test, dict(rounds=1))
     with pytest.raises(ValueError, match="digest_target must be one of"):
-        run_fedmd(parties, public, *test, subset_size=10, digest_target="labels")
+        run_fedmd(parties, public, *test, FedMDSettings(subset_size=10), digest_target="labels")
     with pytest.raises(ValueError, match="logits must have shape \\(parties, samples, classes\\)"):
         compute_consensus(torch.zeros(3, 16))
     with pytest.raises(ValueError, match="2 models but 3 private sets"):
@@ -149,8 +148,10 @@ def test_runs_together_equal_the_same_runs_one_by_one(small_world):
             for v in variants]
     together = fedmd.run_fedmd_together(runs, public, rounds=2, progress=False)
     for variant, joint in zip(variants, together):
-        alone = run_fedmd(parties, public, letters.test_images, letters.test_labels, rounds=2,
-                          **{"subset_size": 60, **variant}, progress=False)
+        options = {"subset_size": 60, **variant}
+        alone = run_fedmd(parties, public, letters.test_images, letters.test_labels,
+                          FedMDSettings(rounds=2, **{k: v for k, v in options.items() if k != "digest_target"}),
+                          digest_target=options.get("digest_target", "consensus"), progress=False)
         np.testing.assert_array_equal(joint.accuracy, alone.accuracy)
         for a, b in zip(joint.parties, alone.parties):
             for x, y in zip(a.model.parameters(), b.model.parameters()):
@@ -252,3 +253,55 @@ def test_without_tamper_and_with_the_mean_a_run_is_unchanged(small_world):
                                                          tamper=lambda scores: scores)], public, rounds=2,
                                         progress=False)[0]
     np.testing.assert_array_equal(plain.accuracy, explicit.accuracy)
+
+
+# ---- one source of truth: the settings and the subset draw that lesson 6's Flower apps use too ----
+
+def test_settings_go_to_flowers_run_config_and_back():
+    settings = FedMDSettings(rounds=3, subset_size=40, consensus="probabilities", temperature=2.0, rule="median", seed=5)
+    config = settings.to_run_config()
+    assert config["digest-batch-size"] == 64 and config["subset-size"] == 40 and config["rule"] == "median"
+    assert FedMDSettings.from_run_config({**config, "result-dir": "/tmp"}) == settings  # other keys ignored
+    # Flower's run-config may carry an integer where a float is meant ("temperature = 2")
+    assert FedMDSettings.from_run_config({**config, "temperature": 2}).temperature == 2.0
+    with pytest.raises(ValueError, match=r"the run-config lacks FedMD's settings \['trim'\]"):
+        FedMDSettings.from_run_config({k: v for k, v in config.items() if k != "trim"})
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(rounds=-1), "rounds must be an integer >= 0, got -1"),
+    (dict(subset_size=0), "subset_size must be an integer >= 1, got 0"),
+    (dict(digest_epochs=1.5), "digest_epochs must be an integer >= 0, got 1.5"),
+    (dict(revisit_epochs=-2), "revisit_epochs must be an integer >= 0"),
+    (dict(digest_batch_size=0), "digest_batch_size must be an integer >= 1"),
+    (dict(consensus="median"), "consensus must be one of 'logits', 'probabilities', got 'median'"),
+    (dict(temperature=0.0), "temperature must be a finite number > 0, got 0.0"),
+    (dict(rule="mode"), "rule must be one of 'mean', 'median', 'trimmed mean', got 'mode'"),
+    (dict(trim=0.5), r"trim must be a number in \[0, 0.5\), got 0.5"),
+    (dict(seed=-1), "seed must be an integer >= 0, got -1"),
+])
+def test_settings_reject_bad_values_by_name(change, message):
+    with pytest.raises(ValueError, match=message):
+        FedMDSettings(**change)
+
+
+def test_the_subset_draw_is_a_seeded_permutations_head():
+    first = draw_public_subset(torch.Generator().manual_seed(7), 50, 10)
+    again = draw_public_subset(torch.Generator().manual_seed(7), 50, 10)
+    assert torch.equal(first, again) and len(set(first.tolist())) == 10 and int(first.max()) < 50
+    # the same draw that lesson 5's exercise asks a learner to write
+    torch.testing.assert_close(first, torch.randperm(50, generator=torch.Generator().manual_seed(7))[:10])
+    with pytest.raises(ValueError, match="subset_size must be at most the public set's size 50, got 51"):
+        draw_public_subset(torch.Generator(), 50, 51)
+    with pytest.raises(ValueError, match="subset_size must be an integer >= 1, got 0"):
+        draw_public_subset(torch.Generator(), 50, 0)
+
+
+def test_a_round_draws_its_subset_with_the_shared_draw(small_world, monkeypatch):
+    parties, public, letters = small_world
+    drawn = []
+    monkeypatch.setattr(fedmd, "draw_public_subset",
+                        lambda server, size, subset: drawn.append((size, subset)) or torch.arange(subset))
+    run_fedmd(parties, public, letters.test_images, letters.test_labels, FedMDSettings(rounds=2, subset_size=30),
+              progress=False)
+    assert drawn == [(len(public), 30)] * 2

@@ -6,12 +6,13 @@ import copy
 import math
 import os
 import sys
+import tomllib
 
 import psutil
 import pytest
 import torch
 
-from fedkd_lessons.fedmd import make_parties, transfer_learning
+from fedkd_lessons.fedmd import FedMDSettings, make_parties, transfer_learning
 from fedkd_lessons.flower_fedmd.credentials import make_credentials
 from fedkd_lessons.flower_fedmd.faults import parse_faults, spoil_reply
 from fedkd_lessons.flower_fedmd.party_disk import (
@@ -22,7 +23,8 @@ from fedkd_lessons.flower_fedmd.protocol import (
     RoundPolicy, check_reply, party_reply, payload_bytes, read_party_reply, read_server_message, server_message,
     weights_payload_bytes,
 )
-from fedkd_lessons.flower_run import FlowerRunError, ProcessGroup, run_fedmd_on_flower, start_mark
+from fedkd_lessons.flower_fedmd.settings import FlowerSettings, RunFacts
+from fedkd_lessons.flower_run import APP_DIR, FlowerRunError, Incidents, ProcessGroup, run_fedmd_on_flower, start_mark
 from fedkd_lessons.letters import make_letter_parties
 from fedkd_lessons.models import count_parameters, make_cnn, make_mlp, predict_logits
 
@@ -130,26 +132,61 @@ def test_party_disk_round_trip_keeps_model_data_and_random_stream(tmp_path, sett
 # ---- the launcher's argument checks (no process is started) ----
 
 @pytest.mark.parametrize("change, message", [
-    (dict(parties=[]), "at least one party"),
-    (dict(subset_size=5000), "subset_size"),
-    (dict(rounds=-1), "rounds"),
-    (dict(stop_party=(3, 1)), "stop_party"),
-    (dict(stop_party=(0, 0)), "stop_party"),
-    (dict(policy=RoundPolicy(min_replies=4)), "min_replies"),
-    (dict(consensus="median"), "consensus"),
-    (dict(rule="max"), "rule"),
-    (dict(intruder=True, secure=False), "intruder needs secure=True"),
-    (dict(faults={5: "nan@0"}), "faults: party"),
-    (dict(faults={0: "boom@0"}), "faults must be"),
-    (dict(twin_of=3), "twin_of"),
-    (dict(kill_mid_round=(0, 3)), "kill_mid_round"),
-    (dict(temperature=0.0), "temperature"),
+    (dict(parties=[]), "parties: FedMD needs at least one party"),
+    (dict(parties=["a party"]), "parties must be fedkd_lessons.fedmd.Party objects"),
+    (dict(settings=FedMDSettings(subset_size=5000)), "subset_size must be at most the public set's size 1437, got 5000"),
+    (dict(settings=dict(rounds=2)), "settings must be a FedMDSettings, got dict"),
+    (dict(flower=RoundPolicy()), "flower must be a FlowerSettings, got RoundPolicy"),
+    (dict(incidents={}), "incidents must be an Incidents, got dict"),
+    (dict(incidents=Incidents(stop_party=(3, 1))), r"stop_party must be \(party in 0..2, message in 1..2\), got \(3, 1\)"),
+    (dict(incidents=Incidents(stop_party=(0, 0))), r"stop_party must be \(party in 0..2"),
+    (dict(flower=FlowerSettings(min_replies=4)), "min_replies must be at most the number of parties 3, got 4"),
+    (dict(flower=FlowerSettings(secure=False), incidents=Incidents(intruder=True)), "intruder needs secure=True"),
+    (dict(incidents=Incidents(faults={5: "nan@0"})), r"faults: party must be in 0..2, got 5"),
+    (dict(incidents=Incidents(faults={0: "boom@0"})), "faults must be 'KIND@MESSAGE' items"),
+    (dict(incidents=Incidents(twin_of=3)), r"twin_of must be a party in 0..2, got 3"),
+    (dict(incidents=Incidents(kill_mid_round=(0, 3))), r"kill_mid_round must be \(party in 0..2, message in 1..2\)"),
 ])
 def test_run_rejects_bad_arguments(setting, change, message):
     parties, public_images, test_images, test_labels = setting
-    arguments = dict(parties=parties, rounds=2, subset_size=10) | change
+    arguments = dict(parties=parties, settings=FedMDSettings(rounds=2, subset_size=10)) | change
     with pytest.raises(ValueError, match=message):
         run_fedmd_on_flower(arguments.pop("parties"), public_images, test_images, test_labels, **arguments)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(min_replies=0), "min_replies must be an integer >= 1, got 0"),
+    (dict(round_timeout=0.0), "round_timeout must be a finite number > 0"),
+    (dict(grace=float("nan")), "grace must be a finite number > 0"),
+    (dict(connect_timeout=-1.0), "connect_timeout must be a finite number > 0"),
+    (dict(run_timeout=float("inf")), "run_timeout must be a finite number > 0"),
+    (dict(secure="yes"), "secure must be a bool, got 'yes'"),
+])
+def test_flower_settings_reject_bad_values_by_name(change, message):
+    with pytest.raises(ValueError, match=message):
+        FlowerSettings(**change)
+
+
+def test_the_apps_run_config_defaults_are_the_settings_defaults():
+    # one source of truth: the app's pyproject.toml holds FedMDSettings' and FlowerSettings' defaults
+    with open(APP_DIR / "pyproject.toml", "rb") as file:
+        config = tomllib.load(file)["tool"]["flwr"]["app"]["config"]
+    assert FedMDSettings.from_run_config(config) == FedMDSettings()
+    assert FlowerSettings.from_run_config(config) == FlowerSettings()
+    facts = RunFacts(num_parties=1, public_size=1437, classes=16, result_dir="")
+    assert set(config) == set(FedMDSettings().to_run_config()) | set(FlowerSettings().to_run_config()) \
+        | set(facts.to_run_config())
+
+
+def test_run_facts_round_trip_through_the_run_config():
+    facts = RunFacts(num_parties=4, public_size=1437, classes=16, result_dir="/tmp/r", registered={81: 0, 92: 3})
+    config = facts.to_run_config()
+    assert config["registered"] == "81:0 92:3"
+    assert RunFacts.from_run_config(config) == facts
+    with pytest.raises(ValueError, match="registered must be 'NODE:PARTY' pairs of integers, got '81-0'"):
+        RunFacts.from_run_config({**config, "registered": "81-0"})
+    with pytest.raises(ValueError, match="num_parties must be an integer >= 1, got 0"):
+        RunFacts(num_parties=0, public_size=10, classes=16, result_dir="")
 
 
 # ---- real processes ----
@@ -163,8 +200,8 @@ def _gone(pids):
 def test_a_failing_run_stops_every_process(setting):
     parties, public_images, test_images, test_labels = setting
     with pytest.raises(FlowerRunError, match="did not finish in time") as failure:
-        run_fedmd_on_flower(parties[:2], public_images, test_images, test_labels, rounds=1, subset_size=10,
-                            run_timeout=1.0)
+        run_fedmd_on_flower(parties[:2], public_images, test_images, test_labels,
+                            FedMDSettings(rounds=1, subset_size=10), FlowerSettings(run_timeout=1.0))
     assert failure.value.left_running == []
     assert len(failure.value.pids) >= 3
     gone, running = _gone(failure.value.pids)

@@ -1,10 +1,12 @@
 """FedMD's party side on Flower: one ``ClientApp`` run per message from the server (lesson 6).
 
 Every SuperNode is started with ``--node-config "party-id=K party-dir='...'"``: which party it is
-and where its own disk is (and, for the fault-injection tests, ``faults='...'``: :mod:`.faults`). On each message the party loads its state from that disk, digests the
-consensus and revisits its private data (if the message brings a consensus), reports its test
-accuracy, scores the requested public images (if any), writes its state back and replies.
-Its architecture, weights and private letters never leave the directory.
+and where its own disk is (and, for the fault-injection tests, ``faults='...'``: :mod:`.faults`).
+On each message the party loads its state from that disk; if the message brings a consensus, it
+digests it and revisits its private data (:func:`fedkd_lessons.fedmd.digest` and
+:func:`fedkd_lessons.fedmd.revisit`, the functions of the run in one process); it reports its test
+accuracy, scores the requested public images (:func:`fedkd_lessons.fedmd.party_logits`), writes its
+state back and replies. Its architecture, weights and private letters never leave the directory.
 """
 
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from fedkd_lessons.fedmd import digest, party_logits, revisit
+from fedkd_lessons.fedmd import FedMDSettings, digest, party_logits, revisit
 from fedkd_lessons.flower_fedmd.faults import parse_faults, pause_if_asked, spoil_reply
 from fedkd_lessons.flower_fedmd.party_disk import load_party, load_shared_data, save_party, write_diary
 from fedkd_lessons.flower_fedmd.protocol import party_reply, read_server_message
@@ -27,7 +29,7 @@ def fedmd_step(message: Message, context: Context) -> Message:
     """Digest + revisit (end of round ``j``), then communicate (start of round ``j + 1``)."""
     directory = Path(str(context.node_config["party-dir"]))
     party_id = int(context.node_config["party-id"])
-    settings = context.run_config
+    settings = FedMDSettings.from_run_config(context.run_config)  # the same settings object as run_fedmd's
     party = load_party(directory)
     public_images, test_images, test_labels = load_shared_data(directory)
     request = read_server_message(message.content)
@@ -42,10 +44,9 @@ def fedmd_step(message: Message, context: Context) -> Message:
     if request.consensus is not None:
         write_diary(directory, request.message_number, "received", request.consensus)
         pause_if_asked(fault)
-        digest(party, public_images[request.consensus_indices], request.consensus,
-               epochs=int(settings["digest-epochs"]), batch_size=int(settings["digest-batch-size"]),
-               kind=str(settings["consensus"]), temperature=float(settings["temperature"]))
-        revisit(party, epochs=int(settings["revisit-epochs"]))
+        digest(party, public_images[request.consensus_indices], request.consensus, epochs=settings.digest_epochs,
+               batch_size=settings.digest_batch_size, kind=settings.consensus, temperature=settings.temperature)
+        revisit(party, epochs=settings.revisit_epochs)
     score = accuracy(party.model, test_images, test_labels)
     logits = None
     if request.indices is not None:

@@ -1,8 +1,11 @@
 """FedMD's server side on Flower: choose subsets, collect class scores, average, send back (lesson 6).
 
 The server holds no data and no model. It knows only the public set's size, from which it draws each
-round's subset with its own seeded generator (the same draws as :func:`fedkd_lessons.fedmd.run_fedmd`),
-and the run's settings, from ``flwr run --run-config``. It writes what happened (per message: who
+round's subset with its own seeded generator and :func:`fedkd_lessons.fedmd.draw_public_subset`, and
+aggregates with :func:`fedkd_lessons.fedmd.compute_consensus`: the functions that
+:func:`fedkd_lessons.fedmd.run_fedmd` calls in one process. Its settings come from
+``flwr run --run-config``, read by the settings objects themselves
+(:class:`fedkd_lessons.fedmd.FedMDSettings`, :mod:`fedkd_lessons.flower_fedmd.settings`). It writes what happened (per message: who
 was addressed, whose replies it used, which it dropped and why, who stayed silent, the
 accuracies, the bytes each way) as JSON to ``result-dir``. Every reply is checked before use
 (:func:`fedkd_lessons.flower_fedmd.protocol.check_reply`); a silent node, and one whose reply
@@ -17,10 +20,11 @@ import torch
 from flwr.app import Context, Message
 from flwr.serverapp import Grid, ServerApp
 
-from fedkd_lessons.fedmd import compute_consensus
+from fedkd_lessons.fedmd import FedMDSettings, compute_consensus, draw_public_subset
 from fedkd_lessons.flower_fedmd.protocol import (
     MESSAGE_TYPE, Drop, RoundPolicy, check_reply, payload_bytes, read_party_reply, server_message,
 )
+from fedkd_lessons.flower_fedmd.settings import FlowerSettings, RunFacts
 
 app = ServerApp()
 POLL_SECONDS = 0.1  # Grid.send_and_receive polls every 3 s; a round here takes a few seconds
@@ -40,11 +44,6 @@ def wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
             raise TimeoutError(f"only {len(nodes)} of {count} parties connected within {timeout:.0f} s")
         time.sleep(POLL_SECONDS)
     return nodes[:count]
-
-
-def parse_registered(text: str) -> dict[int, int]:
-    """``{node_id: party_id}`` from the run config's ``"NODE:PARTY NODE:PARTY ..."`` (empty: none)."""
-    return {int(node): int(party) for node, party in (pair.split(":") for pair in text.split())}
 
 
 class ReplyChecker:
@@ -127,55 +126,65 @@ def party_order(name) -> tuple:
     return (0, name, "") if isinstance(name, int) else (1, 0, str(name))
 
 
+def message_record(message_number: int, nodes: list[int], party_of_node: dict[int, int], content,
+                   checker: ReplyChecker, replies: list[Message], arrivals: list[float], seconds: float,
+                   decision: str) -> dict:
+    """What the record keeps of one message: who was addressed, whose replies were used, which were
+    dropped and why, who stayed silent, the accuracies, the bytes each way and the timings."""
+
+    def name(node):  # a party's id once its node is bound, else the node's
+        return party_of_node[node] if node in party_of_node else f"node {node}"
+
+    answered = {d["node"] for d in checker.dropped} | {r.metadata.src_node_id for r in replies}
+    accuracy = {party: value for party, (value, _) in checker.accepted.items()}
+    return dict(
+        message=message_number, addressed=sorted((name(n) for n in nodes), key=party_order),
+        replied=sorted(accuracy), accuracy=accuracy,
+        dropped=[{**d, "party": name(d["node"])} for d in checker.dropped],
+        silent=sorted((name(n) for n in nodes if n not in answered), key=party_order),
+        bytes_down={str(name(n)): payload_bytes(content) for n in nodes},
+        bytes_up={str(name(r.metadata.src_node_id)): payload_bytes(r.content) for r in replies},
+        arrived={name(r.metadata.src_node_id): round(a, 2) for r, a in zip(replies, arrivals)},
+        seconds=round(seconds, 2), decision=decision)
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    settings = context.run_config
-    result_dir = Path(str(settings["result-dir"]))
-    rounds, subset_size, public_size = (int(settings[k]) for k in ("rounds", "subset-size", "public-size"))
-    policy = RoundPolicy(int(settings["min-replies"]), float(settings["round-timeout"]), float(settings["grace"]))
-    server = torch.Generator().manual_seed(int(settings["seed"]))  # the same draws as run_fedmd(seed=...)
-    record = dict(settings={k: settings[k] for k in settings}, messages=[], error=None)
+    settings = FedMDSettings.from_run_config(context.run_config)
+    policy = FlowerSettings.from_run_config(context.run_config).policy
+    connect_timeout = float(context.run_config["connect-timeout"])
+    facts = RunFacts.from_run_config(context.run_config)
+    result_dir = Path(facts.result_dir)
+    server = torch.Generator().manual_seed(settings.seed)  # the same stream as run_fedmd's at this seed
+    record = dict(settings={k: context.run_config[k] for k in context.run_config}, messages=[], error=None)
     # node -> party, bound when each party's key was registered (`flwr supernode register`); a run
     # without node authentication binds each node to the id it claims in its first reply instead
-    party_of_node = parse_registered(str(settings["registered"]))
+    party_of_node = dict(facts.registered)
     open_registration = not party_of_node
     record["registered"] = {str(n): p for n, p in party_of_node.items()}
 
     consensus = consensus_indices = None
     try:
-        nodes = wait_for_nodes(grid, int(settings["num-parties"]), float(settings["connect-timeout"]))
-        for message_number in range(rounds + 1):
-            indices = torch.randperm(public_size, generator=server)[:subset_size] if message_number < rounds else None
+        nodes = wait_for_nodes(grid, facts.num_parties, connect_timeout)
+        for message_number in range(settings.rounds + 1):
+            last = message_number == settings.rounds
+            indices = None if last else draw_public_subset(server, facts.public_size, settings.subset_size)
             content = server_message(message_number, indices, consensus, consensus_indices)
             messages = [Message(content, dst_node_id=node, message_type=MESSAGE_TYPE, group_id=str(message_number))
                         for node in nodes]
-            checker = ReplyChecker(party_of_node, None if indices is None else len(indices), int(settings["classes"]),
+            checker = ReplyChecker(party_of_node, None if indices is None else len(indices), facts.classes,
                                    open_registration and message_number == 0)
             replies, arrivals, decision, seconds = collect_replies(grid, messages, policy, checker)
-
-            def name(node):  # a party's id once its node is bound, else the node's
-                return party_of_node[node] if node in party_of_node else f"node {node}"
-
-            answered = {d["node"] for d in checker.dropped} | {r.metadata.src_node_id for r in replies}
-            accuracy = {party: value for party, (value, _) in checker.accepted.items()}
-            logits = {party: scores for party, (_, scores) in checker.accepted.items() if scores is not None}
-            record["messages"].append(dict(
-                message=message_number, addressed=sorted((name(n) for n in nodes), key=party_order),
-                replied=sorted(accuracy), accuracy=accuracy,
-                dropped=[{**d, "party": name(d["node"])} for d in checker.dropped],
-                silent=sorted((name(n) for n in nodes if n not in answered), key=party_order),
-                bytes_down={str(name(n)): payload_bytes(content) for n in nodes},
-                bytes_up={party: payload_bytes(r.content) for r in replies for party in [name(r.metadata.src_node_id)]},
-                arrived={name(r.metadata.src_node_id): round(a, 2) for r, a in zip(replies, arrivals)},
-                seconds=round(seconds, 2), decision=decision))
+            record["messages"].append(message_record(message_number, nodes, party_of_node, content, checker,
+                                                     replies, arrivals, seconds, decision))
             if decision == "fail":
                 raise RuntimeError(f"message {message_number}: {len(replies)} good replies, fewer than "
                                    f"min-replies = {policy.min_replies} within {policy.timeout:.0f} s")
             # aggregate (Li & Wang 2019, Algorithm 1): over the parties whose replies passed, in party order
+            logits = {party: scores for party, (_, scores) in checker.accepted.items() if scores is not None}
             if logits:
-                consensus = compute_consensus([logits[p] for p in sorted(logits)], str(settings["consensus"]),
-                                              float(settings["temperature"]), str(settings["rule"]),
-                                              float(settings["trim"]))
+                consensus = compute_consensus([logits[p] for p in sorted(logits)], settings.consensus,
+                                              settings.temperature, settings.rule, settings.trim)
                 consensus_indices = indices
             # a silent node, or one that claimed to be someone it is not, is not addressed again
             nodes = checker.nodes_to_ask_again()
