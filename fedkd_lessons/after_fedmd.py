@@ -408,29 +408,37 @@ def run_methods_together(runs: list[MethodRun], public_images: torch.Tensor, *, 
     """``rounds`` rounds of every run in lockstep, each on deep copies of its parties, each with its
     own server stream (``seed``). Returns one history per run, in order.
 
-    Test accuracy is measured before the first round (row 0 = private-only), after every
-    ``measure_every``-th round and after the last; ``measure_every=None`` measures only round 0 and
-    the last round (scoring hundreds of models on the test set each round costs as much as a third
-    of the round). ``history.settings["measured_rounds"]`` names the round of each row of
+    Test accuracy is measured before the first round (row 0 = private-only; runs that start from
+    the same parties and test set share it), after every ``measure_every``-th round and after the
+    last; ``measure_every=None`` measures only round 0 and the last round (scoring hundreds of
+    models on the test set each round costs as much as a third of the round). ``history.settings["measured_rounds"]`` names the round of each row of
     ``history.accuracy``.
     """
     check_int_at_least(rounds, "rounds", 0)
     if measure_every is not None:
         check_int_at_least(measure_every, "measure_every", 1)
     measured = sorted({0, rounds} | (set(range(0, rounds + 1, measure_every)) if measure_every else set()))
-    runs, servers = copies_for_rounds(runs, public_images, "MethodRun")
-    noise = [torch.Generator().manual_seed(10_000 + run.seed) for run in runs]
 
-    def scores() -> list[np.ndarray]:
+    def scores(runs) -> list[np.ndarray]:
         flat = accuracies([p.model for run in runs for p in run.parties],
                           [(run.test_images, run.test_labels) for run in runs for _ in run.parties])
         return np.split(flat, np.cumsum([len(run.parties) for run in runs])[:-1])
 
-    history = [scores()]
+    # Round 0: runs that start from the same parties and test set (every method of one federation)
+    # are scored once, on the originals (their copies are equal).
+    def start(run) -> tuple:
+        return tuple(id(p) for p in run.parties), id(run.test_images), id(run.test_labels)
+
+    copies, servers = copies_for_rounds(runs, public_images, "MethodRun")
+    starts = {start(run): run for run in runs}
+    first = dict(zip(starts, scores(list(starts.values()))))
+    history = [[first[start(run)] for run in runs]]
+    runs = copies
+    noise = [torch.Generator().manual_seed(10_000 + run.seed) for run in runs]
     for done in progress_bar(range(1, rounds + 1), progress, description):
         methods_round(runs, servers, noise, public_images, options)
         if done in measured:
-            history.append(scores())
+            history.append(scores(runs))
     return [FedMDHistory(np.array([row[r] for row in history]), tuple(p.name for p in run.parties), run.parties,
                          dict(method=run.method, rounds=rounds, measured_rounds=tuple(measured),
                               subset_size=run.subset_size, seed=run.seed, noise_std=run.noise_std,

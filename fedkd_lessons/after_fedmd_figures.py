@@ -1,5 +1,5 @@
 """Lesson 7's figures: what each method sends, the methods against the control over seeds, and the
-attack against the defence's cost. Every function returns a matplotlib Figure."""
+noise defence's privacy-utility trade-off (the attack and the accuracy it costs, per noise level). Every function returns a matplotlib Figure."""
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -53,9 +53,11 @@ def methods_diagram():
 
 def accuracy_by_method_figure(result):
     """Final mean test accuracy of every method at every seed (dots, seeds joined by grey lines),
-    beside private-only (round 0) and the same-epochs control; the pooled upper bound (measured at
+    beside the shared start (round 0: private-only after a fixed 30 epochs, undertrained, not a
+    baseline) and the same-epochs control (the fair reference); the pooled upper bound (measured at
     the first seed) as a dashed line."""
     labels = ["private-only", "control", "FedMD", "FD", "FedDF", "DS-FL"]
+    ticks = ["round 0\n(start)", "control\n(reference)", "FedMD", "FD", "FedDF", "DS-FL"]
     values = np.array([result.private_only] + [result.final(m) for m in labels[1:]])  # (methods, seeds)
     fig, ax = plt.subplots(figsize=(8, 3.6))
     for seed in range(values.shape[1]):
@@ -67,10 +69,10 @@ def accuracy_by_method_figure(result):
         ax.axhline(result.upper_bound.mean(), color=METHOD_COLOURS["upper bound"], linestyle="--",
                    label="pooled upper bound (first seed)")
         ax.legend(fontsize=8, loc="lower left")
-    ax.set_xticks(range(len(labels)), labels)
+    ax.set_xticks(range(len(labels)), ticks)
     ax.set_ylabel("mean test accuracy (fraction)")
-    ax.set_title(f"Final mean accuracy on the letters: {values.shape[1]} seeds (dots, joined by seed) "
-                 "and their mean (diamond)")
+    ax.set_title(f"Final mean accuracy on the letters, {values.shape[1]} seeds (dots, joined by seed; diamond: mean)\n"
+                 "round 0 is the shared, undertrained start; the control is the fair reference", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -83,38 +85,50 @@ def against_control_figure(result):
                                      "(an interval that holds zero: no measurable difference)")
 
 
-def leak_and_defence_figure(result, chance: float):
-    """Left: how often the attack names a party's favourite letter, against the noise on the scores
-    it publishes (chance dashed). Right: FedMD's final mean accuracy without noise and at the levels
-    it also ran defended (``settings.defended_noise_stds``), with the control's mean (no sharing at
-    all) dashed."""
-    settings = result.settings
-    stds = np.array(settings.attack_noise_stds)
-    x = np.arange(len(stds))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for seed_row in result.attack:
-        left.plot(x, seed_row, "o", color="#999999", markersize=4)
-    left.plot(x, result.attack.mean(axis=0), "-D", color=COLOURS["dp"], label="mean over seeds")
+def defence_curve_figure(result, chance: float):
+    """The privacy-utility trade-off of the noise defence, one column per noise level ``sigma`` on the
+    published logits (evenly spaced, labelled; no log axis). Left: the share of parties whose
+    favourite letter the attack names, every seed (dots), the mean (diamond) and its 95 % interval,
+    against chance (dashed). Right: FedMD's final mean accuracy with noise minus without, paired by
+    seed, at the levels FedMD also ran defended, with the level of the same-epochs control (FedMD's
+    whole gain lost) dashed."""
+    stds = result.settings.attack_noise_stds
+    columns = {std: column for column, std in enumerate(stds)}
+    attack = result.attack_above_chance()
+    cost = result.defence_cost()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.8), sharex=True)
+    colour = METHOD_COLOURS["FedMD"]
+    for std, interval in attack.items():
+        x = columns[std]
+        left.plot([x] * len(interval.differences), chance + interval.differences, "o", color="#999999",
+                  markersize=4, zorder=3, label="one seed" if x == 0 else None)
+        left.plot([x, x], [chance + interval.low, chance + interval.high], "-", color="#000000", linewidth=2,
+                  zorder=2, label="95 % interval of the mean" if x == 0 else None)
+        left.plot(x, chance + interval.mean, "D", color=colour, markersize=7, zorder=4,
+                  label="mean over seeds" if x == 0 else None)
     left.axhline(chance, color="#000000", linestyle="--", linewidth=1, label="chance (1 in 6)")
-    left.set_xticks(x, [f"{s:g}" for s in stds])
-    left.set_xlabel("noise std on the published logits")
-    left.set_ylabel("favourite letter named (fraction)")
     left.set_ylim(0, 1)
-    left.set_title("The attack against the noise")
-    left.legend(fontsize=8)
-    defended = (0.0, *settings.defended_noise_stds)
-    accuracy = np.array([result.final("FedMD")] + [result.final(f"FedMD, noise {s:g}") for s in settings.defended_noise_stds])
-    columns = np.arange(len(defended))
-    for column, values in zip(columns, accuracy):
-        right.plot([column] * len(values), values, "o", color="#999999", markersize=4)
-    right.plot(columns, accuracy.mean(axis=1), "-D", color=METHOD_COLOURS["FedMD"], label="FedMD, mean over seeds")
-    right.axhline(result.final("control").mean(), color=METHOD_COLOURS["control"], linestyle="--",
-                  label="control (no sharing)")
-    right.set_xticks(columns, [f"{s:g}" for s in defended])
-    right.set_xlim(-0.5, len(defended) - 0.5)
-    right.set_xlabel("noise std on the published logits")
-    right.set_ylabel("final mean test accuracy (fraction)")
-    right.set_title("What the noise costs FedMD")
-    right.legend(fontsize=8)
+    left.set_ylabel("favourite letter named (fraction of parties)")
+    left.set_title("The attack on a party's published scores")
+    left.legend(fontsize=7, loc="upper right")
+    for std, interval in cost.items():
+        x = columns[std]
+        right.plot([x] * len(interval.differences), 100 * interval.differences, "o", color="#999999", markersize=4,
+                   zorder=3)
+        right.plot([x, x], [100 * interval.low, 100 * interval.high], "-", color="#000000", linewidth=2, zorder=2)
+        right.plot(x, 100 * interval.mean, "D", color=colour, markersize=7, zorder=4)
+    right.axhline(0, color="#000000", linewidth=1, label="FedMD without noise")
+    gain = result.against_control()["FedMD"].mean
+    right.axhline(-100 * gain, color=METHOD_COLOURS["control"], linestyle="--", linewidth=1,
+                  label="the control's level (FedMD's gain all lost)")
+    right.set_ylabel("FedMD with noise - without (points)")
+    right.set_title("What the noise costs FedMD (where it ran defended)")
+    right.legend(fontsize=7, loc="lower left")
+    for ax in (left, right):
+        ax.set_xticks(range(len(stds)), [f"{s:g}" for s in stds])
+        ax.set_xlim(-0.5, len(stds) - 0.5)
+        ax.set_xlabel("noise std on the published logits")
+    fig.suptitle(f"Noise on the scores: the attack falls towards chance as the noise grows, and FedMD loses "
+                 f"accuracy ({result.settings.seeds} seeds)", fontsize=11)
     fig.tight_layout()
     return fig

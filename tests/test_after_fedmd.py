@@ -187,6 +187,19 @@ def test_every_method_runs_and_leaves_the_originals_alone():
         assert all(torch.equal(party.model.state_dict()[key], state[key]) for key in state)
 
 
+def test_round_0_is_each_start_scored_once_and_other_starts_apart():
+    parties, public, test_images, test_labels = tiny_federation()
+    others, *_ = tiny_federation(seed=1)
+    runs = [MethodRun("FedMD", parties, test_images, test_labels, subset_size=20),
+            MethodRun("control", parties, test_images, test_labels, subset_size=20),
+            MethodRun("control", others, test_images, test_labels, subset_size=20)]
+    fedmd, control, other = run_methods_together(runs, public, rounds=1)
+    expected = accuracies([p.model for p in parties], [(test_images, test_labels)] * 3)
+    assert np.allclose(fedmd.accuracy[0], expected) and np.array_equal(control.accuracy[0], fedmd.accuracy[0])
+    assert np.allclose(other.accuracy[0], accuracies([p.model for p in others], [(test_images, test_labels)] * 3))
+    assert not np.array_equal(other.accuracy[0], fedmd.accuracy[0])
+
+
 def test_fd_without_its_term_is_the_control():
     parties, public, test_images, test_labels = tiny_federation()
     runs = [MethodRun("FD", parties, test_images, test_labels, subset_size=20),

@@ -10,7 +10,8 @@ import torch
 from fedkd_lessons.experiments.claims import claims_module
 from fedkd_lessons.experiments.lesson5_fedmd import Settings as FedMDSettings
 from fedkd_lessons.experiments.lesson7_after_fedmd import (CHANCE, COMPARED, PRIVATE_CLASSES, Settings, claims,
-                                                           method_runs, run_lesson, skewed_private_set)
+                                                           method_runs, run_claims_experiment, run_lesson,
+                                                           skewed_private_set)
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -68,8 +69,17 @@ def test_the_lesson_runs_end_to_end_at_tiny_settings():
         assert len(histories) == 2 and histories[0].accuracy.shape == (2, 3)
     assert result.private_only.shape == (2,)
     assert set(result.against_control()) == set(COMPARED)
-    assert set(result.defence_cost()) == {5.0}
+    assert set(result.defence_cost()) == set(result.defended_against_control()) == {5.0}
+    assert np.allclose(100 * result.defence_cost()[5.0].differences,
+                       100 * (result.final("FedMD, noise 5") - result.final("FedMD")))
+    above = result.attack_above_chance()
+    assert list(above) == [0.0, 5.0] and np.allclose(above[5.0].differences, result.attack[:, 1] - CHANCE)
     assert result.attack.shape == (2, 2) and ((0 <= result.attack) & (result.attack <= 1)).all()
     assert all(np.isfinite(claim.value) for claim in claims(result))
+    assert set(run_claims_experiment(settings).histories) == {"FedMD", "control", "FD", "FedDF", "DS-FL",
+                                                            "FedMD, noise 5"}  # the strongest defended level
     assert 0 < CHANCE < 1
     assert len(method_runs(federations, settings)["FD"]) == 2
+    assert set(method_runs(federations, settings, defended=())) == {"FedMD", "control", "FD", "FedDF", "DS-FL"}
+    with pytest.raises(ValueError, match="defended must be among settings.defended_noise_stds"):
+        method_runs(federations, settings, defended=(7.0,))
