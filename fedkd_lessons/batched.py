@@ -45,6 +45,12 @@ def _describe(module: nn.Module) -> str:
     return repr(module).replace("\n", " ")
 
 
+def _signature(layer: nn.Module) -> tuple[str, str]:
+    """A layer's type and settings: what its ``repr`` says of a leaf layer, without building the
+    ``repr`` (grouping and stacking compare these for every model at every step)."""
+    return type(layer).__name__, layer.extra_repr()
+
+
 def check_same_architecture(models: Sequence[nn.Module]) -> None:
     """Raise ``ValueError`` naming the first difference unless every model in ``models`` is an
     ``nn.Sequential`` of :data:`SUPPORTED_LAYERS` with the same layers, parameter names and shapes."""
@@ -61,7 +67,7 @@ def check_same_architecture(models: Sequence[nn.Module]) -> None:
             if not isinstance(layer, SUPPORTED_LAYERS):
                 raise ValueError(f"models[{k}] layer {index} ({_describe(layer)}) is not supported by the batched "
                                  f"engine; supported: {', '.join(t.__name__ for t in SUPPORTED_LAYERS)}")
-            if _describe(layer) != _describe(first):
+            if _signature(layer) != _signature(first):
                 raise ValueError(f"models[{k}] layer {index} is {_describe(layer)} but models[0] layer {index} "
                                  f"is {_describe(first)}: models of different architectures cannot be stacked")
         for (name, parameter), (_, first) in zip(model.named_parameters(), reference.named_parameters()):
@@ -81,7 +87,7 @@ def check_same_architecture(models: Sequence[nn.Module]) -> None:
 def architecture_key(model: nn.Module) -> tuple:
     """What must agree for models to be stacked: every layer (type and settings), every parameter's
     name, shape and ``requires_grad``."""
-    return (tuple(_describe(layer) for layer in model.children()),
+    return (tuple(_signature(layer) for layer in model.children()),
             tuple((name, tuple(p.shape), p.requires_grad) for name, p in model.named_parameters()))
 
 
