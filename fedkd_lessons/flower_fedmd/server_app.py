@@ -27,7 +27,7 @@ from fedkd_lessons.flower_fedmd.protocol import (
 from fedkd_lessons.flower_fedmd.settings import FlowerSettings, RunFacts
 
 app = ServerApp()
-POLL_SECONDS = 0.1  # Grid.send_and_receive polls every 3 s; a round here takes a few seconds
+POLL_SECONDS = 0.2  # Grid.send_and_receive polls every 3 s; a round here takes a few seconds
 
 
 def write_json(path: Path, value) -> None:
