@@ -19,9 +19,7 @@ federated_adaptation, ``utils/utils.py`` and ``utils/adapt_*.yaml``):
 
 import copy
 import functools
-import math
 from dataclasses import dataclass, replace
-from numbers import Real
 
 import numpy as np
 import torch
@@ -34,13 +32,25 @@ from .distillation import distillation_loss, teacher_logits_for, train_student
 from .federated import FedAvgHistory, FedAvgSettings, run_fedavg
 from .models import accuracy, last_linear_layer, make_mlp
 from .training import progress_bar, train
-from .validation import check_fraction, check_int_at_least, check_positive_finite
+from .validation import (FRACTION, POSITIVE, Callable, Each, Instance, Integer, OneOf, Optional, Real, Tensor,
+                         check_fields, checked_arguments)
 
 METHODS = ("local", "finetune", "freeze_base", "ewc", "distill")
 
 EWC_LAMBDA = 5000.0  # Yu et al.'s code (utils/adapt_*.yaml)
 DISTILL_TEMPERATURE = 6.0  # Yu et al.'s code (criterion_kd in utils/utils.py)
 DISTILL_ALPHA = 0.95  # Yu et al.'s code (criterion_kd in utils/utils.py)
+
+# The declared forms of the arguments the functions share. A client's data may be empty here: the
+# functions then say so in their own words (_check_client_data), with what to do instead.
+MODEL = Instance(nn.Module)
+IMAGES = Tensor(min_rows=0)
+LABELS = Tensor(ndim=1, min_rows=0, dtype="integer")
+EWC_LAMBDA_RANGE = Real(0)
+FISHER = Optional(Instance(dict))
+SEED = Integer(0)
+CLIENT_SETS = Each(Instance((tuple, list)))
+METHOD = OneOf(*METHODS)
 
 
 @dataclass(frozen=True)
@@ -53,11 +63,8 @@ class Training:
     momentum: float = 0.9  # Yu et al.'s code (utils/adapt_*.yaml)
 
     def __post_init__(self):
-        check_int_at_least(self.epochs, "epochs", 0)
-        check_positive_finite(self.lr, "lr")
-        check_int_at_least(self.batch_size, "batch_size", 1)
-        if check_fraction(self.momentum, "momentum") == 1:
-            raise ValueError("momentum must be in [0, 1), got 1: the steps would never fade")
+        # momentum 1 is excluded: the steps would never fade
+        check_fields(self, epochs=Integer(0), lr=POSITIVE, batch_size=Integer(1), momentum=Real(0, 1, closed="left"))
 
 
 # The adaptation optimiser of Yu et al.'s code is SGD with momentum 0.9 and batch 32 (utils/adapt_*.yaml); their
@@ -82,12 +89,8 @@ class AdaptationSettings:
     alpha: float = DISTILL_ALPHA
 
     def __post_init__(self):
-        for name in ("training", "local_training"):
-            if not isinstance(getattr(self, name), Training):
-                raise ValueError(f"{name} must be a Training, got {type(getattr(self, name)).__name__}")
-        _check_lambda(self.ewc_lambda)
-        check_positive_finite(self.temperature, "temperature")
-        check_fraction(self.alpha, "alpha")
+        check_fields(self, training=Instance(Training), local_training=Instance(Training), ewc_lambda=EWC_LAMBDA_RANGE,
+                     temperature=POSITIVE, alpha=FRACTION)
 
     def training_for(self, method: str) -> Training:
         """The training of ``method``: ``local_training`` for ``"local"``, ``training`` for the others."""
@@ -100,23 +103,17 @@ class AdaptationSettings:
         return replace(self, training=replace(self.training, epochs=epochs))
 
 
-def _check_settings(settings, kind=AdaptationSettings):
-    if not isinstance(settings, kind):
-        raise ValueError(f"settings must be an {kind.__name__}, got {type(settings).__name__}")
-    return settings
-
-
 # --- Argument checks ---------------------------------------------------------------------------
 
 
+@checked_arguments(method=METHOD)
 def check_method(method) -> str:
     """``method`` if it names one of :data:`METHODS`, else a ``ValueError`` listing them."""
-    if method not in METHODS:
-        raise ValueError(f"unknown adaptation method {method!r}; choose one of {', '.join(METHODS)}")
     return method
 
 
 def _check_client_data(images, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """One client's data is not empty and has one label per image (the forms are declared)."""
     images, labels = torch.as_tensor(images), torch.as_tensor(labels)
     if len(labels) == 0 or len(images) == 0:
         raise ValueError(
@@ -126,14 +123,6 @@ def _check_client_data(images, labels) -> tuple[torch.Tensor, torch.Tensor]:
     if len(images) != len(labels):
         raise ValueError(f"images and labels differ in length: {len(images)} vs {len(labels)}")
     return images, labels
-
-
-def _check_lambda(ewc_lambda) -> float:
-    if isinstance(ewc_lambda, torch.Tensor) and ewc_lambda.numel() == 1:
-        ewc_lambda = ewc_lambda.item()
-    if isinstance(ewc_lambda, bool) or not isinstance(ewc_lambda, Real) or not math.isfinite(ewc_lambda) or ewc_lambda < 0:
-        raise ValueError(f"ewc_lambda must be a finite number >= 0, got {ewc_lambda!r}")
-    return float(ewc_lambda)
 
 
 def _copy_of(global_model: nn.Module) -> nn.Module:
@@ -154,12 +143,6 @@ def _reinitialised(global_model: nn.Module, seed: int) -> nn.Module:
     return model
 
 
-def _check_training(training) -> Training:
-    if not isinstance(training, Training):
-        raise ValueError(f"training must be a Training (epochs, lr, batch_size, momentum), got {type(training).__name__}")
-    return training
-
-
 def _sgd(model, images, labels, training: Training, *, seed, progress, description, **extra):
     """The one training call every method shares: SGD with momentum, batches shuffled by ``seed``."""
     train(model, images, labels, epochs=training.epochs, lr=training.lr, batch_size=training.batch_size,
@@ -171,33 +154,35 @@ def _sgd(model, images, labels, training: Training, *, seed, progress, descripti
 # --- The methods -------------------------------------------------------------------------------
 
 
+@checked_arguments(global_model=MODEL, images=IMAGES, labels=LABELS, training=Instance(Training), seed=SEED)
 def adapt_local(global_model: nn.Module, images, labels, training: Training = LOCAL, *, seed: int = 0,
                 progress: bool | None = False) -> nn.Module:
     """The local-only baseline (Yu et al. 2020): the global model's architecture, re-initialised under
     ``seed`` and trained with cross-entropy on the client's data alone. The global *weights* are not
     used; only the architecture is. Images ``(n, ...)``, labels ``(n,)``."""
     images, labels = _check_client_data(images, labels)
-    return _sgd(_reinitialised(global_model, seed), images, labels, _check_training(training), seed=seed,
+    return _sgd(_reinitialised(global_model, seed), images, labels, training, seed=seed,
                 progress=progress, description="local from scratch")
 
 
+@checked_arguments(global_model=MODEL, images=IMAGES, labels=LABELS, training=Instance(Training), seed=SEED)
 def adapt_finetune(global_model: nn.Module, images, labels, training: Training = ADAPTATION, *, seed: int = 0,
                    progress: bool | None = False) -> nn.Module:
     r"""Fine-tuning (Yu et al. 2020): start from the global weights :math:`\theta_{fed}` and minimise the
     plain cross-entropy on the client's data, :math:`L = \frac1n \sum_n -\log \mathrm{softmax}(f_\theta(x_n))_{y_n}`,
     with SGD at ``training`` (momentum, ``epochs`` passes in batches shuffled by ``seed``)."""
     images, labels = _check_client_data(images, labels)
-    return _sgd(_copy_of(global_model), images, labels, _check_training(training), seed=seed, progress=progress,
+    return _sgd(_copy_of(global_model), images, labels, training, seed=seed, progress=progress,
                 description="fine-tuning")
 
 
+@checked_arguments(global_model=MODEL, images=IMAGES, labels=LABELS, training=Instance(Training), seed=SEED)
 def adapt_freeze_base(global_model: nn.Module, images, labels, training: Training = ADAPTATION, *, seed: int = 0,
                       progress: bool | None = False) -> nn.Module:
     """Freeze-base (Yu et al. 2020, on images): fine-tuning in which only the last ``nn.Linear`` (the
     classifier head) trains; every other weight keeps its global value bit for bit. The features stay the federation's;
     the client re-weighs them for its own classes. Same arguments as :func:`adapt_finetune`."""
     images, labels = _check_client_data(images, labels)
-    training = _check_training(training)
     model = _copy_of(global_model)
     head = last_linear_layer(model)
     for parameter in model.parameters():
@@ -210,6 +195,7 @@ def adapt_freeze_base(global_model: nn.Module, images, labels, training: Trainin
     return model
 
 
+@checked_arguments(model=MODEL, images=IMAGES, labels=LABELS, batch_size=Integer(1))
 def fisher_diagonal(model: nn.Module, images, labels, batch_size: int = 1) -> dict[str, torch.Tensor]:
     r"""The diagonal of the empirical Fisher information of ``model`` on labelled data (Kirkpatrick et
     al. 2017; ``fisher_matrix_diag`` in Yu et al.'s code).
@@ -232,7 +218,6 @@ def fisher_diagonal(model: nn.Module, images, labels, batch_size: int = 1) -> di
         ``{name: tensor}`` with one non-negative tensor per named parameter, of the parameter's shape.
     """
     images, labels = _check_client_data(images, labels)
-    check_int_at_least(batch_size, "batch_size", 1)
     model = _copy_of(model)
     model.eval()
     fisher = {name: torch.zeros_like(parameter) for name, parameter in model.named_parameters()}
@@ -283,7 +268,7 @@ def ewc_penalty(model, global_parameters: dict[str, torch.Tensor], fisher: dict[
     Returns:
         A scalar tensor for a model; ``(K,)``, one penalty per model, for stacked parameters.
     """
-    ewc_lambda = _check_lambda(ewc_lambda)
+    ewc_lambda = EWC_LAMBDA_RANGE.check(ewc_lambda, "ewc_lambda")  # inline: this runs on every mini-batch
     if isinstance(model, nn.Module):
         return ewc_penalty({name: p.unsqueeze(0) for name, p in model.named_parameters()}, global_parameters,
                            fisher, ewc_lambda)[0]
@@ -293,6 +278,7 @@ def ewc_penalty(model, global_parameters: dict[str, torch.Tensor], fisher: dict[
     return ewc_lambda / 2 * total
 
 
+@checked_arguments(fisher=Instance(dict), ewc_lambda=EWC_LAMBDA_RANGE, lr=POSITIVE)
 def ewc_stability_ratio(fisher: dict[str, torch.Tensor], ewc_lambda: float, lr: float) -> float:
     r"""``lr * lambda * max_i F_i``: plain SGD on the penalty alone is stable only while this is
     below 2, and SGD with momentum :math:`\beta` while it is below :math:`2(1 + \beta)`.
@@ -301,11 +287,11 @@ def ewc_stability_ratio(fisher: dict[str, torch.Tensor], ewc_lambda: float, lr: 
     :math:`i`; a gradient step multiplies that weight's distance to :math:`\theta_{fed,i}` by
     :math:`1 - \mathrm{lr}\,\lambda F_i`, which grows in size once :math:`\mathrm{lr}\,\lambda F_i > 2`:
     the weight oscillates with growing amplitude and the loss explodes."""
-    ewc_lambda = _check_lambda(ewc_lambda)
-    lr = check_positive_finite(lr, "lr")
     return lr * ewc_lambda * max(float(value.max()) for value in fisher.values())
 
 
+@checked_arguments(global_model=MODEL, images=IMAGES, labels=LABELS, fisher=Instance(dict), training=Instance(Training),
+                   ewc_lambda=EWC_LAMBDA_RANGE, seed=SEED)
 def adapt_ewc(global_model: nn.Module, images, labels, fisher: dict[str, torch.Tensor],
               training: Training = ADAPTATION, *, ewc_lambda: float = EWC_LAMBDA, seed: int = 0,
               progress: bool | None = False) -> nn.Module:
@@ -320,8 +306,6 @@ def adapt_ewc(global_model: nn.Module, images, labels, fisher: dict[str, torch.T
     :math:`2(1+\beta)` with momentum): the weights then oscillate with growing amplitude, end huge or
     NaN, and the adapted model's accuracy collapses. Lesson 4 shows this rather than hiding it."""
     images, labels = _check_client_data(images, labels)
-    training = _check_training(training)
-    ewc_lambda = _check_lambda(ewc_lambda)
     fisher = _check_fisher(fisher, global_model)
     model = _copy_of(global_model)
     global_parameters = {name: parameter.detach().clone() for name, parameter in global_model.named_parameters()}
@@ -330,6 +314,8 @@ def adapt_ewc(global_model: nn.Module, images, labels, fisher: dict[str, torch.T
                 description=f"EWC (lambda={ewc_lambda:g})", penalty=penalty)
 
 
+@checked_arguments(global_model=MODEL, images=IMAGES, labels=LABELS, training=Instance(Training), temperature=POSITIVE,
+                   alpha=FRACTION, seed=SEED)
 def adapt_distill(global_model: nn.Module, images, labels, training: Training = ADAPTATION, *,
                   temperature: float = DISTILL_TEMPERATURE, alpha: float = DISTILL_ALPHA, seed: int = 0,
                   progress: bool | None = False) -> nn.Module:
@@ -347,7 +333,6 @@ def adapt_distill(global_model: nn.Module, images, labels, training: Training = 
     (``nn.KLDivLoss()``), a soft weight ``C`` times smaller than the true KL used here (lesson 2);
     :func:`code_equivalent_alpha` gives the ``alpha`` that restores their balance (0.655 for 0.95)."""
     images, labels = _check_client_data(images, labels)
-    training = _check_training(training)
     model = _copy_of(global_model)
     teacher = copy.deepcopy(global_model).eval()
     train_student(model, images, teacher, labels, epochs=training.epochs, temperature=temperature, alpha=alpha,
@@ -356,6 +341,7 @@ def adapt_distill(global_model: nn.Module, images, labels, training: Training = 
     return model
 
 
+@checked_arguments(method=METHOD, global_model=MODEL, settings=Instance(AdaptationSettings), fisher=FISHER, seed=SEED)
 def adapt(method: str, global_model: nn.Module, images, labels, settings: AdaptationSettings = AdaptationSettings(), *,
           fisher: dict | None = None, seed: int = 0, progress: bool | None = False) -> nn.Module:
     """Adapt ``global_model`` to one client with ``method``, one of :data:`METHODS`; return the new model.
@@ -365,7 +351,6 @@ def adapt(method: str, global_model: nn.Module, images, labels, settings: Adapta
     Raises ``ValueError`` for an unknown method (listing the valid ones), a client with no training
     data, ``"ewc"`` without a Fisher, or a Fisher given to another method.
     """
-    _check_settings(settings)
     _check_fisher_use(method, fisher)
     training, options = settings.training_for(method), dict(seed=seed, progress=progress)
     if method == "local":
@@ -402,6 +387,8 @@ def _starting_stack(method: str, global_model: nn.Module, count: int, seed: int)
     return ModelStack.repeat(start, count)
 
 
+@checked_arguments(method=METHOD, global_model=MODEL, client_train=CLIENT_SETS, settings=Instance(AdaptationSettings),
+                   fisher=FISHER, seed=SEED, epoch_end=Optional(Callable()))
 def adapt_all(method: str, global_model: nn.Module, client_train, settings: AdaptationSettings = AdaptationSettings(),
               *, fisher: dict | None = None, seed: int = 0, epoch_end=None, progress: bool | None = False) -> ModelStack:
     """Adapt ``global_model`` to every client at once with ``method``: the batched twin of :func:`adapt`.
@@ -412,11 +399,7 @@ def adapt_all(method: str, global_model: nn.Module, client_train, settings: Adap
     to :func:`~fedkd_lessons.batched.train_stack`. Returns the ``K`` adapted models as a
     :class:`~fedkd_lessons.batched.ModelStack`.
     """
-    _check_settings(settings)
     _check_fisher_use(method, fisher)
-    check_int_at_least(seed, "seed", 0)
-    if len(client_train) == 0:
-        raise ValueError("client_train is empty: give at least one client's (images, labels)")
     sets = [_check_client_data(images, labels) for images, labels in client_train]
     training = settings.training_for(method)
     stack = _starting_stack(method, global_model, len(sets), seed)
@@ -438,11 +421,11 @@ def adapt_all(method: str, global_model: nn.Module, client_train, settings: Adap
     return stack
 
 
+@checked_arguments(images=IMAGES, labels=LABELS, share=FRACTION, seed=SEED)
 def split_for_validation(images, labels, share: float, seed: int = 0) -> tuple[tuple, tuple]:
     """One client's training data split at random into ``(fit, validation)`` pairs, the validation
     part ``max(1, round(share * n))`` examples: the only data a client has to choose its epochs on."""
     images, labels = _check_client_data(images, labels)
-    share = check_fraction(share, "share")
     held = max(1, round(share * len(labels)))
     if held >= len(labels):
         raise ValueError(f"a client with {len(labels)} training examples cannot hold out {held} for validation "
@@ -462,6 +445,8 @@ class EarlyStopped:
     validation_sizes: np.ndarray
 
 
+@checked_arguments(method=METHOD, global_model=MODEL, client_train=CLIENT_SETS, settings=Instance(AdaptationSettings),
+                   validation_share=FRACTION, fisher=FISHER, seed=SEED)
 def adapt_all_early_stopped(method: str, global_model: nn.Module, client_train,
                             settings: AdaptationSettings = AdaptationSettings(), *, validation_share: float = 0.2,
                             fisher: dict | None = None, seed: int = 0) -> EarlyStopped:
@@ -471,9 +456,8 @@ def adapt_all_early_stopped(method: str, global_model: nn.Module, client_train,
     weights of the epoch (0 included: the starting model) with the best validation accuracy, the
     fewest epochs among ties. A client with few images pays twice: fewer to train on, and a
     validation score that moves in steps of a whole image."""
-    if check_method(method) == "local":
+    if method == "local":
         raise ValueError("early stopping is for the methods that start from the global model, not 'local'")
-    _check_settings(settings)
     splits = [split_for_validation(images, labels, validation_share, seed + k)
               for k, (images, labels) in enumerate(client_train)]
     validation = [held for _, held in splits]
@@ -494,6 +478,7 @@ def adapt_all_early_stopped(method: str, global_model: nn.Module, client_train,
     return EarlyStopped(stack, best_epoch, np.array([len(labels) for _, labels in validation]))
 
 
+@checked_arguments(alpha=FRACTION, temperature=POSITIVE, num_classes=Integer(2))
 def code_equivalent_alpha(alpha: float = DISTILL_ALPHA, temperature: float = DISTILL_TEMPERATURE,
                           num_classes: int = 10) -> tuple[float, float]:
     r"""The ``alpha`` of :func:`~fedkd_lessons.distillation.distillation_loss` that balances soft and
@@ -513,9 +498,6 @@ def code_equivalent_alpha(alpha: float = DISTILL_ALPHA, temperature: float = DIS
     Returns:
         ``(alpha_prime, scale)``.
     """
-    alpha = check_fraction(alpha, "alpha")
-    check_positive_finite(temperature, "temperature")
-    check_int_at_least(num_classes, "num_classes", 2)
     scale = alpha / num_classes + 1 - alpha
     return alpha / num_classes / scale, scale
 
@@ -523,10 +505,10 @@ def code_equivalent_alpha(alpha: float = DISTILL_ALPHA, temperature: float = DIS
 # --- The experiment ----------------------------------------------------------------------------
 
 
+@checked_arguments(client_sets=Each(Instance((tuple, list)), min_length=0), size=Integer(1), seed=SEED)
 def subsample_clients(client_sets, size: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Each client's ``(images, labels)`` cut to at most ``size`` examples chosen at random (all of
     them if it has fewer): the same clients with less local data, for the overfitting study."""
-    check_int_at_least(size, "size", 1)
     rng = np.random.default_rng(seed)
     cut = []
     for images, labels in client_sets:
@@ -535,6 +517,9 @@ def subsample_clients(client_sets, size: int, seed: int = 0) -> list[tuple[torch
     return cut
 
 
+@checked_arguments(global_model=MODEL, client_train=CLIENT_SETS, client_test=CLIENT_SETS,
+                   settings=Instance(AdaptationSettings), methods=Each(METHOD, min_length=0), fisher=FISHER, seed=SEED,
+                   description=Instance(str))
 def evaluate_methods(global_model: nn.Module, client_train, client_test,
                      settings: AdaptationSettings = AdaptationSettings(), *, methods=METHODS, fisher: dict | None = None,
                      seed: int = 0, progress: bool | None = None, description: str = "adapting clients") -> dict[str, np.ndarray]:
@@ -548,7 +533,6 @@ def evaluate_methods(global_model: nn.Module, client_train, client_test,
     Returns:
         ``{"global": (K,), method: (K,) ...}`` accuracies in [0, 1].
     """
-    _check_settings(settings)
     for method in methods:
         _check_fisher_use(method, fisher if method == "ewc" else None)
     if len(client_train) != len(client_test):
@@ -562,31 +546,31 @@ def evaluate_methods(global_model: nn.Module, client_train, client_test,
     return scores
 
 
+@checked_arguments(method=METHOD, global_model=MODEL, client_train=CLIENT_SETS, client_test=CLIENT_SETS,
+                   epochs_grid=Each(Integer(0)), settings=Instance(AdaptationSettings), fisher=FISHER, seed=SEED)
 def adaptation_curve(method: str, global_model: nn.Module, client_train, client_test, epochs_grid,
                      settings: AdaptationSettings = AdaptationSettings(), *, fisher: dict | None = None, seed: int = 0,
                      progress: bool | None = None) -> np.ndarray:
     """``(len(epochs_grid), K)`` local test accuracies of ``method`` after each number of adaptation
     epochs in ``epochs_grid`` (each point a fresh adaptation from the global model, so the point at
     ``E`` epochs is exactly what :func:`adapt` returns after ``E`` epochs)."""
-    _check_settings(settings)
-    grid = [check_int_at_least(epochs, "epochs_grid", 0) for epochs in epochs_grid]
     return np.array([evaluate_methods(global_model, client_train, client_test, settings.with_epochs(method, epochs),
                                       methods=(method,), fisher=fisher, seed=seed, progress=False)[method]
-                     for epochs in progress_bar(grid, progress, f"{method}: epochs")])
+                     for epochs in progress_bar(epochs_grid, progress, f"{method}: epochs")])
 
 
+@checked_arguments(federation=Instance(Federation), clients=Each(Integer(0), min_length=0))
 def mirror_clients(federation: Federation, clients) -> Federation:
     """The same federation with every image (local train and local test) of each client in ``clients``
     flipped left to right: clients whose scanner mirrors the page. Their labels are unchanged, so the
     same label now goes with a different picture, and a model fitted to the other clients serves them
     worse. ``clients`` are indices in ``range(len(federation.train))``, each at most once."""
     count = len(federation.train)
-    chosen = [check_int_at_least(int(k) if isinstance(k, np.integer) else k, "clients", 0) for k in clients]
-    if any(k >= count for k in chosen) or len(set(chosen)) != len(chosen):
+    if any(k >= count for k in clients) or len(set(clients)) != len(clients):
         raise ValueError(f"clients must be distinct indices in range({count}), got {list(clients)!r}")
 
     def flipped(sets):
-        return [(images.flip(-1), labels) if k in chosen else (images, labels) for k, (images, labels) in enumerate(sets)]
+        return [(images.flip(-1), labels) if k in clients else (images, labels) for k, (images, labels) in enumerate(sets)]
 
     return Federation(flipped(federation.train), flipped(federation.test), federation.train_indices,
                       federation.test_indices)
@@ -611,18 +595,10 @@ class ExperimentSettings:
     adaptation: AdaptationSettings = AdaptationSettings()
 
     def __post_init__(self):
-        check_int_at_least(self.num_clients, "num_clients", 2)
-        check_positive_finite(self.concentration, "concentration")
-        check_int_at_least(self.min_samples, "min_samples", 1)
-        for name in ("test_share", "public_fraction"):
-            if not 0 < check_fraction(getattr(self, name), name) < 1:
-                raise ValueError(f"{name} must be strictly between 0 and 1, got {getattr(self, name)!r}")
-        check_int_at_least(self.min_test, "min_test", 1)
-        check_int_at_least(self.hidden_units, "hidden_units", 1)
-        if not isinstance(self.fedavg, FedAvgSettings):
-            raise ValueError(f"fedavg must be a FedAvgSettings, got {type(self.fedavg).__name__}")
-        if not isinstance(self.adaptation, AdaptationSettings):
-            raise ValueError(f"adaptation must be an AdaptationSettings, got {type(self.adaptation).__name__}")
+        check_fields(self, num_clients=Integer(2), concentration=POSITIVE, min_samples=Integer(1),
+                     test_share=Real(0, 1, closed="neither"), min_test=Integer(1),
+                     public_fraction=Real(0, 1, closed="neither"), hidden_units=Integer(1),
+                     fedavg=Instance(FedAvgSettings), adaptation=Instance(AdaptationSettings))
 
     def model(self) -> nn.Module:
         """The global model before training: an MLP with one hidden layer of ``hidden_units``."""
@@ -670,6 +646,8 @@ class AdaptationExperiment:
         return {name: float((gain < 0).mean()) for name, gain in self.gains(baseline).items()}
 
 
+@checked_arguments(split=Instance(ImageSplit), settings=Instance(ExperimentSettings), methods=Each(METHOD, min_length=0),
+                   mirrored_clients=Each(Integer(0), min_length=0), seed=SEED)
 def run_adaptation_experiment(split: ImageSplit, settings: ExperimentSettings = ExperimentSettings(), *,
                               methods=METHODS, mirrored_clients=(), seed: int = 0,
                               progress: bool | None = None) -> AdaptationExperiment:
@@ -688,8 +666,6 @@ def run_adaptation_experiment(split: ImageSplit, settings: ExperimentSettings = 
 
     ``seed`` fixes the partition, the public split, the federated training and the adaptation.
     """
-    _check_settings(settings, ExperimentSettings)
-    check_int_at_least(seed, "seed", 0)
     federation = make_federation(split.train_images, split.train_labels, settings.num_clients, settings.concentration,
                                  seed=seed, min_samples=settings.min_samples, test_share=settings.test_share,
                                  min_test=settings.min_test)

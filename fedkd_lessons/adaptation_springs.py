@@ -26,9 +26,19 @@ from torch import nn
 
 from .adaptation import ewc_penalty, fisher_diagonal
 from .distillation import distillation_loss
-from .validation import check_fraction, check_int_at_least, check_positive_finite
+from .validation import FRACTION, POSITIVE, Instance, Integer, OneOf, Real, Tensor, checked_arguments
 
 GLOBAL_WEIGHTS = (2.0, 0.0)
+
+WEIGHT_POINTS = Tensor()  # (..., 2): points of the weight plane
+
+
+def _points(weights: torch.Tensor) -> torch.Tensor:
+    """``weights`` as float64 after checking its last dimension holds the two weights."""
+    if weights.ndim == 0 or weights.shape[-1] != 2:
+        raise ValueError(f"weights must have shape (..., 2), one point of the weight plane per row, got shape "
+                         f"{tuple(weights.shape)}")
+    return weights.to(torch.float64)
 
 
 class TwoWeightModel(nn.Module):
@@ -57,13 +67,12 @@ class SpringToy:
         return TwoWeightModel(self.global_weights)
 
 
+@checked_arguments(correlation=FRACTION, size=Integer(2), seed=Integer(0))
 def make_spring_toy(correlation: float = 0.95, size: int = 400, seed: int = 0) -> SpringToy:
     """Public inputs ``N(0, I)`` labelled by the global model's rule (feature 1 > 0); client inputs
     ``N(0, [[1, c], [c, 1]])`` with ``c = correlation``, labelled by the client's rule (feature 2 > 0).
     On the client's inputs the two features almost always agree, so the two rules disagree on few of
     them."""
-    correlation = check_fraction(correlation, "correlation")
-    check_int_at_least(size, "size", 2)
     generator = np.random.default_rng(seed)
     public = torch.as_tensor(generator.standard_normal((size, 2)))
     client = torch.as_tensor(generator.multivariate_normal([0.0, 0.0], [[1.0, correlation], [correlation, 1.0]], size))
@@ -71,25 +80,28 @@ def make_spring_toy(correlation: float = 0.95, size: int = 400, seed: int = 0) -
                      torch.tensor(GLOBAL_WEIGHTS, dtype=torch.float64))
 
 
+@checked_arguments(toy=Instance(SpringToy))
 def toy_fisher(toy: SpringToy) -> dict[str, torch.Tensor]:
     """The global model's diagonal Fisher on the public data (:func:`~fedkd_lessons.adaptation.fisher_diagonal`)."""
     return fisher_diagonal(toy.global_model, *toy.public)
 
 
+@checked_arguments(toy=Instance(SpringToy), weights=WEIGHT_POINTS, ewc_lambda=Real(0))
 def ewc_spring(toy: SpringToy, weights, ewc_lambda: float) -> np.ndarray:
     """EWC's penalty at each of ``weights`` ``(..., 2)``, :func:`~fedkd_lessons.adaptation.ewc_penalty`
     with the toy's Fisher; shape ``weights.shape[:-1]``."""
-    weights = torch.as_tensor(weights, dtype=torch.float64)
+    weights = _points(weights)
     stacked = {"weight": weights.reshape(-1, 2)}
     penalty = ewc_penalty(stacked, {"weight": toy.global_weights}, toy_fisher(toy), ewc_lambda)
     return penalty.reshape(weights.shape[:-1]).numpy()
 
 
+@checked_arguments(toy=Instance(SpringToy), weights=WEIGHT_POINTS, temperature=POSITIVE, alpha=FRACTION)
 def distillation_spring(toy: SpringToy, weights, temperature: float, alpha: float) -> np.ndarray:
     """Distillation's soft term ``alpha T^2 KL(teacher || student)``, averaged over the client's inputs,
     at each of ``weights`` ``(..., 2)``: the full :func:`~fedkd_lessons.distillation.distillation_loss`
     minus its hard term; shape ``weights.shape[:-1]``."""
-    weights = torch.as_tensor(weights, dtype=torch.float64)
+    weights = _points(weights)
     inputs, labels = toy.client
     flat = weights.reshape(-1, 2)
     # every grid point's student on every client input at once: (G * N, 2) logits
@@ -102,15 +114,13 @@ def distillation_spring(toy: SpringToy, weights, temperature: float, alpha: floa
     return (full - hard).reshape(len(flat), len(labels)).mean(dim=1).reshape(weights.shape[:-1]).numpy()
 
 
+@checked_arguments(toy=Instance(SpringToy), method=OneOf("finetune", "ewc", "distill"), steps=Integer(1), lr=POSITIVE,
+                   ewc_lambda=Real(0), temperature=POSITIVE, alpha=FRACTION)
 def adaptation_path(toy: SpringToy, method: str, *, steps: int = 300, lr: float = 0.5, ewc_lambda: float = 1.0,
                     temperature: float = 2.0, alpha: float = 0.5) -> np.ndarray:
     """``(steps + 1, 2)``: the weights after each full-batch gradient step on the client's data, from
     ``w_fed``: ``"finetune"`` (cross-entropy alone), ``"ewc"`` (plus EWC's penalty) or ``"distill"``
     (the distillation loss)."""
-    if method not in ("finetune", "ewc", "distill"):
-        raise ValueError(f"method must be 'finetune', 'ewc' or 'distill', got {method!r}")
-    check_int_at_least(steps, "steps", 1)
-    check_positive_finite(lr, "lr")
     model = toy.global_model
     inputs, labels = toy.client
     teacher = toy.global_model(inputs).detach()
@@ -133,7 +143,8 @@ def adaptation_path(toy: SpringToy, method: str, *, steps: int = 300, lr: float 
     return torch.stack(path).numpy()
 
 
+@checked_arguments(toy=Instance(SpringToy), weights=Tensor(ndim=1))
 def client_accuracy(toy: SpringToy, weights) -> float:
     """The accuracy of the weights ``(2,)`` on the client's own data."""
     inputs, labels = toy.client
-    return float((TwoWeightModel(weights)(inputs).argmax(dim=1) == labels).double().mean())
+    return float((TwoWeightModel(_points(weights))(inputs).argmax(dim=1) == labels).double().mean())

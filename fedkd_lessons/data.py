@@ -7,7 +7,11 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from .validation import check_fraction, check_int_at_least, check_positive_finite
+from .validation import POSITIVE, Each, Integer, Optional, Real, Tensor, checked_arguments
+
+OPEN_FRACTION = Real(0, 1, closed="neither")  # a share to hold out: something on each side
+LABELS = Tensor(ndim=1)
+INDICES = Tensor(ndim=1, dtype="integer")
 
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
 
@@ -28,11 +32,9 @@ class ImageSplit:
         )
 
 
+@checked_arguments(labels=LABELS, fraction=OPEN_FRACTION, seed=Integer(0))
 def stratified_indices(labels, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split ``range(len(labels))`` into (kept, held out) with ``fraction`` held out per class."""
-    fraction = check_fraction(fraction, "fraction")
-    if not 0 < fraction < 1:
-        raise ValueError(f"fraction must be strictly between 0 and 1, got {fraction}")
     labels = np.asarray(labels)
     kept, held_out = train_test_split(
         np.arange(len(labels)), test_size=fraction, stratify=labels, random_state=seed
@@ -40,6 +42,7 @@ def stratified_indices(labels, fraction: float, seed: int) -> tuple[np.ndarray, 
     return np.sort(kept), np.sort(held_out)
 
 
+@checked_arguments(test_fraction=OPEN_FRACTION, seed=Integer(0))
 def load_digits_split(test_fraction: float = 0.2, seed: int = 0) -> ImageSplit:
     """The scikit-learn digits as a fixed stratified train/test split.
 
@@ -58,10 +61,8 @@ def load_digits_split(test_fraction: float = 0.2, seed: int = 0) -> ImageSplit:
 
 
 def _check_labels_and_clients(labels, num_clients) -> np.ndarray:
+    """``labels`` (declared one-dimensional) as an array, after checking every client can hold one."""
     labels = np.asarray(labels)
-    if labels.ndim != 1:
-        raise ValueError(f"labels must be one-dimensional (one class per example), got shape {labels.shape}")
-    check_int_at_least(num_clients, "num_clients", 1)
     if num_clients > len(labels):
         raise ValueError(
             f"num_clients must be at most the number of samples ({len(labels)}), got {num_clients}: "
@@ -70,6 +71,7 @@ def _check_labels_and_clients(labels, num_clients) -> np.ndarray:
     return labels
 
 
+@checked_arguments(labels=LABELS, num_clients=Integer(1), seed=Integer(0))
 def iid_partition(labels, num_clients: int, seed: int) -> list[np.ndarray]:
     """Deal the examples out to ``num_clients`` clients at random, in near-equal shares.
 
@@ -83,6 +85,8 @@ def iid_partition(labels, num_clients: int, seed: int) -> list[np.ndarray]:
     return [np.sort(part) for part in np.array_split(order, num_clients)]
 
 
+@checked_arguments(labels=LABELS, num_clients=Integer(1), concentration=POSITIVE, seed=Integer(0),
+                   min_samples=Integer(0), max_retries=Integer(1))
 def dirichlet_partition(
     labels, num_clients: int, concentration: float, seed: int, min_samples: int = 1, max_retries: int = 100
 ) -> list[np.ndarray]:
@@ -112,9 +116,6 @@ def dirichlet_partition(
         ``K`` sorted index arrays, disjoint, together covering ``range(N)``.
     """
     labels = _check_labels_and_clients(labels, num_clients)
-    concentration = check_positive_finite(concentration, "concentration")
-    check_int_at_least(min_samples, "min_samples", 0)
-    check_int_at_least(max_retries, "max_retries", 1)
     if min_samples * num_clients > len(labels):
         raise ValueError(
             f"min_samples={min_samples} for each of {num_clients} clients needs "
@@ -140,6 +141,8 @@ def dirichlet_partition(
     )
 
 
+@checked_arguments(client_indices=Each(INDICES), test_share=OPEN_FRACTION, min_test=Integer(1), min_train=Integer(1),
+                   seed=Integer(0))
 def local_train_test_split(
     client_indices, test_share: float = 0.25, min_test: int = 1, min_train: int = 1, seed: int = 0
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -162,11 +165,6 @@ def local_train_test_split(
         ``(train_parts, test_parts)``: two lists of sorted index arrays (indices into the same
         dataset as ``client_indices``), disjoint within each client.
     """
-    test_share = check_fraction(test_share, "test_share")
-    if not 0 < test_share < 1:
-        raise ValueError(f"test_share must be strictly between 0 and 1, got {test_share}")
-    check_int_at_least(min_test, "min_test", 1)
-    check_int_at_least(min_train, "min_train", 1)
     rng = np.random.default_rng(seed)
     train_parts, test_parts = [], []
     for client, indices in enumerate(client_indices):
@@ -184,6 +182,7 @@ def local_train_test_split(
     return train_parts, test_parts
 
 
+@checked_arguments(client_labels=Each(LABELS), num_classes=Integer(1))
 def class_mix_distances(client_labels, num_classes: int) -> np.ndarray:
     """Total-variation distance between each client's class mix and the pooled class mix.
 
@@ -198,12 +197,9 @@ def class_mix_distances(client_labels, num_classes: int) -> np.ndarray:
     Returns:
         ``(K,)`` distances in [0, 1].
     """
-    check_int_at_least(num_classes, "num_classes", 1)
     counts = []
     for client, labels in enumerate(client_labels):
         labels = np.asarray(labels, dtype=int)
-        if len(labels) == 0:
-            raise ValueError(f"client {client} holds no labels; every client needs at least one")
         if labels.min() < 0 or labels.max() >= num_classes:
             raise ValueError(f"client {client} has labels outside [0, {num_classes})")
         counts.append(np.bincount(labels, minlength=num_classes))
@@ -213,14 +209,18 @@ def class_mix_distances(client_labels, num_classes: int) -> np.ndarray:
     return 0.5 * np.abs(shares - pooled).sum(axis=1)
 
 
+@checked_arguments(client_labels=Each(LABELS), num_classes=Integer(1))
 def class_skew(client_labels, num_classes: int) -> float:
     """The mean over clients of :func:`class_mix_distances`: one number for how non-i.i.d. a
     partition is (0 = every client has the pooled mix). Lesson 3 measures the concentration with it."""
     return float(class_mix_distances(client_labels, num_classes).mean())
 
 
+@checked_arguments(images=Tensor(), labels=LABELS, client_indices=Each(INDICES))
 def client_datasets(images: torch.Tensor, labels: torch.Tensor, client_indices) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``[(images[idx], labels[idx]) for idx in client_indices]``: each client's own data."""
+    if len(images) != len(labels):
+        raise ValueError(f"images and labels differ in length: {len(images)} vs {len(labels)}")
     return [(images[torch.as_tensor(idx, dtype=torch.long)], labels[torch.as_tensor(idx, dtype=torch.long)])
             for idx in client_indices]
 
@@ -243,6 +243,9 @@ class Federation:
                 f"(median {int(np.median(sizes))}), local test {min(tests)}-{max(tests)} (median {int(np.median(tests))}))")
 
 
+@checked_arguments(images=Tensor(), labels=LABELS, num_clients=Integer(1), concentration=Optional(POSITIVE),
+                   seed=Integer(0), min_samples=Integer(0), test_share=OPEN_FRACTION, min_test=Integer(1),
+                   max_retries=Integer(1))
 def make_federation(
     images: torch.Tensor,
     labels: torch.Tensor,

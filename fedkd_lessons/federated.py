@@ -19,11 +19,20 @@ from torch import nn
 from .batched import ModelStack, StackedData, train_stack
 from .models import accuracy, predict_logits
 from .training import progress_bar
-from .validation import check_fraction, check_int_at_least, check_positive_finite
+from .validation import (FRACTION, POSITIVE, Callable as CallableArgument, Each, Instance, Integer, OneOf, Optional, Real,
+                         Tensor, check_fields, checked_arguments)
 
 AGGREGATORS = ("mean", "median", "dp")
 
 State = Mapping[str, torch.Tensor]
+
+# The declared forms of the arguments several functions share; keys, shapes and dtypes across the
+# client states are checked by _check_states, as they relate the states to each other.
+STATES = Instance((list, tuple, ModelStack))
+STATE = Instance(Mapping)
+WEIGHTS = Tensor(ndim=1)
+GENERATOR = Instance(torch.Generator)
+CLIENT_SETS = Each(Instance((tuple, list)))
 
 
 def _check_states(client_states) -> dict[str, torch.Tensor]:
@@ -52,21 +61,13 @@ def _check_states(client_states) -> dict[str, torch.Tensor]:
     return {name: torch.stack([state[name] for state in client_states]) for name in keys}
 
 
-def _check_noise_std(noise_std) -> float:
-    if noise_std == 0:
-        return 0.0
-    try:
-        return check_positive_finite(noise_std, "noise_std")
-    except ValueError:
-        raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}") from None
-
-
 def _check_weights(weights, count: int) -> torch.Tensor:
-    weights = torch.as_tensor(weights, dtype=torch.float64).reshape(-1)
+    """``weights`` (declared finite, one-dimensional) as float64 after checking they match the states."""
+    weights = torch.as_tensor(weights, dtype=torch.float64)
     if len(weights) != count:
         raise ValueError(f"weights must give one number per client state ({count}), got {len(weights)}")
-    if not torch.isfinite(weights).all() or (weights < 0).any():
-        raise ValueError(f"weights must be finite and >= 0 (sample counts), got {weights.tolist()}")
+    if (weights < 0).any():
+        raise ValueError(f"weights must be >= 0 (sample counts), got {weights.tolist()}")
     if weights.sum() <= 0:
         raise ValueError(f"weights must not all be zero (their sum divides the average), got {weights.tolist()}")
     return weights
@@ -87,6 +88,7 @@ def _weighted_mean(stacked: torch.Tensor, weights: torch.Tensor) -> torch.Tensor
     return (total / weights.sum()).to(stacked.dtype)
 
 
+@checked_arguments(client_states=STATES, weights=WEIGHTS)
 def fedavg(client_states, weights) -> dict[str, torch.Tensor]:
     """The sample-weighted average of client model states (FedAvg).
 
@@ -107,6 +109,7 @@ def fedavg(client_states, weights) -> dict[str, torch.Tensor]:
     return {name: _weighted_mean(value, weights) for name, value in stacked.items()}
 
 
+@checked_arguments(client_states=STATES)
 def median_aggregate(client_states) -> dict[str, torch.Tensor]:
     """The coordinate-wise median of client states: a robust aggregator, one of those Yu et al.
     (2020) test FL under.
@@ -127,6 +130,7 @@ def median_aggregate(client_states) -> dict[str, torch.Tensor]:
     return median
 
 
+@checked_arguments(client_states=STATES, global_state=STATE)
 def update_norms(client_states, global_state: State) -> torch.Tensor:
     """``(K,)`` the L2 norm of each client's whole update ``||w_k - w||`` over every entry."""
     return _stacked_update_norms(_check_states(client_states), global_state)
@@ -142,11 +146,14 @@ def _stacked_update_norms(stacked: dict[str, torch.Tensor], global_state: State)
     return squares.sqrt()
 
 
+@checked_arguments(client_state=STATE, global_state=STATE)
 def update_norm(client_state: State, global_state: State) -> float:
     """The L2 norm of one client's whole update ``||w_k - w||`` over every entry of the state."""
     return float(update_norms([client_state], global_state)[0])
 
 
+@checked_arguments(global_state=STATE, client_states=STATES, weights=WEIGHTS, clip_norm=POSITIVE, noise_std=Real(0),
+                   generator=Optional(GENERATOR))
 def dp_fedavg(
     global_state: State,
     client_states,
@@ -172,8 +179,6 @@ def dp_fedavg(
         noise_std: ``sigma`` >= 0 (0 gives clipping alone).
         generator: the random stream of the noise.
     """
-    clip_norm = check_positive_finite(clip_norm, "clip_norm")
-    noise_std = _check_noise_std(noise_std)
     stacked = _check_states(client_states)
     _check_states([{name: value[0] for name, value in stacked.items()}, dict(global_state)])
     weights = _check_weights(weights, len(next(iter(stacked.values()))))
@@ -212,23 +217,12 @@ class FedAvgSettings:
     noise_std: float = 0.0
 
     def __post_init__(self):
-        check_int_at_least(self.rounds, "rounds", 1)
-        check_fraction(self.client_fraction, "client_fraction")
-        if self.client_fraction == 0:
-            raise ValueError("client_fraction must be in (0, 1], got 0: no client would train")
-        check_int_at_least(self.local_epochs, "local_epochs", 1)
-        check_positive_finite(self.lr, "lr")
-        check_int_at_least(self.batch_size, "batch_size", 1)
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        check_fraction(self.momentum, "momentum")
-        if self.aggregator not in AGGREGATORS:
-            raise ValueError(f"aggregator must be one of {AGGREGATORS}, got {self.aggregator!r}")
+        check_fields(self, rounds=Integer(1), client_fraction=Real(0, 1, closed="right"), local_epochs=Integer(1),
+                     lr=POSITIVE, batch_size=Integer(1), optimizer=OneOf("sgd", "adam"), momentum=FRACTION,
+                     aggregator=OneOf(*AGGREGATORS), clip_norm=Optional(POSITIVE), noise_std=Real(0))
         if self.aggregator == "dp":
             if self.clip_norm is None:
                 raise ValueError("aggregator='dp' needs clip_norm (S), a finite number > 0")
-            check_positive_finite(self.clip_norm, "clip_norm")
-            _check_noise_std(self.noise_std)
         elif self.clip_norm is not None or self.noise_std != 0:
             raise ValueError(f"clip_norm and noise_std are for aggregator='dp' only, got clip_norm={self.clip_norm!r} "
                              f"and noise_std={self.noise_std!r} with aggregator={self.aggregator!r}")
@@ -250,6 +244,7 @@ class FedAvgRound:
     state: dict[str, torch.Tensor]
 
 
+@checked_arguments(num_clients=Integer(1), settings=Instance(FedAvgSettings), generator=GENERATOR)
 def choose_clients(num_clients: int, settings: FedAvgSettings, generator: torch.Generator) -> np.ndarray:
     """The server's draw: :meth:`FedAvgSettings.clients_per_round` of ``num_clients`` clients at
     random, sorted."""
@@ -257,6 +252,8 @@ def choose_clients(num_clients: int, settings: FedAvgSettings, generator: torch.
     return torch.randperm(num_clients, generator=generator)[:count].sort().values.numpy()
 
 
+@checked_arguments(client_models=Instance(ModelStack), global_model=Instance(nn.Module), clients=Instance(StackedData),
+                   settings=Instance(FedAvgSettings), generator=GENERATOR)
 def train_locally(client_models: ModelStack, global_model: nn.Module, clients: StackedData, chosen,
                   settings: FedAvgSettings, generator: torch.Generator) -> None:
     """Every chosen client starts from the global weights and trains ``local_epochs`` on its own
@@ -268,6 +265,8 @@ def train_locally(client_models: ModelStack, global_model: nn.Module, clients: S
                 model_names=[f"client {k}" for k in chosen], progress=False)
 
 
+@checked_arguments(global_state=STATE, client_states=STATES, weights=WEIGHTS, settings=Instance(FedAvgSettings),
+                   generator=Optional(GENERATOR))
 def aggregate(global_state: State, client_states, weights, settings: FedAvgSettings,
               generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The server's step, by ``settings.aggregator``: :func:`fedavg`, :func:`median_aggregate` or
@@ -279,6 +278,8 @@ def aggregate(global_state: State, client_states, weights, settings: FedAvgSetti
     return dp_fedavg(global_state, client_states, weights, settings.clip_norm, settings.noise_std, generator)
 
 
+@checked_arguments(global_model=Instance(nn.Module), clients=Instance(StackedData), settings=Instance(FedAvgSettings),
+                   generator=GENERATOR, client_models=Optional(Instance(ModelStack)))
 def fedavg_round(global_model: nn.Module, clients: StackedData, settings: FedAvgSettings, generator: torch.Generator,
                  client_models: ModelStack | None = None) -> FedAvgRound:
     """One FedAvg round (McMahan et al. 2017, Algorithm 1): the server picks clients
@@ -324,17 +325,17 @@ class FedAvgHistory:
         """``(K,)`` accuracies of the final global model on each client's local test set."""
         return self.client_accuracy_over_last(1)
 
+    @checked_arguments(rounds=Integer(1))
     def global_accuracy_over_last(self, rounds: int = 10) -> float:
         """Mean central test accuracy of the global models of the last ``rounds`` rounds: under
         non-i.i.d. clients accuracy swings from round to round, and one round is a noisy measure."""
-        check_int_at_least(rounds, "rounds", 1)
         if not self.global_accuracy:
             raise ValueError("no test_set was given to run_fedavg")
         return float(np.mean(self.global_accuracy[-rounds:]))
 
+    @checked_arguments(rounds=Integer(1))
     def client_accuracy_over_last(self, rounds: int = 10) -> np.ndarray:
         """``(K,)`` mean accuracy on each client's local test set over the last ``rounds`` rounds."""
-        check_int_at_least(rounds, "rounds", 1)
         if not self.client_accuracy:
             raise ValueError("no client test sets were given to run_fedavg")
         return np.mean(self.client_accuracy[-rounds:], axis=0)
@@ -349,8 +350,7 @@ class FedAvgResult:
 
 
 def _check_client_sets(sets, name: str) -> None:
-    if len(sets) == 0:
-        raise ValueError(f"{name} is empty: give at least one client's (images, labels)")
+    """Each client's images and labels agree in number (the list itself is declared: CLIENT_SETS)."""
     for k, pair in enumerate(sets):
         if len(pair) != 2:
             raise ValueError(f"{name}[{k}] must be an (images, labels) pair")
@@ -360,6 +360,9 @@ def _check_client_sets(sets, name: str) -> None:
                              f"got {len(images)} images and {len(labels)} labels")
 
 
+@checked_arguments(model=CallableArgument(), client_train=CLIENT_SETS, settings=Instance(FedAvgSettings), seed=Integer(0),
+                   test_set=Optional(Instance((tuple, list))), client_test=Optional(CLIENT_SETS),
+                   description=Instance(str))
 def run_fedavg(
     model: nn.Module | Callable[[], nn.Module],
     client_train: Sequence[tuple[torch.Tensor, torch.Tensor]],
@@ -386,9 +389,6 @@ def run_fedavg(
     Returns:
         A :class:`FedAvgResult`: the global model and the :class:`FedAvgHistory`.
     """
-    if not isinstance(settings, FedAvgSettings):
-        raise ValueError(f"settings must be a FedAvgSettings, got {type(settings).__name__}")
-    check_int_at_least(seed, "seed", 0)
     _check_client_sets(client_train, "client_train")
     if client_test is not None:
         if len(client_test) != len(client_train):
@@ -427,6 +427,8 @@ def run_fedavg(
     return FedAvgResult(global_model, history)
 
 
+@checked_arguments(model=Instance(nn.Module), images=Tensor(), labels=Tensor(ndim=1, dtype="integer"),
+                   num_classes=Integer(1))
 def class_accuracies(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int = 10) -> np.ndarray:
     """``(C,)`` accuracy of ``model`` on the examples of each class (NaN for a class with none)."""
     predicted = predict_logits(model, images).argmax(dim=1)

@@ -116,12 +116,15 @@ def test_states_with_different_keys_or_shapes_are_rejected():
         median_aggregate([{"a": torch.zeros(2)}, {"a": torch.zeros(3)}])
     with pytest.raises(ValueError, match="floating-point tensor, got dtype torch.int64"):
         fedavg([{"a": torch.zeros(2, dtype=torch.long)}], [1])
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match=r"^weights must have at least 1 row\(s\), got shape \(0,\)"):
         fedavg([], [])
+    with pytest.raises(ValueError, match="^client_states must be a list or a tuple or a ModelStack"):
+        fedavg({"a": torch.zeros(2)}, [1])
 
 
 @pytest.mark.parametrize("weights, message", [([1, -1], ">= 0"), ([0, 0], "all be zero"), ([1], "one number per client"),
-                                              ([1, float("nan")], "finite")])
+                                              ([1, float("nan")], "^weights contains NaN or infinity at 1 place"),
+                                              ([[1, 1]], r"^weights must have 1 dimension\(s\)")])
 def test_bad_weights_are_rejected(weights, message):
     with pytest.raises(ValueError, match=message):
         fedavg(random_states(2), weights)
@@ -257,7 +260,7 @@ def test_history_without_test_sets_says_so(federation):
 
 
 def test_run_fedavg_rejects_bad_client_sets(digits):
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match=r"^client_train must be a list or tuple of at least 1 item\(s\)"):
         run_fedavg(make_mlp(), [])
     with pytest.raises(ValueError, match=r"client_train\[0\] must hold as many labels as images"):
         run_fedavg(make_mlp(), [(digits.train_images[:5], digits.train_labels[:4])])

@@ -22,7 +22,8 @@ for module in pkgutil.walk_packages(fedkd_lessons.__path__, "fedkd_lessons."):
 # has nothing to check); the test below keeps them complete.
 DECLARED_MODULES = ("fedkd_lessons.temperature", "fedkd_lessons.distillation", "fedkd_lessons.training",
                     "fedkd_lessons.models", "fedkd_lessons.batched", "fedkd_lessons.letters", "fedkd_lessons.seeding",
-                    "fedkd_lessons.paper_scale_data")
+                    "fedkd_lessons.paper_scale_data", "fedkd_lessons.federated", "fedkd_lessons.data",
+                    "fedkd_lessons.adaptation", "fedkd_lessons.adaptation_springs")
 NOTHING_TO_CHECK = {
     "fedkd_lessons.temperature.strongest_lookalikes": "reads a resemblance_table's output",
     "fedkd_lessons.training.progress_enabled": "any value is read as a truth value",
@@ -38,6 +39,8 @@ NOTHING_TO_CHECK = {
     "fedkd_lessons.batched.cross_entropy_per_example": "a loss inside train_stack's loop, on the engine's own tensors",
     "fedkd_lessons.paper_scale_data.data_folder": "takes no argument",
     "fedkd_lessons.paper_scale_data.load_mnist": "root is any path, download a truth value; torchvision names a missing file",
+    "fedkd_lessons.adaptation.ewc_penalty": "runs on every mini-batch as the penalty: checks ewc_lambda inline; adapt_ewc and "
+                                            "adapt_all check the fisher and the lambda before training",
 }
 
 
