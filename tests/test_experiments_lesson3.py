@@ -165,7 +165,7 @@ def test_drift_toy_round_by_hand_and_simulation_reaches_the_closed_form():
 
 @pytest.mark.parametrize("change, message", [
     (dict(lr=0.6), "must be below 2"),
-    (dict(local_steps=(0, 5)), "local_steps must be an integer >= 1"),
+    (dict(local_steps=(0, 5)), r"local_steps\[0\] must be an integer >= 1, got 0"),
     (dict(start=(0.0,)), "length of start"),
     (dict(clients=(QuadraticClient((0.0, 0.0), (1.0, 1.0), 5),)), "at least two clients"),
 ])
@@ -174,8 +174,34 @@ def test_drift_settings_reject_bad_values(change, message):
         dataclasses.replace(DriftSettings(), **change)
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("seed", -1, "^seed must be an integer >= 0, got -1$"),
+    ("num_clients", 1, "^num_clients must be an integer >= 2, got 1$"),
+    ("mild_concentration", 0, "^mild_concentration must be a finite number > 0, got 0$"),
+    ("mild_concentration", 200, "^the concentrations must fall from iid_concentration"),
+    ("test_share", 1.0, r"^test_share must be a number in \(0, 1\), got 1.0$"),
+    ("min_test", 25, r"^min_test must be below min_samples \(25\)"),
+    ("trace_clients", (0, 20), r"^trace_clients\[1\] must be an integer in \[0, 19\], got 20$"),
+    ("trace_clients", (1, 1), "^trace_clients must name at least two different clients"),
+    ("trace_clients", (1,), r"^trace_clients must be a list or tuple of at least 2 item\(s\)"),
+    ("dp_sigmas", (0.1, 0.01), "^dp_sigmas must be two increasing noise levels"),
+    ("dp_sigmas", (0.0, 0.1), r"^dp_sigmas\[0\] must be a finite number > 0, got 0.0$"),
+    ("last_rounds", 31, r"^last_rounds must be at most rounds \(30\), got 31$"),
+    ("hurt_points", 1.5, r"^hurt_points must be a number in \[0, 1\], got 1.5$"),
+    ("skew_concentrations", (1.0,), r"^skew_concentrations must be a list or tuple of at least 2 item\(s\)"),
+    ("rounds", 0, "^rounds must be an integer >= 1, got 0$"),  # through FedAvgSettings
+])
+def test_settings_reject_bad_values(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        Settings(**{field: value})
+
+
+def test_settings_keep_the_concentrations_as_given():
+    assert Settings().concentrations == (100, 1, 0.1) and type(Settings().iid_concentration) is int  # printed as 100
+
+
 def test_quadratic_client_rejects_bad_values():
-    with pytest.raises(ValueError, match="curvature must be a finite number > 0"):
+    with pytest.raises(ValueError, match=r"^curvature\[0\] must be a finite number > 0, got 0.0$"):
         QuadraticClient((0.0,), (0.0,), 1)
     with pytest.raises(ValueError, match="same length"):
         QuadraticClient((0.0, 1.0), (1.0,), 1)

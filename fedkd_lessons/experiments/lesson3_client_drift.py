@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..validation import check_int_at_least, check_positive_finite
+from ..validation import POSITIVE, Each, Integer, check_fields
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,7 @@ class QuadraticClient:
         if len(self.optimum) != len(self.curvature) or not self.optimum:
             raise ValueError(f"optimum and curvature must have the same length >= 1, got {self.optimum!r} "
                              f"and {self.curvature!r}")
-        for value in self.curvature:
-            check_positive_finite(value, "curvature")
-        check_int_at_least(self.examples, "examples", 1)
+        check_fields(self, curvature=Each(POSITIVE), examples=Integer(1))
 
     def loss(self, weights) -> np.ndarray:
         """``f_k`` at ``weights`` of shape ``(..., D)``."""
@@ -66,12 +64,9 @@ class DriftSettings:
             raise ValueError(f"clients needs at least two clients, got {len(self.clients)}")
         if any(len(client.optimum) != len(self.start) for client in self.clients):
             raise ValueError("every client's optimum must have the length of start")
-        check_positive_finite(self.lr, "lr")
+        check_fields(self, lr=POSITIVE, local_steps=Each(Integer(1)), rounds=Integer(1))
         if self.lr * max(max(client.curvature) for client in self.clients) >= 2:
             raise ValueError(f"lr times the largest curvature must be below 2 for gradient steps to converge, got lr = {self.lr!r}")
-        for steps in self.local_steps:
-            check_int_at_least(steps, "local_steps", 1)
-        check_int_at_least(self.rounds, "rounds", 1)
 
 
 def local_steps(client: QuadraticClient, start, steps: int, lr: float) -> np.ndarray:

@@ -15,7 +15,7 @@ from ..data import Federation, ImageSplit, class_skew, load_digits_split, make_f
 from ..federated import FedAvgHistory, FedAvgSettings, class_accuracies, fedavg_round, run_fedavg
 from ..models import accuracy, make_mlp
 from ..training import progress_bar
-from ..validation import check_fraction, check_int_at_least, check_positive_finite
+from ..validation import FRACTION, POSITIVE, Each, Integer, Real, check_fields
 from .claims import Claim, at_least, at_most
 from .intervals import PairedInterval, paired_interval
 
@@ -66,47 +66,30 @@ class Settings:
     skew_partitions: int = 10
 
     def __post_init__(self):
-        check_int_at_least(self.seed, "seed", 0)
-        check_int_at_least(self.num_clients, "num_clients", 2)
+        check_fields(self, seed=Integer(0), num_clients=Integer(2), min_samples=Integer(2), partition_retries=Integer(1),
+                     test_share=Real(0, 1, closed="neither"), min_test=Integer(1), hidden_units=Integer(1),
+                     warmup_rounds=Integer(1), clip_quantile=FRACTION, last_rounds=Integer(1), seeds=Integer(2),
+                     accuracy_level=FRACTION, hurt_points=FRACTION, skew_partitions=Integer(1))
+        check_fields(self, trace_clients=Each(Integer(0, self.num_clients - 1), min_length=2))  # once num_clients is known good
+        # the concentrations and noise levels are checked without conversion to float: the lesson prints
+        # them as given (alpha = 100, not 100.0)
         for name in ("iid_concentration", "mild_concentration", "skewed_concentration"):
-            check_positive_finite(getattr(self, name), name)
+            POSITIVE.check(getattr(self, name), name)
+        for name in ("dp_sigmas", "skew_concentrations"):
+            Each(POSITIVE, min_length=2).check(getattr(self, name), name)
         if not self.iid_concentration > self.mild_concentration > self.skewed_concentration:
             raise ValueError("the concentrations must fall from iid_concentration to mild_concentration to "
                              f"skewed_concentration, got {self.concentrations!r}")
-        check_int_at_least(self.min_samples, "min_samples", 2)
-        check_int_at_least(self.partition_retries, "partition_retries", 1)
-        check_fraction(self.test_share, "test_share")
-        if not 0 < self.test_share < 1:
-            raise ValueError(f"test_share must be strictly between 0 and 1, got {self.test_share!r}")
-        check_int_at_least(self.min_test, "min_test", 1)
         if self.min_test >= self.min_samples:
             raise ValueError(f"min_test must be below min_samples ({self.min_samples}) to leave training "
                              f"examples, got {self.min_test!r}")
-        check_int_at_least(self.hidden_units, "hidden_units", 1)
         _ = self.fedavg  # FedAvgSettings checks rounds, client_fraction, local_epochs, lr, batch_size, optimizer, momentum
-        check_int_at_least(self.warmup_rounds, "warmup_rounds", 1)
-        if len(self.trace_clients) < 2 or len(set(self.trace_clients)) != len(self.trace_clients):
+        if len(set(self.trace_clients)) != len(self.trace_clients):
             raise ValueError(f"trace_clients must name at least two different clients, got {self.trace_clients!r}")
-        for client in self.trace_clients:
-            if isinstance(client, bool) or not isinstance(client, int) or not 0 <= client < self.num_clients:
-                raise ValueError(f"trace_clients must be client numbers in [0, {self.num_clients - 1}], "
-                                 f"got {self.trace_clients!r}")
-        check_fraction(self.clip_quantile, "clip_quantile")
-        if len(self.dp_sigmas) != 2 or not 0 < self.dp_sigmas[0] < self.dp_sigmas[1]:
+        if len(self.dp_sigmas) != 2 or not self.dp_sigmas[0] < self.dp_sigmas[1]:
             raise ValueError(f"dp_sigmas must be two increasing noise levels > 0 (small, large), got {self.dp_sigmas!r}")
-        for sigma in self.dp_sigmas:
-            check_positive_finite(sigma, "dp_sigmas")
-        check_int_at_least(self.last_rounds, "last_rounds", 1)
-        check_int_at_least(self.seeds, "seeds", 2)
         if self.last_rounds > self.rounds:
             raise ValueError(f"last_rounds must be at most rounds ({self.rounds}), got {self.last_rounds!r}")
-        check_fraction(self.accuracy_level, "accuracy_level")
-        check_fraction(self.hurt_points, "hurt_points")
-        if len(self.skew_concentrations) < 2:
-            raise ValueError(f"skew_concentrations needs at least two concentrations, got {self.skew_concentrations!r}")
-        for concentration in self.skew_concentrations:
-            check_positive_finite(concentration, "skew_concentrations")
-        check_int_at_least(self.skew_partitions, "skew_partitions", 1)
 
     @property
     def concentrations(self) -> tuple[float, float, float]:

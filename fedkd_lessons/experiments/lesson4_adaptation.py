@@ -20,7 +20,7 @@ from ..data import ImageSplit, load_digits_split
 from ..federated import FedAvgSettings
 from ..models import accuracy
 from ..training import progress_bar
-from ..validation import check_fraction, check_int_at_least, check_positive_finite
+from ..validation import FRACTION, POSITIVE, Each, Integer, Real, check_fields
 from .claims import Claim, at_least, at_most
 from .intervals import PairedInterval, paired_interval
 
@@ -83,63 +83,26 @@ class Settings:
     sweep_alphas: tuple[float, ...] = (0.25, 0.5, 0.95)
 
     def __post_init__(self):
-        check_int_at_least(self.seed, "seed", 0)
-        check_int_at_least(self.num_clients, "num_clients", 2)
-        check_positive_finite(self.concentration, "concentration")
-        check_int_at_least(self.min_samples, "min_samples", 1)
-        check_fraction(self.test_share, "test_share")
-        if not 0 < self.test_share < 1:
-            raise ValueError(f"test_share must be in (0, 1), got {self.test_share!r}")
-        check_int_at_least(self.min_test, "min_test", 1)
-        check_fraction(self.public_fraction, "public_fraction")
-        if not 0 < self.public_fraction < 1:
-            raise ValueError(f"public_fraction must be in (0, 1), got {self.public_fraction!r}")
-        check_int_at_least(self.hidden_units, "hidden_units", 1)
-        check_int_at_least(self.rounds, "rounds", 1)
-        check_fraction(self.client_fraction, "client_fraction")
-        if self.client_fraction == 0:
-            raise ValueError("client_fraction must be in (0, 1], got 0")
-        check_int_at_least(self.fedavg_local_epochs, "fedavg_local_epochs", 1)
-        check_positive_finite(self.fedavg_lr, "fedavg_lr")
-        check_int_at_least(self.fedavg_batch_size, "fedavg_batch_size", 1)
-        check_fraction(self.momentum, "momentum")
-        check_int_at_least(self.seeds, "seeds", 2)
-        check_fraction(self.validation_share, "validation_share")
-        if self.momentum == 1:
-            raise ValueError("momentum must be in [0, 1), got 1")
-        check_int_at_least(self.adapt_epochs, "adapt_epochs", 1)
-        check_positive_finite(self.adapt_lr, "adapt_lr")
-        check_int_at_least(self.adapt_batch_size, "adapt_batch_size", 1)
-        check_int_at_least(self.local_epochs, "local_epochs", 1)
-        check_positive_finite(self.local_lr, "local_lr")
-        check_int_at_least(self.local_batch_size, "local_batch_size", 1)
-        check_positive_finite(self.paper_ewc_lambda, "paper_ewc_lambda")
-        check_positive_finite(self.ewc_lambda, "ewc_lambda")
-        check_positive_finite(self.temperature, "temperature")
-        check_fraction(self.paper_distill_alpha, "paper_distill_alpha")
-        check_int_at_least(self.num_classes, "num_classes", 2)
-        check_int_at_least(self.shots, "shots", 1)
-        check_int_at_least(self.mirrored_clients, "mirrored_clients", 1)
+        open_fraction = Real(0, 1, closed="neither")
+        check_fields(self, seed=Integer(0), num_clients=Integer(2), concentration=POSITIVE, min_samples=Integer(1),
+                     test_share=open_fraction, min_test=Integer(1), public_fraction=open_fraction,
+                     hidden_units=Integer(1), rounds=Integer(1), client_fraction=Real(0, 1, closed="right"),
+                     fedavg_local_epochs=Integer(1), fedavg_lr=POSITIVE, fedavg_batch_size=Integer(1),
+                     momentum=Real(0, 1, closed="left"), seeds=Integer(2), validation_share=FRACTION,
+                     adapt_epochs=Integer(1), adapt_lr=POSITIVE, adapt_batch_size=Integer(1), local_epochs=Integer(1),
+                     local_lr=POSITIVE, local_batch_size=Integer(1), paper_ewc_lambda=POSITIVE, ewc_lambda=POSITIVE,
+                     temperature=POSITIVE, paper_distill_alpha=FRACTION, num_classes=Integer(2), shots=Integer(1),
+                     mirrored_clients=Integer(1), epochs_grid=Each(Integer(0), min_length=2), sizes=Each(Integer(1)),
+                     dp_noise_std=POSITIVE, sweep_temperatures=Each(POSITIVE), sweep_alphas=Each(FRACTION, min_length=0))
         if self.mirrored_clients >= self.num_clients:
             raise ValueError(f"mirrored_clients must be below num_clients ({self.num_clients}), got {self.mirrored_clients!r}")
-        if len(self.epochs_grid) < 2 or list(self.epochs_grid) != sorted(set(self.epochs_grid)):
+        if list(self.epochs_grid) != sorted(set(self.epochs_grid)):
             raise ValueError(f"epochs_grid must hold at least two increasing epoch counts, got {self.epochs_grid!r}")
-        for epochs in self.epochs_grid:
-            check_int_at_least(epochs, "epochs_grid", 0)
-        if not self.sizes or list(self.sizes) != sorted(set(self.sizes)):
+        if list(self.sizes) != sorted(set(self.sizes)):
             raise ValueError(f"sizes must hold increasing numbers of images, got {self.sizes!r}")
-        for size in self.sizes:
-            check_int_at_least(size, "sizes", 1)
         if self.shots not in self.sizes:
             # section 7 sets distillation's T / alpha grid beside fine-tuning at ``shots`` images
             raise ValueError(f"shots must be one of sizes {self.sizes!r}, got {self.shots!r}")
-        check_positive_finite(self.dp_noise_std, "dp_noise_std")
-        if not self.sweep_temperatures:
-            raise ValueError("sweep_temperatures needs at least one temperature, got none")
-        for temperature in self.sweep_temperatures:
-            check_positive_finite(temperature, "sweep_temperatures")
-        for alpha in self.sweep_alphas:
-            check_fraction(alpha, "sweep_alphas")
 
     @property
     def distill_alpha(self) -> float:
