@@ -151,8 +151,8 @@ def message_record(message_number: int, nodes: list[int], party_of_node: dict[in
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     settings = FedMDSettings.from_run_config(context.run_config)
-    policy = FlowerSettings.from_run_config(context.run_config).policy
-    connect_timeout = float(context.run_config["connect-timeout"])
+    flower = FlowerSettings.from_run_config(context.run_config)
+    policy = flower.policy
     facts = RunFacts.from_run_config(context.run_config)
     result_dir = Path(facts.result_dir)
     server = torch.Generator().manual_seed(settings.seed)  # the same stream as run_fedmd's at this seed
@@ -165,7 +165,7 @@ def main(grid: Grid, context: Context) -> None:
 
     consensus = consensus_indices = None
     try:
-        nodes = wait_for_nodes(grid, facts.num_parties, connect_timeout)
+        nodes = wait_for_nodes(grid, facts.num_parties, flower.connect_timeout)
         for message_number in range(settings.rounds + 1):
             last = message_number == settings.rounds
             indices = None if last else draw_public_subset(server, facts.public_size, settings.subset_size)
