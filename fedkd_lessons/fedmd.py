@@ -30,7 +30,8 @@ from .batched import ModelStack, StackedData, group_by_architecture, train_stack
 from .models import accuracy, count_parameters, predict_logits
 from .temperature import log_softmax_with_temperature, softmax_with_temperature
 from .training import progress_bar
-from .validation import POSITIVE, Integer, OneOf, Real, as_logits, check_fields, check_int_at_least, check_positive_finite
+from .validation import (POSITIVE, Callable as CallableArgument, Instance, Integer, OneOf, Optional, Real, as_logits,
+                         check_fields, check_int_at_least, check_positive_finite)
 
 NUM_PUBLIC_CLASSES = 10
 NUM_PRIVATE_CLASSES = 6
@@ -311,13 +312,19 @@ class FedMDHistory:
         return self.accuracy.mean(axis=1)
 
 
+LOCKSTEP_FIELDS = ("rounds", "digest_epochs", "revisit_epochs", "digest_batch_size")  # shared by runs in lockstep
+
+
 @dataclass
 class FedMDRun:
-    """One federation to run: its parties and test set, and the settings of its rounds that may
-    differ from another federation's in the same call of :func:`run_fedmd_together` (see
-    :func:`run_fedmd` for each argument). ``seed`` seeds the server's choice of public subsets.
+    """One federation to run: its parties, test set and :class:`FedMDSettings` (its own subset
+    size, consensus, rule and server seed; the runs of one :func:`run_fedmd_together` call share
+    their :data:`LOCKSTEP_FIELDS`: rounds and epochs).
 
-    ``rule`` and ``trim``: how the server aggregates (:func:`compute_consensus`; FedMD's is the mean).
+    ``digest_target``: ``"consensus"`` is FedMD. The controls keep every other step and epoch:
+    ``"none"`` skips digest (parties only revisit: the gain from more private training alone);
+    ``"own logits"`` digests the party's own logits instead of the average (the same public data,
+    loss and steps, but nothing learned from the others: self-distillation).
     ``tamper``: what reaches the server instead of the parties' honest scores, a function of the
     ``(m, S, C)`` scores returning new ``(m, S, C)`` scores (a party that cheats, lesson 6); ``None``:
     everybody is honest. It acts on the consensus only, never on what a party digests of its own.
@@ -326,49 +333,44 @@ class FedMDRun:
     parties: list
     test_images: torch.Tensor
     test_labels: torch.Tensor
-    subset_size: int = 500
-    consensus: str = "logits"
-    temperature: float = 1.0
+    settings: FedMDSettings = field(default_factory=FedMDSettings)
     digest_target: str = "consensus"
-    seed: int = 0
-    rule: str = "mean"
-    trim: float = 0.1
     tamper: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __post_init__(self):
-        check_int_at_least(self.subset_size, "subset_size", 1)
-        check_positive_finite(self.temperature, "temperature")
-        if self.consensus not in CONSENSUS_KINDS:
-            raise ValueError(f"consensus must be one of {CONSENSUS_KINDS}, got {self.consensus!r}")
-        if self.rule not in CONSENSUS_RULES:
-            raise ValueError(f"rule must be one of {CONSENSUS_RULES}, got {self.rule!r}")
-        if not (isinstance(self.trim, (int, float)) and 0.0 <= self.trim < 0.5):
-            raise ValueError(f"trim must be a number in [0, 0.5), got {self.trim!r}")
-        if self.tamper is not None and not callable(self.tamper):
-            raise ValueError(f"tamper must be a function of the (m, S, C) scores or None, got {self.tamper!r}")
-        if self.digest_target not in DIGEST_TARGETS:
-            raise ValueError(f"digest_target must be one of {DIGEST_TARGETS}, got {self.digest_target!r}")
+        check_fields(self, settings=Instance(FedMDSettings), digest_target=OneOf(*DIGEST_TARGETS),
+                     tamper=Optional(CallableArgument()))
         if not list(self.parties):
             raise ValueError("parties: FedMD needs at least one party")
 
+    @property
+    def subset_size(self) -> int:
+        return self.settings.subset_size
 
-def fedmd_round(runs: list[FedMDRun], servers: list[torch.Generator], public_images: torch.Tensor, *,
-                digest_epochs: int, revisit_epochs: int, digest_batch_size: int) -> None:
+    @property
+    def seed(self) -> int:
+        return self.settings.seed
+
+
+def fedmd_round(runs: list[FedMDRun], servers: list[torch.Generator], public_images: torch.Tensor) -> None:
     """One round of Li & Wang's Algorithm 1 for every federation in ``runs``, in place:
 
-    1. communicate: the server draws ``subset_size`` public indices; every party scores them
-       (:func:`party_logits`);
+    1. communicate: the server draws ``subset_size`` public indices (:func:`draw_public_subset`);
+       every party scores them (:func:`party_logits`);
     2. aggregate: :func:`compute_consensus` of the parties' scores, by the run's ``rule``, after the
        run's ``tamper`` (the controls: each party's own scores, or nothing);
     3. digest: every party fits its consensus (:func:`digest`);
     4. revisit: every party trains on its private data (:func:`revisit`).
 
     Steps 3 and 4 take the parties of all federations at once, so parties that share an
-    architecture train together; each keeps its own data, targets and batch stream.
+    architecture train together; each keeps its own data, targets and batch stream. The epochs are
+    the runs' shared :data:`LOCKSTEP_FIELDS`.
     """
+    shared = _lockstep_settings(runs)
     digesting: dict[tuple, tuple[list, list, list]] = {}
     for run, server in zip(runs, servers):
-        indices = draw_public_subset(server, len(public_images), run.subset_size)
+        settings = run.settings
+        indices = draw_public_subset(server, len(public_images), settings.subset_size)
         subset = public_images[indices]
         scores = torch.stack([party_logits(p, public_images, indices) for p in run.parties])
         if run.digest_target == "none":
@@ -377,17 +379,30 @@ def fedmd_round(runs: list[FedMDRun], servers: list[torch.Generator], public_ima
             received = scores if run.tamper is None else run.tamper(scores)
             if received.shape != scores.shape:
                 raise ValueError(f"tamper must return scores of shape {tuple(scores.shape)}, got {tuple(received.shape)}")
-            targets = [compute_consensus(received, run.consensus, run.temperature, run.rule, run.trim)] * len(run.parties)
+            targets = [compute_consensus(received, settings.consensus, settings.temperature, settings.rule,
+                                         settings.trim)] * len(run.parties)
         else:  # "own logits": each party's own scores through the same code
-            targets = [compute_consensus(scores[k : k + 1], run.consensus, run.temperature) for k in range(len(scores))]
-        parties, subsets, consensus = digesting.setdefault((run.consensus, run.temperature), ([], [], []))
+            targets = [compute_consensus(scores[k : k + 1], settings.consensus, settings.temperature)
+                       for k in range(len(scores))]
+        parties, subsets, consensus = digesting.setdefault((settings.consensus, settings.temperature), ([], [], []))
         parties.extend(run.parties)
         subsets.extend([subset] * len(run.parties))
         consensus.extend(targets)
     for (kind, temperature), (parties, subsets, consensus) in digesting.items():
-        digest(parties, subsets, consensus, epochs=digest_epochs, batch_size=digest_batch_size, kind=kind,
-               temperature=temperature)
-    revisit([party for run in runs for party in run.parties], epochs=revisit_epochs)
+        digest(parties, subsets, consensus, epochs=shared.digest_epochs, batch_size=shared.digest_batch_size,
+               kind=kind, temperature=temperature)
+    revisit([party for run in runs for party in run.parties], epochs=shared.revisit_epochs)
+
+
+def _lockstep_settings(runs: list[FedMDRun]) -> FedMDSettings:
+    """The first run's settings, after checking every run agrees with it on :data:`LOCKSTEP_FIELDS`."""
+    first = runs[0].settings
+    for k, run in enumerate(runs):
+        for name in LOCKSTEP_FIELDS:
+            if getattr(run.settings, name) != getattr(first, name):
+                raise ValueError(f"runs[{k}].settings.{name} is {getattr(run.settings, name)!r} but runs[0]'s is "
+                                 f"{getattr(first, name)!r}: runs in lockstep share their rounds and epochs")
+    return first
 
 
 def copies_for_rounds(runs: list, public_images: torch.Tensor, kind: str) -> tuple[list, list[torch.Generator]]:
@@ -405,31 +420,24 @@ def copies_for_rounds(runs: list, public_images: torch.Tensor, kind: str) -> tup
     return copies, [torch.Generator().manual_seed(run.seed) for run in runs]
 
 
-def run_fedmd_together(runs: list[FedMDRun], public_images: torch.Tensor, *, rounds: int = 10,
-                       digest_epochs: int = 1, revisit_epochs: int = 2, digest_batch_size: int = 64,
-                       progress: bool | None = None, description: str = "FedMD rounds") -> list[FedMDHistory]:
-    """Several FedMD runs in lockstep (same rounds and epochs), each on deep copies of its parties,
-    each with its own server stream: the same histories as :func:`run_fedmd` run by run, faster,
-    because each round trains the parties of every run at once (:func:`fedmd_round`)."""
-    check_int_at_least(rounds, "rounds", 0)
-    check_int_at_least(digest_epochs, "digest_epochs", 0)
-    check_int_at_least(revisit_epochs, "revisit_epochs", 0)
-    check_int_at_least(digest_batch_size, "digest_batch_size", 1)
+def run_fedmd_together(runs: list[FedMDRun], public_images: torch.Tensor, *, progress: bool | None = None,
+                       description: str = "FedMD rounds") -> list[FedMDHistory]:
+    """Several FedMD runs in lockstep (the same rounds and epochs), each on deep copies of its
+    parties, each with its own server stream: the same histories as :func:`run_fedmd` run by run,
+    faster, because each round trains the parties of every run at once (:func:`fedmd_round`)."""
     runs, servers = copies_for_rounds(runs, public_images, "FedMDRun")
+    rounds = _lockstep_settings(runs).rounds
 
     def scores() -> list[list[float]]:
         return [[accuracy(p.model, run.test_images, run.test_labels) for p in run.parties] for run in runs]
 
     history = [scores()]
     for _ in progress_bar(range(rounds), progress, description):
-        fedmd_round(runs, servers, public_images, digest_epochs=digest_epochs, revisit_epochs=revisit_epochs,
-                    digest_batch_size=digest_batch_size)
+        fedmd_round(runs, servers, public_images)
         history.append(scores())
     return [
         FedMDHistory(np.array([row[r] for row in history]), tuple(p.name for p in run.parties), run.parties,
-                     dict(rounds=rounds, subset_size=run.subset_size, digest_epochs=digest_epochs,
-                          revisit_epochs=revisit_epochs, consensus=run.consensus, temperature=run.temperature,
-                          digest_target=run.digest_target, seed=run.seed, rule=run.rule))
+                     dict(dataclasses.asdict(run.settings), digest_target=run.digest_target))
         for r, run in enumerate(runs)
     ]
 
@@ -446,29 +454,20 @@ def run_fedmd(parties, public_images: torch.Tensor, test_images: torch.Tensor, t
         test_images, test_labels: the private task's test set, used to *report* accuracy after each
             round, never to choose anything.
         settings: the rounds' :class:`FedMDSettings` (default: its defaults).
-        digest_target: ``"consensus"`` is FedMD. The controls keep every other step and epoch:
-            ``"none"`` skips digest (parties only revisit: the gain from more private training alone);
-            ``"own logits"`` digests the party's own logits instead of the average (the same public
-            data, loss and steps, but nothing learned from the others: self-distillation).
+        digest_target: FedMD (``"consensus"``) or a control (:class:`FedMDRun`).
         public_labels: ``(N0,)``, needed only with ``transfer_epochs``.
         transfer_epochs: ``(public_epochs, private_epochs)`` to run transfer learning first.
     """
     settings = FedMDSettings() if settings is None else settings
-    if not isinstance(settings, FedMDSettings):
-        raise ValueError(f"settings must be a FedMDSettings, got {type(settings).__name__}")
     if public_labels is None and transfer_epochs is not None:
         raise ValueError("public_labels is needed for transfer learning (transfer_epochs)")
-    run = FedMDRun(list(parties), test_images, test_labels, subset_size=settings.subset_size,
-                   consensus=settings.consensus, temperature=settings.temperature, digest_target=digest_target,
-                   seed=settings.seed, rule=settings.rule, trim=settings.trim)
+    run = FedMDRun(list(parties), test_images, test_labels, settings, digest_target=digest_target)
     if transfer_epochs is not None:
         run.parties = copy.deepcopy(run.parties)  # the originals stay untouched
         public_epochs, private_epochs = transfer_epochs
         transfer_learning(run.parties, public_images, public_labels, public_epochs=public_epochs,
                           private_epochs=private_epochs)
-    return run_fedmd_together([run], public_images, rounds=settings.rounds, digest_epochs=settings.digest_epochs,
-                              revisit_epochs=settings.revisit_epochs, digest_batch_size=settings.digest_batch_size,
-                              progress=progress, description=description)[0]
+    return run_fedmd_together([run], public_images, progress=progress, description=description)[0]
 
 
 def pooled_upper_bound(parties, test_images, test_labels, *, epochs: int) -> np.ndarray:

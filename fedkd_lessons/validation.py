@@ -182,7 +182,7 @@ class Instance(Constraint):
     @property
     def description(self) -> str:
         kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
-        return "a " + " or a ".join(k.__name__ for k in kinds)
+        return " or ".join(("an " if k.__name__[0] in "AEIOUaeiou" else "a ") + k.__name__ for k in kinds)
 
     def accepts(self, value) -> bool:
         return isinstance(value, self.kind)

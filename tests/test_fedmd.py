@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -129,7 +131,7 @@ def test_bad_inputs_are_rejected(small_world):
     test = (letters.test_images, letters.test_labels)
     with pytest.raises(ValueError, match="subset_size must be at most the public set's size 300, got 301"):
         run_fedmd(parties, public, *test, FedMDSettings(subset_size=301))
-    with pytest.raises(ValueError, match="settings must be a FedMDSettings, got dict"):
+    with pytest.raises(ValueError, match=r"settings must be a FedMDSettings, got \{.rounds.: 1\}"):
         run_fedmd(parties, public, *test, dict(rounds=1))
     with pytest.raises(ValueError, match="digest_target must be one of"):
         run_fedmd(parties, public, *test, FedMDSettings(subset_size=10), digest_target="labels")
@@ -144,14 +146,16 @@ def test_runs_together_equal_the_same_runs_one_by_one(small_world):
     variants = [dict(digest_target="consensus", seed=1), dict(digest_target="none", seed=1),
                 dict(digest_target="own logits", subset_size=30, seed=2),
                 dict(consensus="probabilities", temperature=3.0, seed=3)]
-    runs = [fedmd.FedMDRun(parties, letters.test_images, letters.test_labels, **{"subset_size": 60, **v})
-            for v in variants]
-    together = fedmd.run_fedmd_together(runs, public, rounds=2, progress=False)
+    def rounds_of(variant):
+        return FedMDSettings(**{"rounds": 2, "subset_size": 60,
+                                **{k: v for k, v in variant.items() if k != "digest_target"}})
+
+    runs = [fedmd.FedMDRun(parties, letters.test_images, letters.test_labels, rounds_of(v),
+                           digest_target=v.get("digest_target", "consensus")) for v in variants]
+    together = fedmd.run_fedmd_together(runs, public, progress=False)
     for variant, joint in zip(variants, together):
-        options = {"subset_size": 60, **variant}
-        alone = run_fedmd(parties, public, letters.test_images, letters.test_labels,
-                          FedMDSettings(rounds=2, **{k: v for k, v in options.items() if k != "digest_target"}),
-                          digest_target=options.get("digest_target", "consensus"), progress=False)
+        alone = run_fedmd(parties, public, letters.test_images, letters.test_labels, rounds_of(variant),
+                          digest_target=variant.get("digest_target", "consensus"), progress=False)
         np.testing.assert_array_equal(joint.accuracy, alone.accuracy)
         for a, b in zip(joint.parties, alone.parties):
             for x, y in zip(a.model.parameters(), b.model.parameters()):
@@ -166,6 +170,16 @@ def test_run_settings_are_checked():
         fedmd.FedMDRun([], torch.zeros(1), torch.zeros(1))
     with pytest.raises(ValueError, match="runs: give at least one FedMDRun"):
         fedmd.run_fedmd_together([], torch.zeros(3, 1, 8, 8))
+    with pytest.raises(ValueError, match="settings must be a FedMDSettings"):
+        fedmd.FedMDRun([object()], torch.zeros(1), torch.zeros(1), {"rounds": 2})
+
+
+def test_runs_in_lockstep_must_share_their_rounds_and_epochs(small_world):
+    parties, public, letters = small_world
+    test = (letters.test_images, letters.test_labels)
+    runs = [fedmd.FedMDRun(parties, *test, FedMDSettings(rounds=r, subset_size=20)) for r in (2, 3)]
+    with pytest.raises(ValueError, match=r"runs\[1\].settings.rounds is 3 but runs\[0\]'s is 2"):
+        fedmd.run_fedmd_together(runs, public, progress=False)
 
 
 # ---- robust consensus rules and a party that tampers with its scores (lesson 6) ----
@@ -212,8 +226,8 @@ def test_consensus_rule_and_trim_are_checked():
     with pytest.raises(ValueError, match=r"trim must be a number in \[0, 0.5\), got 0.5"):
         compute_consensus(torch.zeros(2, 3, 16), rule="trimmed mean", trim=0.5)
     with pytest.raises(ValueError, match="rule must be one of"):
-        fedmd.FedMDRun([object()], torch.zeros(1), torch.zeros(1), rule="max")
-    with pytest.raises(ValueError, match="tamper must be a function"):
+        FedMDSettings(rule="max")
+    with pytest.raises(ValueError, match="tamper must be None or callable"):
         fedmd.FedMDRun([object()], torch.zeros(1), torch.zeros(1), tamper=3)
 
 
@@ -233,9 +247,9 @@ def test_the_server_aggregates_what_tamper_returns_by_the_runs_rule(small_world,
         scores[0] = -5 * scores[0]
         return scores
 
-    run = fedmd.FedMDRun(parties, letters.test_images, letters.test_labels, subset_size=20, rule="median",
-                         tamper=flip_first)
-    fedmd.run_fedmd_together([run], public, rounds=1, progress=False)
+    run = fedmd.FedMDRun(parties, letters.test_images, letters.test_labels,
+                         FedMDSettings(rounds=1, subset_size=20, rule="median"), tamper=flip_first)
+    fedmd.run_fedmd_together([run], public, progress=False)
     (received, args), = seen
     indices = torch.randperm(len(public), generator=torch.Generator().manual_seed(0))[:20]
     honest = torch.stack([party_logits(p, public, indices) for p in parties])  # the parties before the round
@@ -247,11 +261,10 @@ def test_the_server_aggregates_what_tamper_returns_by_the_runs_rule(small_world,
 def test_without_tamper_and_with_the_mean_a_run_is_unchanged(small_world):
     parties, public, letters = small_world
     test = (letters.test_images, letters.test_labels)
-    plain = fedmd.run_fedmd_together([fedmd.FedMDRun(parties, *test, subset_size=40, seed=4)], public, rounds=2,
-                                     progress=False)[0]
-    explicit = fedmd.run_fedmd_together([fedmd.FedMDRun(parties, *test, subset_size=40, seed=4, rule="mean",
-                                                         tamper=lambda scores: scores)], public, rounds=2,
-                                        progress=False)[0]
+    rounds = FedMDSettings(rounds=2, subset_size=40, seed=4)
+    plain = fedmd.run_fedmd_together([fedmd.FedMDRun(parties, *test, rounds)], public, progress=False)[0]
+    explicit = fedmd.run_fedmd_together([fedmd.FedMDRun(parties, *test, replace(rounds, rule="mean"),
+                                                         tamper=lambda scores: scores)], public, progress=False)[0]
     np.testing.assert_array_equal(plain.accuracy, explicit.accuracy)
 
 

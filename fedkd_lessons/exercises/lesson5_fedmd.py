@@ -110,7 +110,7 @@ def check_fedmd_round(round_fn) -> str:
     scores on the round's subset move closer together."""
     import copy
 
-    from ..fedmd import FedMDRun, fedmd_round
+    from ..fedmd import FedMDRun, FedMDSettings, fedmd_round
 
     parties, public = _small_federation(seed=11)
     subset_size = 48
@@ -122,8 +122,9 @@ def check_fedmd_round(round_fn) -> str:
     returned = round_fn(copies["yours"], public, servers["yours"], subset_size)
     if returned is not None and not isinstance(returned, (list, tuple)):
         raise Wrong(f"the round works in place and returns nothing; yours returned a {type(returned).__name__}.")
-    run = FedMDRun(copies["reference"], public[:1], torch.zeros(1, dtype=torch.long), subset_size=subset_size)
-    fedmd_round([run], [servers["reference"]], public, digest_epochs=1, revisit_epochs=1, digest_batch_size=64)
+    rounds = FedMDSettings(subset_size=subset_size, digest_epochs=1, revisit_epochs=1, digest_batch_size=64)
+    fedmd_round([FedMDRun(copies["reference"], public[:1], torch.zeros(1, dtype=torch.long), rounds)],
+                [servers["reference"]], public)
     if _same_weights(copies["yours"], parties):
         raise Wrong("the parties' weights did not change: train them in place (digest, then revisit).")
     if not torch.equal(servers["yours"].get_state(), servers["reference"].get_state()):

@@ -19,7 +19,7 @@ import torch
 from ..batched import ModelStack, StackedData, group_by_architecture, train_stack
 from ..data import ImageSplit, load_digits_split
 from ..fedmd import NUM_CLASSES, NUM_PRIVATE_CLASSES, FedMDHistory, Party, make_parties, pooled_upper_bound
-from ..fedmd import FedMDRun, pretrain_on_public, revisit, run_fedmd_together
+from ..fedmd import FedMDRun, FedMDSettings, pretrain_on_public, revisit, run_fedmd_together
 from ..letters import WRITERS, LetterData, make_letter_parties
 from ..models import accuracy, make_fedmd_zoo
 from ..validation import check_int_at_least, check_positive_finite
@@ -71,11 +71,10 @@ class Settings:
                              f"({self.validation_every})")
         check_int_at_least(self.seeds, "seeds", 2)
 
-    @property
-    def fedmd_options(self) -> dict:
-        """The arguments every run of this lesson gives ``run_fedmd``."""
-        return dict(rounds=self.rounds, subset_size=self.subset_size, digest_epochs=self.digest_epochs,
-                    revisit_epochs=self.revisit_epochs, seed=self.seed)
+    def rounds_at(self, seed: int) -> FedMDSettings:
+        """The FedMD rounds of this lesson, their public subsets drawn by the server with ``seed``."""
+        return FedMDSettings(rounds=self.rounds, subset_size=self.subset_size, digest_epochs=self.digest_epochs,
+                             revisit_epochs=self.revisit_epochs, seed=seed)
 
     @property
     def softened(self) -> dict:
@@ -280,6 +279,15 @@ def build_parties(settings: Settings, image_size: int, letters_for=None) -> tupl
     return letters, parties, copy.deepcopy(parties)
 
 
+def variant_run(parties, letters: LetterData, rounds: FedMDSettings, changes: dict) -> FedMDRun:
+    """One run of a variant: ``changes`` sets the run's ``digest_target`` (the controls) and any
+    field of its :class:`~fedkd_lessons.fedmd.FedMDSettings` (the softened consensus)."""
+    of_run = {name: value for name, value in changes.items() if name == "digest_target"}
+    of_rounds = {name: value for name, value in changes.items() if name != "digest_target"}
+    return FedMDRun(parties, letters.test_images, letters.test_labels, replace(rounds, **of_rounds),
+                    **of_run)
+
+
 def run_over_seeds(settings: Settings, public: ImageSplit, *, letters_for=None, variants: dict[str, dict] | None = None,
                    first_seed_variants: dict[str, dict] | None = None, with_upper_bound: bool = False,
                    progress: bool | None = None) -> OverSeeds:
@@ -326,12 +334,10 @@ def run_over_seeds(settings: Settings, public: ImageSplit, *, letters_for=None, 
     for index, (seed, (letters, parties, _)) in enumerate(zip(settings.seed_list, built)):
         extra = (first_seed_variants or {}) if index == 0 else {}
         for name, changes in {**every_seed, **extra}.items():
-            runs.append(FedMDRun(parties, letters.test_images, letters.test_labels,
-                                 **{"subset_size": settings.subset_size, "seed": seed, **changes}))
+            runs.append(variant_run(parties, letters, settings.rounds_at(seed), changes))
             names.append((index, name))
-    histories = run_fedmd_together(runs, public.train_images, rounds=settings.rounds,
-                                   digest_epochs=settings.digest_epochs, revisit_epochs=settings.revisit_epochs,
-                                   progress=progress, description=f"FedMD and controls, {settings.seeds} seeds")
+    histories = run_fedmd_together(runs, public.train_images, progress=progress,
+                                   description=f"FedMD and controls, {settings.seeds} seeds")
     by_name = dict(zip(names, histories))
     return OverSeeds(
         settings=settings, seeds=settings.seed_list, party_names=tuple(p.name for p in built[0][1]),

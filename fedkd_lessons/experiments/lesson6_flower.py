@@ -354,12 +354,11 @@ def run_poisoning(settings: PoisoningSettings, public: ImageSplit | None = None,
     (:func:`fedkd_lessons.fedmd.run_fedmd_together`)."""
     public = public or load_digits_split()
     parties, letters = transfer_learned_federations(settings, public)
-    runs = [FedMDRun(row, data.test_images, data.test_labels, subset_size=settings.fedmd.subset_size, seed=seed,
-                     **variant)
+    runs = [FedMDRun(row, data.test_images, data.test_labels,
+                     replace(settings.fedmd.rounds_at(seed), rounds=settings.rounds, rule=variant["rule"]),
+                     tamper=variant.get("tamper"))
             for variant in settings.variants.values() for seed, row, data in zip(settings.seed_list, parties, letters)]
-    histories = run_fedmd_together(runs, public.train_images, rounds=settings.rounds,
-                                   digest_epochs=settings.fedmd.digest_epochs,
-                                   revisit_epochs=settings.fedmd.revisit_epochs, progress=progress,
+    histories = run_fedmd_together(runs, public.train_images, progress=progress,
                                    description="poisoning, 4 variants x seeds")
     final, start = {}, None
     for v, name in enumerate(settings.variants):
