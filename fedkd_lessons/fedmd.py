@@ -132,9 +132,10 @@ class FedMDSettings:
         subset_size: public samples drawn afresh each round (the paper: 5,000 of MNIST's 60,000).
         digest_epochs, revisit_epochs: epochs of the digest and revisit steps (the paper's code: 1 and 2-10).
         digest_batch_size: mini-batch size of the digest step.
-        consensus: ``"logits"`` (aggregate raw logits, fitted with MAE, the authors' code) or
+        kind: what the parties' scores are, as :func:`compute_consensus` and :func:`digest` name
+            it: ``"logits"`` (aggregate raw logits, fitted with MAE, the authors' code) or
             ``"probabilities"`` (softened probabilities at ``temperature``, fitted with ``T^2`` KL).
-        temperature: ``T`` of ``consensus="probabilities"``.
+        temperature: ``T`` of ``kind="probabilities"``.
         rule: how the server aggregates: ``"mean"`` (FedMD's), ``"median"`` or ``"trimmed mean"``
             (:func:`compute_consensus`), cutting ``trim`` of the parties from each end.
         seed: seeds the server's choice of public subsets (:func:`draw_public_subset`).
@@ -145,7 +146,7 @@ class FedMDSettings:
     digest_epochs: int = 1
     revisit_epochs: int = 2
     digest_batch_size: int = 64
-    consensus: str = "logits"
+    kind: str = "logits"
     temperature: float = 1.0
     rule: str = "mean"
     trim: float = 0.1
@@ -153,7 +154,7 @@ class FedMDSettings:
 
     def __post_init__(self):
         check_fields(self, rounds=Integer(0), subset_size=Integer(1), digest_epochs=Integer(0),
-                     revisit_epochs=Integer(0), digest_batch_size=Integer(1), consensus=OneOf(*CONSENSUS_KINDS),
+                     revisit_epochs=Integer(0), digest_batch_size=Integer(1), kind=OneOf(*CONSENSUS_KINDS),
                      temperature=POSITIVE, rule=OneOf(*CONSENSUS_RULES), trim=Real(0, 0.5, closed="left"),
                      seed=Integer(0))
 
@@ -379,12 +380,12 @@ def fedmd_round(runs: list[FedMDRun], servers: list[torch.Generator], public_ima
             received = scores if run.tamper is None else run.tamper(scores)
             if received.shape != scores.shape:
                 raise ValueError(f"tamper must return scores of shape {tuple(scores.shape)}, got {tuple(received.shape)}")
-            targets = [compute_consensus(received, settings.consensus, settings.temperature, settings.rule,
+            targets = [compute_consensus(received, settings.kind, settings.temperature, settings.rule,
                                          settings.trim)] * len(run.parties)
         else:  # "own logits": each party's own scores through the same code
-            targets = [compute_consensus(scores[k : k + 1], settings.consensus, settings.temperature)
+            targets = [compute_consensus(scores[k : k + 1], settings.kind, settings.temperature)
                        for k in range(len(scores))]
-        parties, subsets, consensus = digesting.setdefault((settings.consensus, settings.temperature), ([], [], []))
+        parties, subsets, consensus = digesting.setdefault((settings.kind, settings.temperature), ([], [], []))
         parties.extend(run.parties)
         subsets.extend([subset] * len(run.parties))
         consensus.extend(targets)

@@ -191,7 +191,7 @@ def test_transfer_learn_leaves_the_parties_alone_when_it_measures_the_upper_boun
 def test_run_over_seeds_plumbing():
     settings = Settings(parties=3, letters_per_class=2, evaluation_per_class=1, public_epochs=1, max_private_epochs=4,
                         validation_every=2, pooled_epochs=1, rounds=2, subset_size=8, seeds=2)
-    over = run_over_seeds(settings, small_public(), variants={"soft": {"consensus": "probabilities"}},
+    over = run_over_seeds(settings, small_public(), variants={"soft": {"kind": "probabilities"}},
                           first_seed_variants={"own": {"digest_target": "own logits"}}, with_upper_bound=True,
                           progress=False)
     assert over.seeds == (0, 1) and len(over.party_names) == 3

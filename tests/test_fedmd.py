@@ -145,7 +145,7 @@ def test_runs_together_equal_the_same_runs_one_by_one(small_world):
     parties, public, letters = small_world  # no dropout: the runs draw nothing from torch's global stream
     variants = [dict(digest_target="consensus", seed=1), dict(digest_target="none", seed=1),
                 dict(digest_target="own logits", subset_size=30, seed=2),
-                dict(consensus="probabilities", temperature=3.0, seed=3)]
+                dict(kind="probabilities", temperature=3.0, seed=3)]
     def rounds_of(variant):
         return FedMDSettings(**{"rounds": 2, "subset_size": 60,
                                 **{k: v for k, v in variant.items() if k != "digest_target"}})
@@ -271,7 +271,7 @@ def test_without_tamper_and_with_the_mean_a_run_is_unchanged(small_world):
 # ---- one source of truth: the settings and the subset draw that lesson 6's Flower apps use too ----
 
 def test_settings_go_to_flowers_run_config_and_back():
-    settings = FedMDSettings(rounds=3, subset_size=40, consensus="probabilities", temperature=2.0, rule="median", seed=5)
+    settings = FedMDSettings(rounds=3, subset_size=40, kind="probabilities", temperature=2.0, rule="median", seed=5)
     config = settings.to_run_config()
     assert config["digest-batch-size"] == 64 and config["subset-size"] == 40 and config["rule"] == "median"
     assert FedMDSettings.from_run_config({**config, "result-dir": "/tmp"}) == settings  # other keys ignored
@@ -287,7 +287,7 @@ def test_settings_go_to_flowers_run_config_and_back():
     (dict(digest_epochs=1.5), "digest_epochs must be an integer >= 0, got 1.5"),
     (dict(revisit_epochs=-2), "revisit_epochs must be an integer >= 0"),
     (dict(digest_batch_size=0), "digest_batch_size must be an integer >= 1"),
-    (dict(consensus="median"), "consensus must be one of 'logits', 'probabilities', got 'median'"),
+    (dict(kind="median"), "kind must be one of 'logits', 'probabilities', got 'median'"),
     (dict(temperature=0.0), "temperature must be a finite number > 0, got 0.0"),
     (dict(rule="mode"), "rule must be one of 'mean', 'median', 'trimmed mean', got 'mode'"),
     (dict(trim=0.5), r"trim must be a number in \[0, 0.5\), got 0.5"),

@@ -80,7 +80,7 @@ class Settings:
     def softened(self) -> dict:
         """The overrides of a run whose consensus is the mean of softened probabilities, fitted with
         Hinton's T^2-weighted KL (section 9)."""
-        return {"consensus": "probabilities", "temperature": self.softened_temperature}
+        return {"kind": "probabilities", "temperature": self.softened_temperature}
 
     @property
     def seed_list(self) -> tuple[int, ...]:
@@ -300,7 +300,7 @@ def run_over_seeds(settings: Settings, public: ImageSplit, *, letters_for=None, 
        ablation that starts from the same initial weights without the digits;
     3. FedMD and the same-epochs control from the converged parties, ``settings.rounds`` rounds;
        ``variants`` (name -> overrides of :class:`~fedkd_lessons.fedmd.FedMDRun`'s settings, e.g.
-       ``{"consensus": "probabilities", "temperature": 4.0}``) run beside them on every seed,
+       ``{"kind": "probabilities", "temperature": 4.0}``) run beside them on every seed,
        ``first_seed_variants`` on the first seed only; ``with_upper_bound`` adds the pooled upper
        bound on the first seed.
 

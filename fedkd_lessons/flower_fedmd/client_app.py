@@ -45,7 +45,7 @@ def fedmd_step(message: Message, context: Context) -> Message:
         write_diary(directory, request.message_number, "received", request.consensus)
         pause_if_asked(fault)
         digest(party, public_images[request.consensus_indices], request.consensus, epochs=settings.digest_epochs,
-               batch_size=settings.digest_batch_size, kind=settings.consensus, temperature=settings.temperature)
+               batch_size=settings.digest_batch_size, kind=settings.kind, temperature=settings.temperature)
         revisit(party, epochs=settings.revisit_epochs)
     score = accuracy(party.model, test_images, test_labels)
     logits = None

@@ -183,7 +183,7 @@ def main(grid: Grid, context: Context) -> None:
             # aggregate (Li & Wang 2019, Algorithm 1): over the parties whose replies passed, in party order
             logits = {party: scores for party, (_, scores) in checker.accepted.items() if scores is not None}
             if logits:
-                consensus = compute_consensus([logits[p] for p in sorted(logits)], settings.consensus,
+                consensus = compute_consensus([logits[p] for p in sorted(logits)], settings.kind,
                                               settings.temperature, settings.rule, settings.trim)
                 consensus_indices = indices
             # a silent node, or one that claimed to be someone it is not, is not addressed again
