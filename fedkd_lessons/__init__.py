@@ -8,21 +8,21 @@ processes does not also pay for scikit-learn and the data it does not need.
 import importlib
 
 _HOMES = {
-    "DIGIT_CLASSES": "data",
-    "ImageSplit": "data",
-    "load_digits_split": "data",
-    "stratified_indices": "data",
-    "accuracy": "models",
-    "count_parameters": "models",
-    "last_linear_layer": "models",
-    "make_cnn": "models",
-    "make_mlp": "models",
-    "predict_logits": "models",
-    "seed_everything": "seeding",
+    "DIGIT_CLASSES": "data.digits",
+    "ImageSplit": "data.digits",
+    "load_digits_split": "data.digits",
+    "stratified_indices": "data.digits",
+    "accuracy": "engine.models",
+    "count_parameters": "engine.models",
+    "last_linear_layer": "engine.models",
+    "make_cnn": "engine.models",
+    "make_mlp": "engine.models",
+    "predict_logits": "engine.models",
+    "seed_everything": "engine.seeding",
     "entropy": "temperature",
     "log_softmax_with_temperature": "temperature",
     "softmax_with_temperature": "temperature",
-    "train": "training",
+    "train": "engine.training",
 }
 
 __all__ = sorted(_HOMES)

@@ -26,14 +26,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batched import ModelStack, StackedData, train_stack
-from .data import Federation, ImageSplit, make_federation, stratified_indices
-from .distillation import distillation_loss, teacher_logits_for, train_student
-from .federated import FedAvgHistory, FedAvgSettings, run_fedavg
-from .models import accuracy, last_linear_layer, make_mlp
-from .training import progress_bar, train
-from .validation import (FRACTION, POSITIVE, Callable, Each, Instance, Integer, OneOf, Optional, Real, Tensor,
-                         check_fields, checked_arguments)
+from fedkd_lessons.engine.batched import ModelStack, StackedData, train_stack
+from fedkd_lessons.data.partition import Federation, make_federation
+from fedkd_lessons.data.digits import ImageSplit, stratified_indices
+from fedkd_lessons.distillation import distillation_loss, teacher_logits_for, train_student
+from fedkd_lessons.fedavg import FedAvgHistory, FedAvgSettings, run_fedavg
+from fedkd_lessons.engine.models import accuracy, last_linear_layer, make_mlp
+from fedkd_lessons.engine.progress import progress_bar
+from fedkd_lessons.engine.training import train
+from fedkd_lessons.engine.validation import (FRACTION, POSITIVE, Callable, Each, Instance, Integer, OneOf, Optional,
+                                             Real, Tensor, check_fields, checked_arguments)
 
 METHODS = ("local", "finetune", "freeze_base", "ewc", "distill")
 
@@ -260,7 +262,7 @@ def ewc_penalty(model, global_parameters: dict[str, torch.Tensor], fisher: dict[
 
     Args:
         model: the model being adapted (gradients flow into its parameters), or the stacked
-            parameters ``{name: (K, ...)}`` of ``K`` models trained at once (:mod:`fedkd_lessons.batched`).
+            parameters ``{name: (K, ...)}`` of ``K`` models trained at once (:mod:`fedkd_lessons.engine.batched`).
         global_parameters: ``{name: tensor}`` the global weights :math:`\theta_{fed}` (constants).
         fisher: ``{name: tensor}`` from :func:`fisher_diagonal`, same names and shapes.
         ewc_lambda: :math:`\lambda \geq 0` (the paper's code: 5000).
@@ -396,8 +398,8 @@ def adapt_all(method: str, global_model: nn.Module, client_train, settings: Adap
     Client ``k`` (``client_train[k] = (images, labels)``) adapts with seed ``seed + k``: the same
     initialisation (``"local"``) and batch order as ``adapt(method, ..., seed=seed + k)``, so the
     ``K`` adapted models equal ``K`` calls of :func:`adapt` up to float rounding. ``epoch_end`` goes
-    to :func:`~fedkd_lessons.batched.train_stack`. Returns the ``K`` adapted models as a
-    :class:`~fedkd_lessons.batched.ModelStack`.
+    to :func:`~fedkd_lessons.engine.batched.train_stack`. Returns the ``K`` adapted models as a
+    :class:`~fedkd_lessons.engine.batched.ModelStack`.
     """
     _check_fisher_use(method, fisher)
     sets = [_check_client_data(images, labels) for images, labels in client_train]
@@ -654,13 +656,13 @@ def run_adaptation_experiment(split: ImageSplit, settings: ExperimentSettings = 
     """Yu et al.'s experiment at the digits' scale: partition, federate, adapt every client with every
     method of ``methods``, and score each on the client's own local test data.
 
-    1. The training digits are split among the clients (:func:`fedkd_lessons.data.make_federation`
+    1. The training digits are split among the clients (:func:`fedkd_lessons.data.partition.make_federation`
        at ``settings``); the clients listed in ``mirrored_clients`` see every image of theirs
        flipped left to right (:func:`mirror_clients`).
     2. The held-out digits are split (stratified, ``public_fraction``) into auxiliary public data for
        the EWC Fisher (as the paper's code takes 10 % of the CIFAR-10 test set) and a central test set.
        The public data are in no client's test set.
-    3. The global model is trained by :func:`fedkd_lessons.federated.run_fedavg` at ``settings.fedavg``.
+    3. The global model is trained by :func:`fedkd_lessons.fedavg.run_fedavg` at ``settings.fedavg``.
     4. The Fisher of the global model on the public data, then :func:`evaluate_methods` at
        ``settings.adaptation``.
 

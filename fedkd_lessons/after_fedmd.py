@@ -34,13 +34,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .batched import ModelStack, group_by_architecture
-from .fedmd import (NUM_CLASSES, FedMDHistory, Party, compute_consensus, copies_for_rounds, digest, revisit,
-                    train_parties)
-from .models import count_parameters
-from .temperature import entropy, log_softmax_with_temperature, softmax_with_temperature
-from .training import progress_bar
-from .validation import as_logits, check_int_at_least, check_positive_finite
+from fedkd_lessons.engine.batched import ModelStack, group_by_architecture
+from fedkd_lessons.fedmd import (NUM_CLASSES, FedMDHistory, Party, compute_consensus, copies_for_rounds, digest,
+                                 revisit, train_parties)
+from fedkd_lessons.engine.models import count_parameters
+from fedkd_lessons.temperature import entropy, log_softmax_with_temperature, softmax_with_temperature
+from fedkd_lessons.engine.progress import progress_bar
+from fedkd_lessons.engine.validation import as_logits, check_int_at_least, check_positive_finite
 
 METHODS = ("FedMD", "control", "FD", "FedDF", "DS-FL")
 PUBLIC_DATA = {"FedMD": "public, unlabelled use", "control": "none", "FD": "none",
@@ -304,8 +304,8 @@ SCORING_CHUNK = 64
 
 def logits_of_many(models, images) -> list[torch.Tensor]:
     """Each model's eval-mode logits on its own images, ``models[k]`` on ``images[k] (n_k, ...)``;
-    models of one architecture (and ``n_k``) predict at once (:class:`~fedkd_lessons.batched.ModelStack`),
-    which equals :func:`~fedkd_lessons.models.predict_logits` model by model up to float rounding."""
+    models of one architecture (and ``n_k``) predict at once (:class:`~fedkd_lessons.engine.batched.ModelStack`),
+    which equals :func:`~fedkd_lessons.engine.models.predict_logits` model by model up to float rounding."""
     models, images = list(models), list(images)
     if len(models) != len(images):
         raise ValueError(f"give one image tensor per model ({len(models)}), got {len(images)}")

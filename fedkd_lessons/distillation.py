@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import last_linear_layer, predict_logits
-from .training import train
-from .validation import FRACTION, POSITIVE, Each, Instance, Integer, OneOf, Real, as_logits, checked_arguments
+from fedkd_lessons.engine.models import last_linear_layer, predict_logits
+from fedkd_lessons.engine.training import train
+from fedkd_lessons.engine.validation import (FRACTION, POSITIVE, Each, Instance, Integer, OneOf, Real, as_logits,
+                                             checked_arguments)
 
 
 def _check_targets(targets, num_examples: int, num_classes: int) -> torch.Tensor:
@@ -143,7 +144,7 @@ def train_student(student: nn.Module, images: torch.Tensor, teacher, targets=Non
             ``(N, C)`` logits on ``images``.
         targets: ``(N,)`` hard labels for the ``(1 - alpha)`` term, or ``None`` with ``alpha = 1``.
         epochs: passes over the transfer set.
-        **train_options: passed on to :func:`fedkd_lessons.training.train` (``lr``, ``batch_size``,
+        **train_options: passed on to :func:`fedkd_lessons.engine.training.train` (``lr``, ``batch_size``,
             ``optimizer``, ``generator``, ``progress``, ``description``, ...).
     """
     teacher_logits = teacher_logits_for(teacher, images)

@@ -12,7 +12,7 @@ Only class scores cross the wire, so the parties' architectures may all differ. 
 steps (:func:`party_logits`, :func:`digest`, :func:`revisit`) are separate functions acting on a
 :class:`Party` or a list of them: lesson 6 runs each party in its own process with the same
 functions, and in one process the parties that share an architecture (across federations of
-several seeds, say) train at once (:mod:`fedkd_lessons.batched`).
+several seeds, say) train at once (:mod:`fedkd_lessons.engine.batched`).
 """
 
 import copy
@@ -26,12 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batched import ModelStack, StackedData, group_by_architecture, train_stack
-from .models import accuracy, count_parameters, predict_logits
-from .temperature import log_softmax_with_temperature, softmax_with_temperature
-from .training import progress_bar
-from .validation import (POSITIVE, Callable as CallableArgument, Instance, Integer, OneOf, Optional, Real, as_logits,
-                         check_fields, check_int_at_least, check_positive_finite)
+from fedkd_lessons.engine.batched import ModelStack, StackedData, group_by_architecture, train_stack
+from fedkd_lessons.engine.models import accuracy, count_parameters, predict_logits
+from fedkd_lessons.temperature import log_softmax_with_temperature, softmax_with_temperature
+from fedkd_lessons.engine.progress import progress_bar
+from fedkd_lessons.engine.validation import (POSITIVE, Callable as CallableArgument, Instance, Integer, OneOf,
+                                             Optional, Real, as_logits, check_fields, check_int_at_least,
+                                             check_positive_finite)
 
 NUM_PUBLIC_CLASSES = 10
 NUM_PRIVATE_CLASSES = 6
@@ -93,7 +94,7 @@ def _as_parties(parties) -> list[Party]:
 def train_parties(parties, sets, *, epochs: int, batch_size: int, loss_fn=None) -> None:
     """Train each party's model on its set, in place: ``sets[k] = (images, targets...)`` for party ``k``,
     with the party's own learning rate and batch stream. Parties of one architecture (and learning
-    rate) train at once (:mod:`fedkd_lessons.batched`), which equals training them one by one;
+    rate) train at once (:mod:`fedkd_lessons.engine.batched`), which equals training them one by one;
     ``loss_fn`` gives one loss per example (the engine's convention), default cross-entropy."""
     parties = _as_parties(parties)
     if len(sets) != len(parties):

@@ -2,7 +2,7 @@
 
 import torch
 
-from .validation import POSITIVE, Integer, as_logits, checked_arguments
+from fedkd_lessons.engine.validation import POSITIVE, Integer, as_logits, checked_arguments
 
 
 def _scaled_shifted_logits(logits, temperature, dim):

@@ -13,11 +13,11 @@ from fedkd_lessons.adaptation import (METHODS, AdaptationSettings, ExperimentSet
                                       adapt_freeze_base, adapt_local, adaptation_curve, code_equivalent_alpha,
                                       evaluate_methods, ewc_penalty, ewc_stability_ratio, fisher_diagonal,
                                       run_adaptation_experiment, split_for_validation, subsample_clients)
-from fedkd_lessons.federated import FedAvgSettings
+from fedkd_lessons.fedavg import FedAvgSettings
 from fedkd_lessons.adaptation import mirror_clients
-from fedkd_lessons.data import Federation
+from fedkd_lessons.data.partition import Federation
 from fedkd_lessons.distillation import distillation_loss
-from fedkd_lessons.models import accuracy, make_mlp, predict_logits
+from fedkd_lessons.engine.models import accuracy, make_mlp, predict_logits
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from fedkd_lessons.after_fedmd import (METHODS, MethodOptions, MethodRun, accura
                                        feddf_targets, logits_of_many, mean_entropy, method_bytes_per_round,
                                        per_label_mean_logits, run_methods_together)
 from fedkd_lessons.fedmd import Party, bytes_per_round
-from fedkd_lessons.models import accuracy, make_cnn, make_mlp, predict_logits
+from fedkd_lessons.engine.models import accuracy, make_cnn, make_mlp, predict_logits
 
 
 # ------------------------------------------------------------------------------------------ FD

@@ -10,8 +10,8 @@ from fedkd_lessons.fedmd import (
     FedMDSettings, Party, bytes_per_round, compute_consensus, consensus_loss, digest, draw_public_subset, make_parties,
     party_logits, pooled_upper_bound, pretrain_on_public, revisit, run_fedmd,
 )
-from fedkd_lessons.letters import make_letter_parties
-from fedkd_lessons.models import make_cnn, make_mlp
+from fedkd_lessons.data.letters import make_letter_parties
+from fedkd_lessons.engine.models import make_cnn, make_mlp
 
 
 @pytest.fixture(scope="module")

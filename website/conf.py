@@ -1,6 +1,6 @@
 """Sphinx configuration of the course's website, one build per language.
 
-Not run from here: ``python -m fedkd_lessons.website OUTDIR`` copies this folder, the notebooks and
+Not run from here: ``python -m fedkd_lessons.course.website OUTDIR`` copies this folder, the notebooks and
 ``assets/`` into a temporary source tree, writes ``site.json`` (the language and the other
 language's pages) beside this file and runs sphinx-build there, once per language.
 Offline by design: notebooks are not executed, no intersphinx, MathJax served from a local copy,

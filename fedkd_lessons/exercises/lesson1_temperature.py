@@ -4,8 +4,8 @@ import math
 
 import torch
 
-from ..temperature import entropy, softmax_with_temperature
-from .feedback import Wrong, as_tensor_answer, assert_close_answer, checker
+from fedkd_lessons.temperature import entropy, softmax_with_temperature
+from fedkd_lessons.exercises.feedback import Wrong, as_tensor_answer, assert_close_answer, checker
 
 
 @checker("Your softened softmax is right at every temperature tried and stable on logits of 1e4.")

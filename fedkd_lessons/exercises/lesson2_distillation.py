@@ -6,8 +6,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..distillation import choose_bias_shift, distillation_loss
-from .feedback import Wrong, as_tensor_answer, checker
+from fedkd_lessons.distillation import choose_bias_shift, distillation_loss
+from fedkd_lessons.exercises.feedback import Wrong, as_tensor_answer, checker
 
 
 def _scalar(value, what: str) -> float:

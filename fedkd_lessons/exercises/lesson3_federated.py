@@ -7,8 +7,9 @@ import math
 import numpy as np
 import torch
 
-from ..experiments.lesson3_client_drift import DriftSettings, QuadraticClient, fedavg_fixed_point, global_optimum
-from .feedback import Wrong, as_tensor_answer, assert_close_answer, checker
+from fedkd_lessons.experiments.lesson3_client_drift import (DriftSettings, QuadraticClient, fedavg_fixed_point,
+                                                            global_optimum)
+from fedkd_lessons.exercises.feedback import Wrong, as_tensor_answer, assert_close_answer, checker
 
 
 def _as_state_answer(value, keys, what: str) -> dict:

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..distillation import distillation_loss
-from ..models import make_mlp
-from .feedback import Wrong, as_tensor_answer, assert_close_answer, checker
+from fedkd_lessons.distillation import distillation_loss
+from fedkd_lessons.engine.models import make_mlp
+from fedkd_lessons.exercises.feedback import Wrong, as_tensor_answer, assert_close_answer, checker
 
 
 def _penalty_case(seed: int):

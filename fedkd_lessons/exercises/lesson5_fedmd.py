@@ -2,7 +2,7 @@
 
 import torch
 
-from .feedback import Wrong, as_tensor_answer, assert_close_answer, checker
+from fedkd_lessons.exercises.feedback import Wrong, as_tensor_answer, assert_close_answer, checker
 
 
 @checker("Your consensus is the plain mean of the parties' logits, sample by sample and class by class.")
@@ -56,8 +56,8 @@ def check_fedmd_round_bytes(bytes_fn) -> None:
 def _small_federation(seed: int):
     """Three parties with different small MLPs (no dropout), a few private 'letters' each, and 96
     public 'digits': random images, enough to tell a right round from a wrong one in a second."""
-    from ..fedmd import NUM_CLASSES, NUM_PUBLIC_CLASSES, make_parties
-    from ..models import make_mlp
+    from fedkd_lessons.fedmd import NUM_CLASSES, NUM_PUBLIC_CLASSES, make_parties
+    from fedkd_lessons.engine.models import make_mlp
 
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -72,7 +72,7 @@ def _small_federation(seed: int):
 
 def _spread(parties, public_images, indices) -> float:
     """How far the parties' logits on ``public_images[indices]`` are from their mean (mean absolute)."""
-    from ..fedmd import party_logits
+    from fedkd_lessons.fedmd import party_logits
 
     scores = torch.stack([party_logits(party, public_images, indices) for party in parties])
     return float((scores - scores.mean(dim=0)).abs().mean())
@@ -80,7 +80,7 @@ def _spread(parties, public_images, indices) -> float:
 
 def _round_by(parties, public_images, server, subset_size, steps) -> None:
     """A round written from the package's steps, in the order ``steps`` gives (for diagnosis)."""
-    from ..fedmd import compute_consensus, digest, party_logits, revisit
+    from fedkd_lessons.fedmd import compute_consensus, digest, party_logits, revisit
 
     indices = torch.randperm(len(public_images), generator=server)[:subset_size]
     scores = torch.stack([party_logits(party, public_images, indices) for party in parties])
@@ -110,7 +110,7 @@ def check_fedmd_round(round_fn) -> str:
     scores on the round's subset move closer together."""
     import copy
 
-    from ..fedmd import FedMDRun, FedMDSettings, fedmd_round
+    from fedkd_lessons.fedmd import FedMDRun, FedMDSettings, fedmd_round
 
     parties, public = _small_federation(seed=11)
     subset_size = 48

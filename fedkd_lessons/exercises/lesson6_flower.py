@@ -6,8 +6,8 @@ import itertools
 import numpy as np
 import torch
 
-from ..flower_fedmd.protocol import RoundPolicy
-from .feedback import Wrong, as_tensor_answer, assert_close_answer, checker
+from fedkd_lessons.flower.app.protocol import RoundPolicy
+from fedkd_lessons.exercises.feedback import Wrong, as_tensor_answer, assert_close_answer, checker
 
 
 @checker("Your server averages only the parties that replied, so a silent party neither counts nor drags the mean to zero.")

@@ -5,8 +5,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..after_fedmd import entropy_reduction_average, fd_teachers, mean_entropy
-from .feedback import Wrong, as_tensor_answer, assert_close_answer, checker
+from fedkd_lessons.after_fedmd import entropy_reduction_average, fd_teachers, mean_entropy
+from fedkd_lessons.exercises.feedback import Wrong, as_tensor_answer, assert_close_answer, checker
 
 
 def _majority(num_parties=10, leaning=7, num_classes=16):

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data import ImageSplit, load_digits_split
-from ..models import accuracy, make_mlp, predict_logits
-from ..temperature import entropy, softmax_with_temperature
-from ..training import train
-from ..validation import check_int_at_least, check_positive_finite
-from .claims import Claim, at_least, at_most
+from fedkd_lessons.data.digits import ImageSplit, load_digits_split
+from fedkd_lessons.engine.models import accuracy, make_mlp, predict_logits
+from fedkd_lessons.temperature import entropy, softmax_with_temperature
+from fedkd_lessons.engine.training import train
+from fedkd_lessons.engine.validation import check_int_at_least, check_positive_finite
+from fedkd_lessons.experiments.claims import Claim, at_least, at_most
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..batched import ModelStack, StackedData, train_stack
-from ..data import ImageSplit, load_digits_split, stratified_indices
-from ..distillation import LogitEnsemble, choose_bias_shift, distillation_loss, shift_class_logit, train_student
-from ..models import accuracy, make_mlp, predict_logits
-from ..seeding import seed_everything
-from ..temperature import softmax_with_temperature
-from ..training import progress_bar, train
-from ..validation import check_fraction, check_int_at_least, check_positive_finite
-from .claims import Claim, at_least, at_most
-from .intervals import paired_interval
+from fedkd_lessons.engine.batched import ModelStack, StackedData, train_stack
+from fedkd_lessons.data.digits import ImageSplit, load_digits_split, stratified_indices
+from fedkd_lessons.distillation import (LogitEnsemble, choose_bias_shift, distillation_loss, shift_class_logit,
+                                        train_student)
+from fedkd_lessons.engine.models import accuracy, make_mlp, predict_logits
+from fedkd_lessons.engine.seeding import seed_everything
+from fedkd_lessons.temperature import softmax_with_temperature
+from fedkd_lessons.engine.progress import progress_bar
+from fedkd_lessons.engine.training import train
+from fedkd_lessons.engine.validation import check_fraction, check_int_at_least, check_positive_finite
+from fedkd_lessons.experiments.claims import Claim, at_least, at_most
+from fedkd_lessons.experiments.intervals import paired_interval
 
 NUM_CLASSES = 10
 # Every random stream of the lesson is seed * SEED_STRIDE + a fixed offset (offsets stay below the
@@ -307,7 +309,7 @@ def same_set_students(data: LessonData, teacher_logits: torch.Tensor, settings: 
     """Section 4a: test accuracy per student size and method (hard labels, soft targets), one entry
     per student seed, every student trained on the same transfer set. Each student is the one
     :func:`hard_label_student` / :func:`soft_target_student` make; the seeds of one size and
-    method train at once (:mod:`fedkd_lessons.batched`)."""
+    method train at once (:mod:`fedkd_lessons.engine.batched`)."""
     seeds = range(settings.student_seeds)
     sets = {HARD: (data.images, data.labels), SOFT: (data.images, teacher_logits, data.labels)}
     losses = {HARD: None, SOFT: distillation_per_example(settings.temperature, settings.alpha)}
@@ -345,7 +347,7 @@ def train_ensemble_teacher(data: LessonData, settings: Settings, progress: bool 
                                             seed=settings.derived_seed(ENSEMBLE_SPLIT))
     seeds = range(settings.ensemble_size)
     members = [fresh_mlp((settings.member_hidden,), settings.derived_seed(MEMBER + k)) for k in seeds]
-    # the members train at once (fedkd_lessons.batched), each with its own initial weights and batches
+    # the members train at once (fedkd_lessons.engine.batched), each with its own initial weights and batches
     train_together(members, [(data.images[teacher_half], data.labels[teacher_half])] * len(members),
                    [settings.generator(MEMBER + k) for k in seeds], epochs=settings.member_epochs,
                    lr=settings.member_lr, batch_size=settings.batch_size).write_to(members)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..validation import POSITIVE, Each, Integer, check_fields
+from fedkd_lessons.engine.validation import POSITIVE, Each, Integer, check_fields
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,15 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from ..batched import StackedData
-from ..data import Federation, ImageSplit, class_skew, load_digits_split, make_federation
-from ..federated import FedAvgHistory, FedAvgSettings, class_accuracies, fedavg_round, run_fedavg
-from ..models import accuracy, make_mlp
-from ..training import progress_bar
-from ..validation import FRACTION, POSITIVE, Each, Integer, Real, check_fields
-from .claims import Claim, at_least, at_most
-from .intervals import PairedInterval, paired_interval
+from fedkd_lessons.engine.batched import StackedData
+from fedkd_lessons.data.partition import Federation, class_skew, make_federation
+from fedkd_lessons.data.digits import ImageSplit, load_digits_split
+from fedkd_lessons.fedavg import FedAvgHistory, FedAvgSettings, class_accuracies, fedavg_round, run_fedavg
+from fedkd_lessons.engine.models import accuracy, make_mlp
+from fedkd_lessons.engine.progress import progress_bar
+from fedkd_lessons.engine.validation import FRACTION, POSITIVE, Each, Integer, Real, check_fields
+from fedkd_lessons.experiments.claims import Claim, at_least, at_most
+from fedkd_lessons.experiments.intervals import PairedInterval, paired_interval
 
 NUM_CLASSES = 10
 
@@ -109,7 +110,7 @@ class Settings:
 
 def make_federations(digits: ImageSplit, settings: Settings) -> dict[float, Federation]:
     """The training digits dealt out to ``num_clients`` clients at each of the three concentrations:
-    :func:`fedkd_lessons.data.make_federation`, with ``partition_retries`` draws allowed."""
+    :func:`fedkd_lessons.data.partition.make_federation`, with ``partition_retries`` draws allowed."""
     return {concentration: make_federation(digits.train_images, digits.train_labels, settings.num_clients, concentration,
                                            seed=settings.seed, min_samples=settings.min_samples,
                                            test_share=settings.test_share, min_test=settings.min_test,
@@ -155,7 +156,7 @@ class RoundTrace:
 
 
 def trace_round(federation: Federation, digits: ImageSplit, settings: Settings) -> RoundTrace:
-    """``warmup_rounds`` ordinary FedAvg rounds, then one more (:func:`fedkd_lessons.federated.fedavg_round`)
+    """``warmup_rounds`` ordinary FedAvg rounds, then one more (:func:`fedkd_lessons.fedavg.fedavg_round`)
     with only the ``trace_clients``, each training ``local_epochs`` on its own data from the same
     global weights; the server averages them, weighted by their sizes."""
     start_model = run_fedavg(settings.model, federation.train, replace(settings.fedavg, rounds=settings.warmup_rounds),

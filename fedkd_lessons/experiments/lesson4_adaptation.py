@@ -12,17 +12,18 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from ..adaptation import (ADAPTATION, DISTILL_ALPHA, DISTILL_TEMPERATURE, EWC_LAMBDA, LOCAL, METHODS,
-                          AdaptationExperiment, AdaptationSettings, ExperimentSettings, Training, adapt,
-                          adapt_all_early_stopped, adaptation_curve, code_equivalent_alpha, evaluate_methods,
-                          ewc_stability_ratio, run_adaptation_experiment, subsample_clients)
-from ..data import ImageSplit, load_digits_split
-from ..federated import FedAvgSettings
-from ..models import accuracy
-from ..training import progress_bar
-from ..validation import FRACTION, POSITIVE, Each, Integer, Real, check_fields
-from .claims import Claim, at_least, at_most
-from .intervals import PairedInterval, paired_interval
+from fedkd_lessons.adaptation import (ADAPTATION, DISTILL_ALPHA, DISTILL_TEMPERATURE, EWC_LAMBDA, LOCAL, METHODS,
+                                      AdaptationExperiment, AdaptationSettings, ExperimentSettings, Training, adapt,
+                                      adapt_all_early_stopped, adaptation_curve, code_equivalent_alpha,
+                                      evaluate_methods, ewc_stability_ratio, run_adaptation_experiment,
+                                      subsample_clients)
+from fedkd_lessons.data.digits import ImageSplit, load_digits_split
+from fedkd_lessons.fedavg import FedAvgSettings
+from fedkd_lessons.engine.models import accuracy
+from fedkd_lessons.engine.progress import progress_bar
+from fedkd_lessons.engine.validation import FRACTION, POSITIVE, Each, Integer, Real, check_fields
+from fedkd_lessons.experiments.claims import Claim, at_least, at_most
+from fedkd_lessons.experiments.intervals import PairedInterval, paired_interval
 
 # The methods that start from the global model (every method but the local-only baseline).
 ADAPTED = ("finetune", "freeze_base", "ewc", "distill")

@@ -16,15 +16,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from ..batched import ModelStack, StackedData, group_by_architecture, train_stack
-from ..data import ImageSplit, load_digits_split
-from ..fedmd import NUM_CLASSES, NUM_PRIVATE_CLASSES, FedMDHistory, Party, make_parties, pooled_upper_bound
-from ..fedmd import FedMDRun, FedMDSettings, pretrain_on_public, revisit, run_fedmd_together
-from ..letters import WRITERS, LetterData, make_letter_parties
-from ..models import accuracy, make_fedmd_zoo
-from ..validation import check_int_at_least, check_positive_finite
-from .claims import Claim, at_least, at_most
-from .intervals import PairedInterval, paired_interval
+from fedkd_lessons.engine.batched import ModelStack, StackedData, group_by_architecture, train_stack
+from fedkd_lessons.data.digits import ImageSplit, load_digits_split
+from fedkd_lessons.fedmd import (NUM_CLASSES, NUM_PRIVATE_CLASSES, FedMDHistory, Party, make_parties,
+                                 pooled_upper_bound)
+from fedkd_lessons.fedmd import FedMDRun, FedMDSettings, pretrain_on_public, revisit, run_fedmd_together
+from fedkd_lessons.data.letters import WRITERS, LetterData, make_letter_parties
+from fedkd_lessons.engine.models import accuracy, make_fedmd_zoo
+from fedkd_lessons.engine.validation import check_int_at_least, check_positive_finite
+from fedkd_lessons.experiments.claims import Claim, at_least, at_most
+from fedkd_lessons.experiments.intervals import PairedInterval, paired_interval
 
 CHANCE = 1 / NUM_PRIVATE_CLASSES  # guessing one of the six letters
 

@@ -13,18 +13,18 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from ..data import ImageSplit, load_digits_split
-from ..fedmd import (CONSENSUS_RULES, FedMDHistory, FedMDRun, FedMDSettings, Party, pretrain_on_public, revisit,
-                     run_fedmd, run_fedmd_together)
-from ..flower_fedmd.faults import parse_faults
-from ..flower_fedmd.settings import FlowerSettings
-from ..flower_run import FlowerFedMDRun, Incidents, run_fedmd_on_flower
-from ..letters import LetterData
-from ..seeding import seed_everything
-from ..validation import check_int_at_least, check_positive_finite
-from . import lesson5_fedmd
-from .claims import Claim, at_least, at_most
-from .intervals import PairedInterval, paired_interval
+from fedkd_lessons.data.digits import ImageSplit, load_digits_split
+from fedkd_lessons.fedmd import (CONSENSUS_RULES, FedMDHistory, FedMDRun, FedMDSettings, Party, pretrain_on_public,
+                                 revisit, run_fedmd, run_fedmd_together)
+from fedkd_lessons.flower.app.faults import parse_faults
+from fedkd_lessons.flower.app.settings import FlowerSettings
+from fedkd_lessons.flower.launcher import FlowerFedMDRun, Incidents, run_fedmd_on_flower
+from fedkd_lessons.data.letters import LetterData
+from fedkd_lessons.engine.seeding import seed_everything
+from fedkd_lessons.engine.validation import check_int_at_least, check_positive_finite
+from fedkd_lessons.experiments import lesson5_fedmd
+from fedkd_lessons.experiments.claims import Claim, at_least, at_most
+from fedkd_lessons.experiments.intervals import PairedInterval, paired_interval
 
 NUM_CLASSES = 16  # 10 public digit classes + 6 private letters (fedkd_lessons.fedmd)
 

@@ -21,17 +21,18 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from ..after_fedmd import METHODS, MethodOptions, MethodRun, accuracies, add_noise, estimate_class_mix, logits_of_many
-from ..after_fedmd import run_methods_together
-from ..data import ImageSplit, load_digits_split
-from ..fedmd import (NUM_PRIVATE_CLASSES, NUM_PUBLIC_CLASSES, FedMDHistory, Party, make_parties, pretrain_on_public,
-                     revisit)
-from ..letters import LetterData
-from ..validation import check_int_at_least, check_positive_finite
-from .claims import Claim, at_least, at_most
-from .intervals import PairedInterval, paired_interval
-from .lesson5_fedmd import Settings as FedMDSettings
-from .lesson5_fedmd import make_lesson_parties, make_letters
+from fedkd_lessons.after_fedmd import (METHODS, MethodOptions, MethodRun, accuracies, add_noise, estimate_class_mix,
+                                       logits_of_many)
+from fedkd_lessons.after_fedmd import run_methods_together
+from fedkd_lessons.data.digits import ImageSplit, load_digits_split
+from fedkd_lessons.fedmd import (NUM_PRIVATE_CLASSES, NUM_PUBLIC_CLASSES, FedMDHistory, Party, make_parties,
+                                 pretrain_on_public, revisit)
+from fedkd_lessons.data.letters import LetterData
+from fedkd_lessons.engine.validation import check_int_at_least, check_positive_finite
+from fedkd_lessons.experiments.claims import Claim, at_least, at_most
+from fedkd_lessons.experiments.intervals import PairedInterval, paired_interval
+from fedkd_lessons.experiments.lesson5_fedmd import Settings as FedMDSettings
+from fedkd_lessons.experiments.lesson5_fedmd import make_lesson_parties, make_letters
 
 CHANCE = 1 / NUM_PRIVATE_CLASSES  # naming a party's favourite letter by guessing
 PRIVATE_CLASSES = tuple(range(NUM_PUBLIC_CLASSES, NUM_PUBLIC_CLASSES + NUM_PRIVATE_CLASSES))
