@@ -7,6 +7,16 @@ os.environ["FEDKD_PROGRESS"] = "0"  # no progress bars in test logs
 torch.set_num_threads(1)
 
 
+@pytest.fixture
+def two_threads():
+    """Two torch threads where the machine has two cores, as lessons 5 and 7 run (their batched CNNs
+    are compute-bound and share well); the suite's one thread afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def digits():
     from fedkd_lessons import load_digits_split
