@@ -28,11 +28,10 @@ from torch import nn
 
 from fedkd_lessons.engine.batched import ModelStack, StackedData, group_by_architecture, train_stack
 from fedkd_lessons.engine.models import accuracy, count_parameters, predict_logits
-from fedkd_lessons.temperature import log_softmax_with_temperature, softmax_with_temperature
 from fedkd_lessons.engine.progress import progress_bar
-from fedkd_lessons.engine.validation import (POSITIVE, Callable as CallableArgument, Instance, Integer, OneOf,
-                                             Optional, Real, as_logits, check_fields, check_int_at_least,
-                                             check_positive_finite)
+from fedkd_lessons.engine.validation import (POSITIVE, Callable as CallableArgument, Each, Instance, Integer, OneOf,
+                                             Optional, Real, Tensor, as_logits, check_fields, checked_arguments)
+from fedkd_lessons.temperature import log_softmax_with_temperature, softmax_with_temperature
 
 NUM_PUBLIC_CLASSES = 10
 NUM_PRIVATE_CLASSES = 6
@@ -40,6 +39,8 @@ NUM_CLASSES = NUM_PUBLIC_CLASSES + NUM_PRIVATE_CLASSES  # Li & Wang's output lay
 CONSENSUS_KINDS = ("logits", "probabilities")
 CONSENSUS_RULES = ("mean", "median", "trimmed mean")
 DIGEST_TARGETS = ("consensus", "none", "own logits")
+TRIM = Real(0, 0.5, closed="left")  # the share a trimmed mean cuts from each end
+LABELS = Tensor(ndim=1, dtype="integer")
 
 
 @dataclass
@@ -75,6 +76,7 @@ class Party:
         self.generator = torch.Generator().manual_seed(self.seed)
 
 
+@checked_arguments(seed=Integer(0))
 def make_parties(named_models, private_sets, seed: int = 0) -> list[Party]:
     """Pair each ``(name, model)`` with its ``(images, labels)`` private set; party ``k`` shuffles
     with seed ``seed + k``."""
@@ -91,6 +93,7 @@ def _as_parties(parties) -> list[Party]:
     return [parties] if isinstance(parties, Party) else list(parties)
 
 
+@checked_arguments(epochs=Integer(0), batch_size=Integer(1), loss_fn=Optional(CallableArgument()))
 def train_parties(parties, sets, *, epochs: int, batch_size: int, loss_fn=None) -> None:
     """Train each party's model on its set, in place: ``sets[k] = (images, targets...)`` for party ``k``,
     with the party's own learning rate and batch stream. Parties of one architecture (and learning
@@ -108,12 +111,14 @@ def train_parties(parties, sets, *, epochs: int, batch_size: int, loss_fn=None) 
         stack.write_to([p.model for p in members])
 
 
+@checked_arguments(public_images=Tensor(), public_labels=LABELS, epochs=Integer(0), batch_size=Integer(1))
 def pretrain_on_public(parties, public_images, public_labels, *, epochs: int, batch_size: int = 64) -> None:
     """Transfer learning, first half (Algorithm 1): each party learns the public task (cross-entropy)."""
     parties = _as_parties(parties)
     train_parties(parties, [(public_images, public_labels)] * len(parties), epochs=epochs, batch_size=batch_size)
 
 
+@checked_arguments(public_epochs=Integer(0), private_epochs=Integer(0))
 def transfer_learning(parties, public_images, public_labels, *, public_epochs: int, private_epochs: int) -> None:
     """Algorithm 1's first step, in place: public data, then ``private_epochs`` on private data."""
     pretrain_on_public(parties, public_images, public_labels, epochs=public_epochs)
@@ -156,7 +161,7 @@ class FedMDSettings:
     def __post_init__(self):
         check_fields(self, rounds=Integer(0), subset_size=Integer(1), digest_epochs=Integer(0),
                      revisit_epochs=Integer(0), digest_batch_size=Integer(1), kind=OneOf(*CONSENSUS_KINDS),
-                     temperature=POSITIVE, rule=OneOf(*CONSENSUS_RULES), trim=Real(0, 0.5, closed="left"),
+                     temperature=POSITIVE, rule=OneOf(*CONSENSUS_RULES), trim=TRIM,
                      seed=Integer(0))
 
     def to_run_config(self) -> dict:
@@ -172,22 +177,24 @@ class FedMDSettings:
         return cls(**{name: config[name.replace("_", "-")] for name in cls.__dataclass_fields__})
 
 
+@checked_arguments(server=Instance(torch.Generator), public_size=Integer(1), subset_size=Integer(1))
 def draw_public_subset(server: torch.Generator, public_size: int, subset_size: int) -> torch.Tensor:
     """The server's draw that starts each round: ``subset_size`` distinct indices of the public set
     (of ``public_size`` samples), fresh every round (Algorithm 1), from the server's own stream, so
     that a run in one process and a run on Flower with the same seed score the same images."""
-    check_int_at_least(subset_size, "subset_size", 1)
     if subset_size > public_size:
         raise ValueError(f"subset_size must be at most the public set's size {public_size}, got {subset_size}")
     return torch.randperm(public_size, generator=server)[:subset_size]
 
 
+@checked_arguments(party=Instance(Party), public_images=Tensor())
 def party_logits(party: Party, public_images: torch.Tensor, indices) -> torch.Tensor:
     """Communicate: the party's raw logits ``(S, C)`` on ``public_images[indices]``, without the
     softmax (the paper sends logits "without applying the softmax"), in eval mode (dropout off)."""
     return predict_logits(party.model, public_images[torch.as_tensor(indices)])
 
 
+@checked_arguments(kind=OneOf(*CONSENSUS_KINDS), temperature=POSITIVE, rule=OneOf(*CONSENSUS_RULES), trim=TRIM)
 def compute_consensus(logits, kind: str = "logits", temperature: float = 1.0, rule: str = "mean",
                       trim: float = 0.1) -> torch.Tensor:
     """Aggregate: the server's equal-weight mean over the ``m`` parties (Li & Wang 2019, Algorithm 1:
@@ -218,16 +225,7 @@ def compute_consensus(logits, kind: str = "logits", temperature: float = 1.0, ru
     logits = as_logits(logits)
     if logits.ndim != 3:
         raise ValueError(f"logits must have shape (parties, samples, classes), got {tuple(logits.shape)}")
-    if rule not in CONSENSUS_RULES:
-        raise ValueError(f"rule must be one of {CONSENSUS_RULES}, got {rule!r}")
-    if not (isinstance(trim, (int, float)) and 0.0 <= trim < 0.5):
-        raise ValueError(f"trim must be a number in [0, 0.5), got {trim!r}")
-    if kind == "logits":
-        scores = logits
-    elif kind == "probabilities":
-        scores = softmax_with_temperature(logits, temperature)
-    else:
-        raise ValueError(f"kind must be one of {CONSENSUS_KINDS}, got {kind!r}")
+    scores = logits if kind == "logits" else softmax_with_temperature(logits, temperature)
     if rule == "mean":
         return scores.mean(dim=0)
     ordered = scores.sort(dim=0).values
@@ -266,6 +264,7 @@ def consensus_loss(logits, consensus, kind: str = "logits", temperature: float =
     return per_sample.mean() if reduction == "mean" else per_sample
 
 
+@checked_arguments(epochs=Integer(0), batch_size=Integer(1), kind=OneOf(*CONSENSUS_KINDS), temperature=POSITIVE)
 def digest(parties, public_images, consensus, *, epochs: int = 1, batch_size: int = 64, kind: str = "logits",
            temperature: float = 1.0) -> None:
     """Digest, in place: train each party's model towards its consensus on the subset's images.
@@ -290,6 +289,7 @@ def digest(parties, public_images, consensus, *, epochs: int = 1, batch_size: in
     train_parties(parties, list(zip(images, targets)), epochs=epochs, batch_size=batch_size, loss_fn=loss_fn)
 
 
+@checked_arguments(epochs=Integer(0))
 def revisit(parties, *, epochs: int) -> None:
     """Revisit, in place: ``epochs`` of cross-entropy on each party's private data only."""
     parties = _as_parties(parties)
@@ -354,6 +354,7 @@ class FedMDRun:
         return self.settings.seed
 
 
+@checked_arguments(runs=Each(Instance(FedMDRun)), servers=Each(Instance(torch.Generator)), public_images=Tensor())
 def fedmd_round(runs: list[FedMDRun], servers: list[torch.Generator], public_images: torch.Tensor) -> None:
     """One round of Li & Wang's Algorithm 1 for every federation in ``runs``, in place:
 
@@ -368,6 +369,8 @@ def fedmd_round(runs: list[FedMDRun], servers: list[torch.Generator], public_ima
     architecture train together; each keeps its own data, targets and batch stream. The epochs are
     the runs' shared :data:`LOCKSTEP_FIELDS`.
     """
+    if len(servers) != len(runs):
+        raise ValueError(f"servers must give one generator per run ({len(runs)}), got {len(servers)}")
     shared = _lockstep_settings(runs)
     digesting: dict[tuple, tuple[list, list, list]] = {}
     for run, server in zip(runs, servers):
@@ -407,6 +410,7 @@ def _lockstep_settings(runs: list[FedMDRun]) -> FedMDSettings:
     return first
 
 
+@checked_arguments(public_images=Tensor())
 def copies_for_rounds(runs: list, public_images: torch.Tensor, kind: str) -> tuple[list, list[torch.Generator]]:
     """What every lockstep runner starts with: ``runs`` (each with ``parties``, ``subset_size`` and
     ``seed``) checked against the public set, each with deep copies of its parties (the originals
@@ -422,6 +426,7 @@ def copies_for_rounds(runs: list, public_images: torch.Tensor, kind: str) -> tup
     return copies, [torch.Generator().manual_seed(run.seed) for run in runs]
 
 
+@checked_arguments(public_images=Tensor())
 def run_fedmd_together(runs: list[FedMDRun], public_images: torch.Tensor, *, progress: bool | None = None,
                        description: str = "FedMD rounds") -> list[FedMDHistory]:
     """Several FedMD runs in lockstep (the same rounds and epochs), each on deep copies of its
@@ -444,6 +449,9 @@ def run_fedmd_together(runs: list[FedMDRun], public_images: torch.Tensor, *, pro
     ]
 
 
+@checked_arguments(public_images=Tensor(), test_images=Tensor(), test_labels=LABELS,
+                   settings=Optional(Instance(FedMDSettings)), digest_target=OneOf(*DIGEST_TARGETS),
+                   public_labels=Optional(LABELS))
 def run_fedmd(parties, public_images: torch.Tensor, test_images: torch.Tensor, test_labels: torch.Tensor,
               settings: FedMDSettings | None = None, *, digest_target: str = "consensus",
               public_labels: torch.Tensor | None = None, transfer_epochs: tuple[int, int] | None = None,
@@ -472,12 +480,12 @@ def run_fedmd(parties, public_images: torch.Tensor, test_images: torch.Tensor, t
     return run_fedmd_together([run], public_images, progress=progress, description=description)[0]
 
 
+@checked_arguments(test_images=Tensor(), test_labels=LABELS, epochs=Integer(1))
 def pooled_upper_bound(parties, test_images, test_labels, *, epochs: int) -> np.ndarray:
     """The pooled upper bound (Li & Wang's reference): each party's architecture trained on *all* parties' private
     data together, for a fixed ``epochs`` (no early stopping on the test set: the official code's leak of test data into model selection is not
     copied). Give the parties after :func:`pretrain_on_public`; they are copied, not changed.
     Returns each architecture's test accuracy ``(m,)``."""
-    check_int_at_least(epochs, "epochs", 1)
     images = torch.cat([p.private_images for p in parties])
     labels = torch.cat([p.private_labels for p in parties])
     pooled = copy.deepcopy(list(parties))
@@ -495,6 +503,7 @@ class RoundBytes:
     fedavg: int
 
 
+@checked_arguments(subset_size=Integer(1), num_classes=Integer(1), bytes_per_number=Integer(1))
 def bytes_per_round(models, subset_size: int, num_classes: int = NUM_CLASSES, bytes_per_number: int = 4) -> RoundBytes:
     """What crosses the network in one round, counting 32-bit floats by default.
 
@@ -503,9 +512,6 @@ def bytes_per_round(models, subset_size: int, num_classes: int = NUM_CLASSES, by
     FedAvg, had the models been averageable: each party uploads and downloads its weights,
     ``2 sum_k |theta_k|`` numbers.
     """
-    check_int_at_least(subset_size, "subset_size", 1)
-    check_int_at_least(num_classes, "num_classes", 1)
-    check_int_at_least(bytes_per_number, "bytes_per_number", 1)
     models = list(models)
     fedmd = 2 * len(models) * subset_size * num_classes * bytes_per_number
     fedavg = 2 * sum(count_parameters(m) for m in models) * bytes_per_number

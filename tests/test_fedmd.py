@@ -131,7 +131,7 @@ def test_bad_inputs_are_rejected(small_world):
     test = (letters.test_images, letters.test_labels)
     with pytest.raises(ValueError, match="subset_size must be at most the public set's size 300, got 301"):
         run_fedmd(parties, public, *test, FedMDSettings(subset_size=301))
-    with pytest.raises(ValueError, match=r"settings must be a FedMDSettings, got \{.rounds.: 1\}"):
+    with pytest.raises(ValueError, match=r"settings must be None or a FedMDSettings, got \{.rounds.: 1\}"):
         run_fedmd(parties, public, *test, dict(rounds=1))
     with pytest.raises(ValueError, match="digest_target must be one of"):
         run_fedmd(parties, public, *test, FedMDSettings(subset_size=10), digest_target="labels")

@@ -20,10 +20,12 @@ for module in pkgutil.walk_packages(fedkd_lessons.__path__, "fedkd_lessons."):
 
 # Modules whose every public function declares its checks (or is listed here with the reason it
 # has nothing to check); the test below keeps them complete.
-DECLARED_MODULES = ("fedkd_lessons.temperature", "fedkd_lessons.distillation", "fedkd_lessons.engine.training",
-                    "fedkd_lessons.engine.models", "fedkd_lessons.engine.batched", "fedkd_lessons.data.letters", "fedkd_lessons.engine.seeding",
-                    "fedkd_lessons.data.paper_scale", "fedkd_lessons.fedavg", "fedkd_lessons.data",
-                    "fedkd_lessons.adaptation", "fedkd_lessons.experiments.lesson4_springs")
+DECLARED_MODULES = ("fedkd_lessons.temperature", "fedkd_lessons.distillation", "fedkd_lessons.fedavg",
+                    "fedkd_lessons.adaptation", "fedkd_lessons.fedmd", "fedkd_lessons.engine.training",
+                    "fedkd_lessons.engine.models", "fedkd_lessons.engine.batched", "fedkd_lessons.engine.seeding",
+                    "fedkd_lessons.data.digits", "fedkd_lessons.data.partition", "fedkd_lessons.data.letters",
+                    "fedkd_lessons.data.paper_scale", "fedkd_lessons.experiments.lesson4_springs")
+
 NOTHING_TO_CHECK = {
     "fedkd_lessons.temperature.strongest_lookalikes": "reads a resemblance_table's output",
     "fedkd_lessons.engine.progress.progress_enabled": "any value is read as a truth value",
@@ -41,6 +43,8 @@ NOTHING_TO_CHECK = {
     "fedkd_lessons.data.paper_scale.load_mnist": "root is any path, download a truth value; torchvision names a missing file",
     "fedkd_lessons.adaptation.ewc_penalty": "runs on every mini-batch as the penalty: checks ewc_lambda inline; adapt_ewc and "
                                             "adapt_all check the fisher and the lambda before training",
+    "fedkd_lessons.fedmd.consensus_loss": "runs on every mini-batch as digest's loss; digest declares kind and "
+                                          "temperature before training",
 }
 
 
