@@ -1,6 +1,9 @@
 """fedkd_lessons: the tested implementations behind the fedkd-lessons notebooks.
 
-Each module holds one idea of the course; the notebooks import from here. The names below are
+The ideas sit at the top, one module each, named as their papers name them (temperature,
+distillation, fedavg, adaptation, fedmd, after_fedmd); below them engine/ (how models train),
+data/, flower/ (the Flower app and its launcher), figures/, experiments/, exercises/ and course/
+(the course's own machinery); the README's package map draws it. The names below are
 loaded on first use, so that ``import fedkd_lessons.fedmd`` in each of lesson 6's Flower
 processes does not also pay for scikit-learn and the data it does not need.
 """
