@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from fedkd_lessons.engine.batched import ModelStack, group_by_architecture
 from fedkd_lessons.fedmd import (NUM_CLASSES, FedMDHistory, Party, compute_consensus, copies_for_rounds, digest,
@@ -40,7 +41,8 @@ from fedkd_lessons.fedmd import (NUM_CLASSES, FedMDHistory, Party, compute_conse
 from fedkd_lessons.engine.models import count_parameters
 from fedkd_lessons.temperature import entropy, log_softmax_with_temperature, softmax_with_temperature
 from fedkd_lessons.engine.progress import progress_bar
-from fedkd_lessons.engine.validation import as_logits, check_int_at_least, check_positive_finite
+from fedkd_lessons.engine.validation import (POSITIVE, Each, Instance, Integer, OneOf, Optional, Real, Tensor, as_logits,
+                                             check_fields, checked_arguments)
 
 METHODS = ("FedMD", "control", "FD", "FedDF", "DS-FL")
 PUBLIC_DATA = {"FedMD": "public, unlabelled use", "control": "none", "FD": "none",
@@ -48,9 +50,20 @@ PUBLIC_DATA = {"FedMD": "public, unlabelled use", "control": "none", "FD": "none
 ARCHITECTURES = {"FedMD": "any, per party", "control": "any", "FD": "any, per party",
                  "FedDF": "any; averaged within each architecture", "DS-FL": "any, per party"}
 
+# The declared forms of the arguments the functions share. Logits may hold -inf (a class masked
+# out): as_logits checks them further where they are read.
+METHOD = OneOf(*METHODS)
+PARTIES = Each(Instance(Party))
+MODELS = Each(Instance(nn.Module))
+IMAGES = Tensor()
+LABELS = Tensor(ndim=1, dtype="integer")
+NON_NEGATIVE = Real(0)
+
 
 # ---------------------------------------------------------------------------------------------- FD
 
+@checked_arguments(logits=Tensor(ndim=2, min_rows=0, finite=False), labels=Tensor(ndim=1, min_rows=0, dtype="integer"),
+                   num_classes=Integer(1))
 def per_label_mean_logits(logits, labels, num_classes: int = NUM_CLASSES) -> tuple[torch.Tensor, torch.Tensor]:
     """FD's upload (Jeong et al. 2018, section 2): the mean logit vector of each label.
 
@@ -64,11 +77,8 @@ def per_label_mean_logits(logits, labels, num_classes: int = NUM_CLASSES) -> tup
         ``counts (L,)`` = ``n_y``.
     """
     logits = as_logits(logits)
-    labels = torch.as_tensor(labels)
-    check_int_at_least(num_classes, "num_classes", 1)
-    if logits.ndim != 2 or labels.ndim != 1 or len(labels) != len(logits):
-        raise ValueError(f"logits must be (n, C) and labels (n,) with the same n, got shapes "
-                         f"{tuple(logits.shape)} and {tuple(labels.shape)}")
+    if len(labels) != len(logits):
+        raise ValueError(f"labels must give one label per row of logits ({len(logits)}), got {len(labels)}")
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must lie in [0, {num_classes - 1}] (num_classes = {num_classes}), got "
                          f"{int(labels.min())}..{int(labels.max())}")
@@ -77,6 +87,7 @@ def per_label_mean_logits(logits, labels, num_classes: int = NUM_CLASSES) -> tup
     return sums / counts.clamp(min=1).unsqueeze(1), counts
 
 
+@checked_arguments(tables=Tensor(ndim=3, finite=False), counts=Tensor(ndim=2))
 def fd_teachers(tables, counts) -> tuple[torch.Tensor, torch.Tensor]:
     """FD's server: for every party ``k`` and label ``y``, the mean of the *other* parties' per-label
     means, over the parties that hold ``y`` (equal weight per party):
@@ -94,10 +105,10 @@ def fd_teachers(tables, counts) -> tuple[torch.Tensor, torch.Tensor]:
         ``teachers (m, L, C)`` (zeros where undefined) and ``defined (m, L)``: True where at least one
         other party holds the label.
     """
-    tables, counts = as_logits(tables, "tables"), torch.as_tensor(counts)
-    if tables.ndim != 3 or counts.shape != tables.shape[:2]:
-        raise ValueError(f"tables must be (parties, labels, classes) and counts (parties, labels), got shapes "
-                         f"{tuple(tables.shape)} and {tuple(counts.shape)}")
+    tables = as_logits(tables, "tables")
+    if counts.shape != tables.shape[:2]:
+        raise ValueError(f"counts must be (parties, labels) = {tuple(tables.shape[:2])} as tables (parties, labels, "
+                         f"classes) is, got shape {tuple(counts.shape)}")
     if (counts < 0).any():
         raise ValueError("counts must be >= 0")
     holds = (counts > 0).to(tables.dtype)  # (m, L)
@@ -131,9 +142,8 @@ def fd_loss(logits, labels, teacher_logits, has_teacher=None, *, weight: float =
     if logits.shape != teacher_logits.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and teacher_logits {tuple(teacher_logits.shape)} must have "
                          "the same shape (one teacher row per example)")
-    if not (isinstance(weight, (int, float)) and np.isfinite(weight) and weight >= 0):
-        raise ValueError(f"weight must be a finite number >= 0, got {weight!r}")
-    check_positive_finite(temperature, "temperature")
+    # checked inline, not declared: this runs on every mini-batch (fd_train declares both before training)
+    weight, temperature = NON_NEGATIVE.check(weight, "weight"), POSITIVE.check(temperature, "temperature")
     hard = F.cross_entropy(logits, labels, reduction="none")
     soft = F.kl_div(log_softmax_with_temperature(logits, temperature),
                     softmax_with_temperature(teacher_logits, temperature), reduction="none").sum(dim=-1)
@@ -143,19 +153,29 @@ def fd_loss(logits, labels, teacher_logits, has_teacher=None, *, weight: float =
     return hard + weight * soft
 
 
+@checked_arguments(parties=PARTIES)
 def fd_tables(parties) -> tuple[torch.Tensor, torch.Tensor]:
     """FD's communicate step: every party's per-label mean logits on its own private data
     ``(m, C, C)`` and counts ``(m, C)`` (eval mode)."""
-    parties = list(parties)
     logits = logits_of_many([p.model for p in parties], [p.private_images for p in parties])
     tables, counts = zip(*(per_label_mean_logits(z, p.private_labels) for z, p in zip(logits, parties)))
     return torch.stack(tables), torch.stack(counts)
 
 
+@checked_arguments(parties=PARTIES, teachers=Each(Tensor(ndim=2, finite=False)), defined=Each(Tensor(ndim=1)),
+                   epochs=Integer(0), weight=NON_NEGATIVE, temperature=POSITIVE)
 def fd_train(parties, teachers, defined, *, epochs: int, weight: float, temperature: float) -> None:
     """FD's local step, in place: ``epochs`` on each party's private data with :func:`fd_loss`
-    (this replaces FedMD's revisit; parties of one architecture and batch size train at once)."""
-    parties = list(parties)
+    (this replaces FedMD's revisit; parties of one architecture and batch size train at once).
+    ``teachers[k]`` ``(L, C)`` and ``defined[k]`` ``(L,)`` are party ``k``'s rows of :func:`fd_teachers`."""
+    if len(teachers) != len(parties) or len(defined) != len(parties):
+        raise ValueError(f"teachers and defined must give one table per party ({len(parties)}), got {len(teachers)} "
+                         f"and {len(defined)}")
+    for k, party in enumerate(parties):
+        if len(teachers[k]) != len(defined[k]) or int(party.private_labels.max()) >= len(teachers[k]):
+            raise ValueError(f"teachers[{k}] must hold a row for every label of party {party.name!r} (up to "
+                             f"{int(party.private_labels.max())}), and defined[{k}] one flag per row; got "
+                             f"{len(teachers[k])} and {len(defined[k])} rows")
 
     def loss_fn(logits, labels, teacher, has_teacher):
         return fd_loss(logits, labels, teacher, has_teacher, weight=weight, temperature=temperature)
@@ -169,12 +189,10 @@ def fd_train(parties, teachers, defined, *, epochs: int, weight: float, temperat
 
 # ------------------------------------------------------------------------------------------ FedDF
 
+@checked_arguments(models=MODELS)
 def average_weights(models) -> dict[str, torch.Tensor]:
     """FedDF's first server step (Lin et al. 2020, Algorithm 1; its code: a uniform average):
     ``theta = 1/n sum_k theta_k`` over models of *one* architecture, entry by entry of the state dict."""
-    models = list(models)
-    if not models:
-        raise ValueError("models: give at least one model")
     states = [m.state_dict() for m in models]
     keys = list(states[0])
     for k, state in enumerate(states[1:], start=1):
@@ -183,15 +201,16 @@ def average_weights(models) -> dict[str, torch.Tensor]:
     return {key: torch.stack([s[key].float() for s in states]).mean(dim=0).to(states[0][key].dtype) for key in keys}
 
 
+@checked_arguments(logits=Tensor(ndim=3, finite=False), temperature=POSITIVE)
 def feddf_targets(logits, temperature: float = 1.0) -> torch.Tensor:
     """FedDF's distillation target (Lin et al. 2020, section 3; its code: T = 1): the softened
     probabilities of the mean logits, ``softmax((1/m sum_k z_k) / T)``, ``(S, C)`` from ``(m, S, C)``."""
-    check_positive_finite(temperature, "temperature")
     return softmax_with_temperature(compute_consensus(logits, "logits"), temperature)
 
 
 # ------------------------------------------------------------------------------------------- DS-FL
 
+@checked_arguments(probabilities=Tensor(ndim=3), temperature=POSITIVE)
 def entropy_reduction_average(probabilities, temperature: float = 0.1) -> torch.Tensor:
     """DS-FL's entropy-reduction averaging, as commonly implemented (third-party code; the paper's
     exact formula and temperature were not checked): the parties' probabilities averaged, then
@@ -210,10 +229,8 @@ def entropy_reduction_average(probabilities, temperature: float = 0.1) -> torch.
     Returns:
         ``(S, C)`` sharpened probabilities.
     """
-    check_positive_finite(temperature, "temperature")
-    probabilities = as_logits(probabilities, "probabilities")
-    if probabilities.ndim != 3:
-        raise ValueError(f"probabilities must have shape (parties, samples, classes), got {tuple(probabilities.shape)}")
+    if not probabilities.is_floating_point():
+        probabilities = probabilities.to(torch.get_default_dtype())
     if (probabilities < 0).any() or not torch.allclose(probabilities.sum(-1), torch.ones(()), atol=1e-4):
         raise ValueError("probabilities must be >= 0 with rows summing to 1 (softmax outputs)")
     return softmax_with_temperature(probabilities.mean(dim=0), temperature)
@@ -221,15 +238,15 @@ def entropy_reduction_average(probabilities, temperature: float = 0.1) -> torch.
 
 # --------------------------------------------------------------------------------- defence, attack
 
+@checked_arguments(scores=Tensor(min_rows=0), noise_std=NON_NEGATIVE, generator=Optional(Instance(torch.Generator)))
 def add_noise(scores, noise_std: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """``scores + noise_std * N(0, 1)``, element by element (``noise_std = 0``: unchanged)."""
-    if not (isinstance(noise_std, (int, float)) and np.isfinite(noise_std) and noise_std >= 0):
-        raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
     if noise_std == 0:
         return scores
     return scores + noise_std * torch.randn(scores.shape, generator=generator)
 
 
+@checked_arguments(scores=Tensor(ndim=2, finite=False), classes=Each(Integer(0)))
 def estimate_class_mix(scores, classes) -> torch.Tensor:
     """The attack: a party's private class mix guessed from the scores it published on public data.
 
@@ -246,11 +263,9 @@ def estimate_class_mix(scores, classes) -> torch.Tensor:
         ``(len(classes),)`` the estimated mix (sums to 1).
     """
     scores = as_logits(scores, "scores")
-    classes = torch.as_tensor(list(classes), dtype=torch.long)
-    if scores.ndim != 2:
-        raise ValueError(f"scores must be (samples, classes), got shape {tuple(scores.shape)}")
-    if len(classes) == 0 or classes.min() < 0 or classes.max() >= scores.shape[1]:
-        raise ValueError(f"classes must be column indices in [0, {scores.shape[1] - 1}], got {classes.tolist()}")
+    if max(classes) >= scores.shape[1]:
+        raise ValueError(f"classes must be column indices of scores, in [0, {scores.shape[1] - 1}], got {list(classes)}")
+    classes = torch.as_tensor(classes, dtype=torch.long)
     mean = F.softmax(scores, dim=-1).mean(dim=0)[classes]
     return mean / mean.sum()
 
@@ -272,12 +287,11 @@ class MethodRun:
     noise_std: float = 0.0
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        check_int_at_least(self.subset_size, "subset_size", 1)
-        if not list(self.parties):
-            raise ValueError("parties: a run needs at least one party")
-        add_noise(torch.zeros(1), self.noise_std)  # validates noise_std
+        check_fields(self, method=METHOD, parties=PARTIES, test_images=IMAGES, test_labels=LABELS,
+                     subset_size=Integer(1), seed=Integer(0), noise_std=NON_NEGATIVE)
+        if len(self.test_labels) != len(self.test_images):
+            raise ValueError(f"test_labels must give one label per test image ({len(self.test_images)}), got "
+                             f"{len(self.test_labels)}")
         if self.noise_std and self.method != "FedMD":
             raise ValueError(f"noise_std is the defence on FedMD's published logits; method {self.method!r} got "
                              f"noise_std = {self.noise_std!r}")
@@ -295,6 +309,11 @@ class MethodOptions:
     feddf_temperature: float = 1.0
     era_temperature: float = 0.1
 
+    def __post_init__(self):
+        check_fields(self, digest_epochs=Integer(0), revisit_epochs=Integer(0), digest_batch_size=Integer(1),
+                     fd_weight=NON_NEGATIVE, fd_temperature=POSITIVE, feddf_temperature=POSITIVE,
+                     era_temperature=POSITIVE)
+
 
 # Samples per forward pass when scoring: with dozens of stacked CNNs, a chunk of 64 images keeps
 # the activations in cache; measured on the 2-core CI machine at one thread, scoring 600 images with
@@ -302,13 +321,13 @@ class MethodOptions:
 SCORING_CHUNK = 64
 
 
+@checked_arguments(models=MODELS, images=Each(IMAGES))
 def logits_of_many(models, images) -> list[torch.Tensor]:
     """Each model's eval-mode logits on its own images, ``models[k]`` on ``images[k] (n_k, ...)``;
     models of one architecture (and ``n_k``) predict at once (:class:`~fedkd_lessons.engine.batched.ModelStack`),
     which equals :func:`~fedkd_lessons.engine.models.predict_logits` model by model up to float rounding."""
-    models, images = list(models), list(images)
-    if len(models) != len(images):
-        raise ValueError(f"give one image tensor per model ({len(models)}), got {len(images)}")
+    if len(images) != len(models):
+        raise ValueError(f"images must give one image tensor per model ({len(models)}), got {len(images)}")
     out: list = [None] * len(models)
     for group in group_by_architecture(models, extra=[len(x) for x in images]):
         logits = ModelStack.from_models([models[k] for k in group]).predict_logits(
@@ -318,17 +337,22 @@ def logits_of_many(models, images) -> list[torch.Tensor]:
     return out
 
 
+@checked_arguments(models=MODELS, sets=Each(Instance((tuple, list))))
 def accuracies(models, sets) -> np.ndarray:
     """``(K,)`` test accuracy of ``models[k]`` on ``sets[k] = (images, labels)``, models of one
     architecture at once (:func:`logits_of_many`)."""
-    models, sets = list(models), list(sets)
-    if len(models) != len(sets):
-        raise ValueError(f"give one test set per model ({len(models)}), got {len(sets)}")
+    if len(sets) != len(models):
+        raise ValueError(f"sets must give one test set per model ({len(models)}), got {len(sets)}")
+    for k, (images, labels) in enumerate(sets):
+        if len(labels) != len(images):
+            raise ValueError(f"sets[{k}] must give one label per image ({len(images)}), got {len(labels)}")
     logits = logits_of_many(models, [images for images, _ in sets])
     return np.array([float((z.argmax(dim=1) == torch.as_tensor(labels)).float().mean())
                      for z, (_, labels) in zip(logits, sets)])
 
 
+@checked_arguments(runs=Each(Instance(MethodRun)), servers=Each(Instance(torch.Generator)),
+                   noise=Each(Instance(torch.Generator)), public_images=IMAGES, options=Instance(MethodOptions))
 def methods_round(runs: list[MethodRun], servers: list[torch.Generator], noise: list[torch.Generator],
                   public_images: torch.Tensor, options: MethodOptions) -> None:
     """One round of every run in ``runs``, in place; steps shared across runs train together.
@@ -343,6 +367,13 @@ def methods_round(runs: list[MethodRun], servers: list[torch.Generator], noise: 
        T = 1), FedDF's on one averaged model per architecture, then copied to that architecture's parties;
     4. local: every party but FD's revisits its private data; FD's train with :func:`fd_loss`.
     """
+    if len(servers) != len(runs) or len(noise) != len(runs):
+        raise ValueError(f"servers and noise must give one generator per run ({len(runs)}), got {len(servers)} and "
+                         f"{len(noise)}")
+    for k, run in enumerate(runs):
+        if run.subset_size > len(public_images):
+            raise ValueError(f"runs[{k}].subset_size must be at most the public set's size {len(public_images)}, "
+                             f"got {run.subset_size}")
     subsets = []
     for run, server in zip(runs, servers):
         indices = torch.randperm(len(public_images), generator=server)[: run.subset_size]
@@ -402,6 +433,8 @@ def methods_round(runs: list[MethodRun], servers: list[torch.Generator], noise: 
         revisit(local, epochs=options.revisit_epochs)
 
 
+@checked_arguments(runs=Each(Instance(MethodRun)), public_images=IMAGES, rounds=Integer(0),
+                   options=Instance(MethodOptions), measure_every=Optional(Integer(1)))
 def run_methods_together(runs: list[MethodRun], public_images: torch.Tensor, *, rounds: int,
                          options: MethodOptions = MethodOptions(), measure_every: int | None = 1,
                          progress: bool | None = None, description: str = "rounds") -> list[FedMDHistory]:
@@ -414,9 +447,6 @@ def run_methods_together(runs: list[MethodRun], public_images: torch.Tensor, *, 
     models on the test set each round costs as much as a third of the round). ``history.settings["measured_rounds"]`` names the round of each row of
     ``history.accuracy``.
     """
-    check_int_at_least(rounds, "rounds", 0)
-    if measure_every is not None:
-        check_int_at_least(measure_every, "measure_every", 1)
     measured = sorted({0, rounds} | (set(range(0, rounds + 1, measure_every)) if measure_every else set()))
 
     def scores(runs) -> list[np.ndarray]:
@@ -448,6 +478,8 @@ def run_methods_together(runs: list[MethodRun], public_images: torch.Tensor, *, 
 
 # ------------------------------------------------------------------------------------------- bytes
 
+@checked_arguments(method=METHOD, models=MODELS, subset_size=Integer(1), labels_held=Integer(1), num_classes=Integer(1),
+                   bytes_per_number=Integer(1))
 def method_bytes_per_round(method: str, models, *, subset_size: int, labels_held: int,
                            num_classes: int = NUM_CLASSES, bytes_per_number: int = 4) -> int:
     """Bytes one round moves, uploads plus downloads over all ``m`` parties, counted like
@@ -459,13 +491,6 @@ def method_bytes_per_round(method: str, models, *, subset_size: int, labels_held
     - FedDF: weights up and the distilled model down, as FedAvg: ``2 sum_k |theta_k|``;
     - control: 0.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    check_int_at_least(subset_size, "subset_size", 1)
-    check_int_at_least(labels_held, "labels_held", 1)
-    check_int_at_least(num_classes, "num_classes", 1)
-    check_int_at_least(bytes_per_number, "bytes_per_number", 1)
-    models = list(models)
     m = len(models)
     numbers = {"FedMD": 2 * m * subset_size * num_classes, "DS-FL": 2 * m * subset_size * num_classes,
                "FD": 2 * m * labels_held * num_classes, "control": 0,
@@ -473,6 +498,7 @@ def method_bytes_per_round(method: str, models, *, subset_size: int, labels_held
     return numbers * bytes_per_number
 
 
+@checked_arguments(probabilities=Tensor(ndim=2))
 def mean_entropy(probabilities) -> float:
     """Mean entropy (nats) of the rows of ``(S, C)`` probabilities (lesson 1's :func:`entropy`)."""
-    return float(entropy(torch.as_tensor(probabilities)).mean())
+    return float(entropy(probabilities).mean())

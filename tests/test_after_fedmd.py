@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from fedkd_lessons.after_fedmd import (METHODS, MethodOptions, MethodRun, accuracies, add_noise, average_weights,
                                        entropy_reduction_average, estimate_class_mix, fd_loss, fd_tables, fd_teachers,
-                                       feddf_targets, logits_of_many, mean_entropy, method_bytes_per_round,
-                                       per_label_mean_logits, run_methods_together)
+                                       fd_train, feddf_targets, logits_of_many, mean_entropy, method_bytes_per_round,
+                                       methods_round, per_label_mean_logits, run_methods_together)
 from fedkd_lessons.fedmd import Party, bytes_per_round
 from fedkd_lessons.engine.models import accuracy, make_cnn, make_mlp, predict_logits
 
@@ -229,46 +229,123 @@ def test_fd_tables_are_per_label_means_of_the_private_logits():
 # ----------------------------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: per_label_mean_logits(torch.zeros(3, 2), torch.tensor([0, 1])), "logits must be \\(n, C\\)"),
+    (lambda: per_label_mean_logits(torch.zeros(3), torch.tensor([0, 1])), r"logits must have 2 dimension\(s\)"),
+    (lambda: per_label_mean_logits(torch.zeros(2, 2), torch.tensor([0.0, 1.0])), "labels must hold integers"),
     (lambda: per_label_mean_logits(torch.zeros(2, 2), torch.tensor([0, 5]), num_classes=3), "labels must lie in"),
-    (lambda: fd_teachers(torch.zeros(2, 3, 4), torch.zeros(2, 2)), "tables must be"),
+    (lambda: fd_teachers(torch.zeros(2, 3), torch.zeros(2, 3)), r"tables must have 3 dimension\(s\)"),
     (lambda: fd_teachers(torch.zeros(2, 3, 4), -torch.ones(2, 3)), "counts must be >= 0"),
-    (lambda: fd_loss(torch.zeros(2, 3), torch.tensor([0, 1]), torch.zeros(2, 4)), "teacher_logits"),
+    (lambda: fd_loss(torch.zeros(2, 3), torch.tensor([0, 1]), torch.zeros(2, 4)), r"logits \(2, 3\) and teacher_logits \(2, 4\)"),
     (lambda: fd_loss(torch.zeros(2, 3), torch.tensor([0, 1]), torch.zeros(2, 3), weight=-1.0), "weight must be"),
     (lambda: fd_loss(torch.zeros(2, 3), torch.tensor([0, 1]), torch.zeros(2, 3), temperature=0.0), "temperature"),
-    (lambda: average_weights([]), "models: give at least one"),
-    (lambda: average_weights([make_mlp((8,)), make_mlp((4,))]), "another architecture"),
+    (lambda: average_weights([]), "models must be a list or tuple of at least 1"),
+    (lambda: average_weights([make_mlp((8,)), make_mlp((4,))]), r"models\[1\] has another architecture"),
     (lambda: feddf_targets(torch.zeros(2, 3, 4), temperature=-1.0), "temperature"),
     (lambda: entropy_reduction_average(torch.full((2, 3, 4), 0.25), 0.0), "temperature"),
-    (lambda: entropy_reduction_average(torch.full((3, 4), 0.25)), "probabilities must have shape"),
-    (lambda: entropy_reduction_average(torch.zeros(2, 3, 4)), "rows summing to 1"),
+    (lambda: entropy_reduction_average(torch.full((3, 4), 0.25)), r"probabilities must have 3 dimension\(s\)"),
+    (lambda: entropy_reduction_average(torch.zeros(2, 3, 4)), "probabilities must be >= 0 with rows summing to 1"),
     (lambda: add_noise(torch.zeros(2), -1.0), "noise_std must be"),
     (lambda: add_noise(torch.zeros(2), float("nan")), "noise_std must be"),
-    (lambda: estimate_class_mix(torch.zeros(4), [1]), "scores must be"),
-    (lambda: estimate_class_mix(torch.zeros(4, 3), [3]), "classes must be column indices"),
-    (lambda: method_bytes_per_round("FedAvg", [], subset_size=1, labels_held=1), "method must be one of"),
-    (lambda: method_bytes_per_round("FD", [], subset_size=1, labels_held=0), "labels_held must be"),
-    (lambda: logits_of_many([make_mlp((8,))], []), "give one image tensor per model"),
+    (lambda: estimate_class_mix(torch.zeros(4), [1]), r"scores must have 2 dimension\(s\)"),
+    (lambda: estimate_class_mix(torch.zeros(4, 3), []), "classes must be a list or tuple of at least 1"),
+    (lambda: method_bytes_per_round("FedAvg", [make_mlp((8,))], subset_size=1, labels_held=1), "method must be one of"),
+    (lambda: method_bytes_per_round("FD", [make_mlp((8,))], subset_size=1, labels_held=0), "labels_held must be"),
+    (lambda: method_bytes_per_round("FD", [], subset_size=1, labels_held=1), "models must be a list or tuple"),
+    (lambda: mean_entropy(torch.full((4,), 0.25)), r"probabilities must have 2 dimension\(s\)"),
 ])
 def test_bad_input_is_named(call, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match="^" + message):
         call()
+
+
+# One test per check between arguments: each names the argument at fault.
+
+def test_labels_of_another_length_than_the_logits_are_rejected_by_name():
+    with pytest.raises(ValueError, match=r"^labels must give one label per row of logits \(3\), got 2"):
+        per_label_mean_logits(torch.zeros(3, 2), torch.tensor([0, 1]))
+
+
+def test_counts_of_another_shape_than_the_tables_are_rejected_by_name():
+    with pytest.raises(ValueError, match=r"^counts must be \(parties, labels\) = \(2, 3\)"):
+        fd_teachers(torch.zeros(2, 3, 4), torch.zeros(2, 2))
+
+
+def test_a_class_beyond_the_scores_columns_is_rejected_by_name():
+    with pytest.raises(ValueError, match=r"^classes must be column indices of scores, in \[0, 2\], got \[3\]"):
+        estimate_class_mix(torch.zeros(4, 3), [3])
+
+
+def test_images_not_one_per_model_are_rejected_by_name():
+    with pytest.raises(ValueError, match=r"^images must give one image tensor per model \(1\), got 2"):
+        logits_of_many([make_mlp((8,))], [torch.rand(2, 1, 8, 8)] * 2)
+
+
+def test_test_sets_not_one_per_model_are_rejected_by_name():
+    with pytest.raises(ValueError, match=r"^sets must give one test set per model \(1\), got 2"):
+        accuracies([make_mlp((8,))], [(torch.rand(2, 1, 8, 8), torch.tensor([0, 1]))] * 2)
+
+
+def test_a_test_set_with_labels_of_another_length_is_rejected_by_name():
+    with pytest.raises(ValueError, match=r"^sets\[0\] must give one label per image \(2\), got 3"):
+        accuracies([make_mlp((8,))], [(torch.rand(2, 1, 8, 8), torch.tensor([0, 1, 2]))])
+
+
+def test_fd_teachers_not_one_per_party_are_rejected_by_name():
+    parties, *_ = tiny_federation()
+    teachers, defined = fd_teachers(*fd_tables(parties))
+    with pytest.raises(ValueError, match=r"^teachers and defined must give one table per party \(3\), got 2 and 3"):
+        fd_train(parties, list(teachers[:2]), list(defined), epochs=1, weight=1.0, temperature=1.0)
+
+
+def test_fd_teachers_without_a_row_for_a_party_label_are_rejected_by_name():
+    parties, *_ = tiny_federation()
+    teachers, defined = fd_teachers(*fd_tables(parties))
+    with pytest.raises(ValueError, match=r"^teachers\[0\] must hold a row for every label of party 'a' \(up to 15\)"):
+        fd_train(parties, [t[:10] for t in teachers], [d[:10] for d in defined], epochs=1, weight=1.0, temperature=1.0)
+
+
+def test_generators_not_one_per_run_are_rejected_by_name():
+    parties, public, test_images, test_labels = tiny_federation()
+    runs = [MethodRun("FedMD", parties, test_images, test_labels, subset_size=20)]
+    with pytest.raises(ValueError, match=r"^servers and noise must give one generator per run \(1\), got 2 and 1"):
+        methods_round(runs, [torch.Generator()] * 2, [torch.Generator()], public, MethodOptions())
+
+
+def test_a_subset_larger_than_the_public_set_is_rejected_by_name_in_a_round():
+    parties, public, test_images, test_labels = tiny_federation()
+    runs = [MethodRun("FedMD", parties, test_images, test_labels, subset_size=41)]
+    with pytest.raises(ValueError, match=r"^runs\[0\].subset_size must be at most the public set's size 40, got 41"):
+        methods_round(runs, [torch.Generator()], [torch.Generator()], public, MethodOptions())
 
 
 def test_method_run_rejects_bad_settings():
     parties, public, test_images, test_labels = tiny_federation()
-    with pytest.raises(ValueError, match="method must be one of"):
+    with pytest.raises(ValueError, match="^method must be one of"):
         MethodRun("FedAvg", parties, test_images, test_labels)
-    with pytest.raises(ValueError, match="noise_std is the defence on FedMD"):
+    with pytest.raises(ValueError, match="^noise_std is the defence on FedMD"):
         MethodRun("FD", parties, test_images, test_labels, noise_std=1.0)
-    with pytest.raises(ValueError, match="subset_size must be"):
+    with pytest.raises(ValueError, match="^subset_size must be"):
         MethodRun("FedMD", parties, test_images, test_labels, subset_size=0)
-    with pytest.raises(ValueError, match="parties: a run needs"):
+    with pytest.raises(ValueError, match="^parties must be a list or tuple of at least 1"):
         MethodRun("FedMD", [], test_images, test_labels)
-    with pytest.raises(ValueError, match="subset_size must be at most"):
+    with pytest.raises(ValueError, match="^seed must be an integer >= 0"):
+        MethodRun("FedMD", parties, test_images, test_labels, seed=-1)
+    with pytest.raises(ValueError, match="^subset_size must be at most"):
         run_methods_together([MethodRun("FedMD", parties, test_images, test_labels, subset_size=41)], public, rounds=1)
-    with pytest.raises(ValueError, match="runs: give at least one"):
+    with pytest.raises(ValueError, match="^runs must be a list or tuple of at least 1"):
         run_methods_together([], public, rounds=1)
+
+
+def test_a_run_whose_test_labels_are_not_one_per_test_image_is_rejected_by_name():
+    parties, _, test_images, test_labels = tiny_federation()
+    with pytest.raises(ValueError, match=r"^test_labels must give one label per test image \(12\), got 11"):
+        MethodRun("FedMD", parties, test_images, test_labels[:11])
+
+
+def test_method_options_check_their_fields():
+    with pytest.raises(ValueError, match="^fd_weight must be a finite number >= 0"):
+        MethodOptions(fd_weight=-1.0)
+    with pytest.raises(ValueError, match="^era_temperature must be a finite number > 0"):
+        MethodOptions(era_temperature=0.0)
 
 
 def test_measuring_fewer_rounds_keeps_round_zero_and_the_last_and_the_same_numbers():

@@ -20,6 +20,9 @@ import importlib
 import math
 from dataclasses import dataclass, replace
 
+from fedkd_lessons.engine.validation import (Constraint, Each, Instance, Integer, OneOf, Real, check_fields,
+                                             checked_arguments)
+
 LESSON_MODULES = {
     "1": "lesson1_temperature",
     "2": "lesson2_distillation",
@@ -29,6 +32,32 @@ LESSON_MODULES = {
     "6": "lesson6_flower",
     "7": "lesson7_after_fedmd",
 }
+
+
+class Measured(Constraint):
+    """A measured number as ``float`` converts it (a Python or numpy number, a one-element tensor).
+    NaN and infinity are allowed: a claim whose value is not finite fails, it is not a bad call."""
+
+    description = "a number (NaN allowed)"
+
+    def check(self, value, name: str):
+        return float(super().check(value, name))
+
+    def accepts(self, value) -> bool:
+        if isinstance(value, (str, bytes)):
+            return False
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            return False
+        return True
+
+    def bad_examples(self) -> list:
+        return ["0.5", None, [1.0, 2.0]]
+
+
+STATEMENT, MEASURED, BOUND, UNIT = Instance(str), Measured(), Real(), Instance(str)
+LESSON = OneOf(*LESSON_MODULES)
 
 
 @dataclass(frozen=True)
@@ -44,6 +73,9 @@ class Claim:
     bound: float
     at_most: bool = False
     unit: str = ""
+
+    def __post_init__(self):
+        check_fields(self, statement=STATEMENT, value=MEASURED, bound=BOUND, at_most=Instance(bool), unit=UNIT)
 
     @property
     def holds(self) -> bool:
@@ -62,24 +94,28 @@ class Claim:
         return f"measured {self.value:.4g}{unit}, needs {relation} {self.bound:.4g}{unit}"
 
 
+CLAIMS = Each(Instance(Claim))
+
+
+@checked_arguments(statement=STATEMENT, value=MEASURED, bound=BOUND, unit=UNIT)
 def at_least(statement: str, value: float, bound: float, unit: str = "") -> Claim:
     """The claim that ``value`` is at least ``bound``."""
-    return Claim(statement, float(value), float(bound), at_most=False, unit=unit)
+    return Claim(statement, value, bound, at_most=False, unit=unit)
 
 
+@checked_arguments(statement=STATEMENT, value=MEASURED, bound=BOUND, unit=UNIT)
 def at_most(statement: str, value: float, bound: float, unit: str = "") -> Claim:
     """The claim that ``value`` is at most ``bound``."""
-    return Claim(statement, float(value), float(bound), at_most=True, unit=unit)
+    return Claim(statement, value, bound, at_most=True, unit=unit)
 
 
+@checked_arguments(claims=CLAIMS)
 def claim_verdicts(claims: list[Claim]) -> str:
     """One line per claim: ``holds: ...`` with no digits, or ``FAILS: ... (measured ...)``.
 
     While every claim holds, the text is the same on every machine, so a notebook can print it
     in an output-compared cell.
     """
-    if not claims:
-        raise ValueError("claims must hold at least one Claim, got none")
     lines = []
     for claim in claims:
         if claim.holds:
@@ -89,10 +125,9 @@ def claim_verdicts(claims: list[Claim]) -> str:
     return "\n".join(lines)
 
 
+@checked_arguments(claims=CLAIMS)
 def assert_claims(claims: list[Claim]) -> None:
     """Raise ``AssertionError`` naming every claim that fails, with its measured value."""
-    if not claims:
-        raise ValueError("claims must hold at least one Claim, got none")
     failed = [claim for claim in claims if not claim.holds]
     if failed:
         raise AssertionError(
@@ -100,13 +135,13 @@ def assert_claims(claims: list[Claim]) -> None:
         )
 
 
+@checked_arguments(lesson=LESSON)
 def claims_module(lesson: str):
-    """The experiments module of ``lesson`` ("1" ... "6")."""
-    if lesson not in LESSON_MODULES:
-        raise ValueError(f"lesson must be one of {sorted(LESSON_MODULES)}, got {lesson!r}")
+    """The experiments module of ``lesson`` ("1" ... "7")."""
     return importlib.import_module(f"fedkd_lessons.experiments.{LESSON_MODULES[lesson]}")
 
 
+@checked_arguments(lesson=LESSON, seeds=Each(Integer(0)))
 def spread_over_seeds(lesson: str, seeds: list[int]) -> dict[str, list[float]]:
     """Run ``lesson``'s claims experiment at its notebook settings once per seed and return,
     per claim, the measured values; print each claim's range and its bound."""

@@ -14,6 +14,31 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from fedkd_lessons.engine.validation import Constraint, Real, checked_arguments
+
+
+class PerSeed(Constraint):
+    """One finite number per seed, at least two of them (an interval needs two), as a float64 array.
+    (Not a ``Tensor``: that would round a list of Python floats to float32.)"""
+
+    description = "one finite number per seed, at least 2 seeds"
+
+    def check(self, value, name: str):
+        try:
+            values = np.asarray(value, dtype=float)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{name} must be {self.description}, got {value!r:.80}") from error
+        if values.ndim != 1:
+            raise ValueError(f"{name} must be 1-D, one number per seed, got shape {values.shape}")
+        if len(values) < 2:
+            raise ValueError(f"{name} must hold at least 2 seeds for an interval, got {len(values)}")
+        if not np.isfinite(values).all():
+            raise ValueError(f"{name} must be finite, got {int((~np.isfinite(values)).sum())} NaN or infinite value(s)")
+        return values
+
+    def bad_examples(self) -> list:
+        return ["one", [0.5], [[0.5, 0.6]], [0.5, float("nan")]]
+
 
 @dataclass(frozen=True)
 class PairedInterval:
@@ -39,6 +64,7 @@ class PairedInterval:
         return f"{100 * self.mean:+.1f} [{100 * self.low:+.1f}, {100 * self.high:+.1f}]"
 
 
+@checked_arguments(better=PerSeed(), worse=PerSeed(), confidence=Real(0, 1, closed="neither"))
 def paired_interval(better, worse, confidence: float = 0.95) -> PairedInterval:
     """The mean of ``better - worse`` over seeds and its Student-t interval,
     ``mean +- t_{(1 + c)/2, n - 1} * s / sqrt(n)`` with ``s`` the standard deviation (``n - 1``
@@ -48,16 +74,9 @@ def paired_interval(better, worse, confidence: float = 0.95) -> PairedInterval:
         better, worse: ``(n,)`` one number per seed each (e.g. mean accuracies), paired by seed.
         confidence: the interval's coverage ``c`` in (0, 1).
     """
-    better, worse = np.asarray(better, dtype=float), np.asarray(worse, dtype=float)
-    if better.shape != worse.shape or better.ndim != 1:
-        raise ValueError(f"better and worse must be 1-D and of one length (one number per seed), got shapes "
-                         f"{better.shape} and {worse.shape}")
-    if len(better) < 2:
-        raise ValueError(f"an interval needs at least 2 seeds, got {len(better)}")
-    if not (np.isfinite(better).all() and np.isfinite(worse).all()):
-        raise ValueError("better and worse must be finite")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    if len(better) != len(worse):
+        raise ValueError(f"worse must pair with better, one number per seed: better has {len(better)}, worse "
+                         f"{len(worse)}")
     differences = better - worse
     mean = float(differences.mean())
     half = float(stats.t.ppf((1 + confidence) / 2, len(differences) - 1) * differences.std(ddof=1)

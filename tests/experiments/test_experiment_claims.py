@@ -2,10 +2,12 @@
 
 import math
 
+import numpy as np
 import pytest
+import torch
 
 from fedkd_lessons.experiments.claims import (Claim, assert_claims, at_least, at_most, claim_verdicts,
-                                              claims_module)
+                                              claims_module, spread_over_seeds)
 
 
 def test_at_least_holds_at_and_above_the_bound_only():
@@ -47,15 +49,33 @@ def test_assert_claims_names_every_failing_claim():
 
 
 def test_empty_claim_lists_are_rejected():
-    with pytest.raises(ValueError, match="claims must hold at least one Claim"):
+    with pytest.raises(ValueError, match=r"^claims must be a list or tuple of at least 1 item\(s\), each a Claim"):
         claim_verdicts([])
-    with pytest.raises(ValueError, match="claims must hold at least one Claim"):
+    with pytest.raises(ValueError, match=r"^claims must be a list or tuple of at least 1 item\(s\), each a Claim"):
         assert_claims([])
 
 
 def test_unknown_lessons_are_rejected():
-    with pytest.raises(ValueError, match="lesson must be one of"):
+    with pytest.raises(ValueError, match="^lesson must be one of"):
         claims_module("9")
+    with pytest.raises(ValueError, match="^lesson must be one of"):
+        claims_module(5)  # the command line's lessons are strings
+
+
+def test_a_claim_takes_any_number_a_measurement_gives_nan_included():
+    assert at_least("x", np.float32(0.5), 0).value == 0.5 and at_most("x", torch.tensor(0.25), 1).value == 0.25
+    assert not at_least("x", math.nan, 0.0).holds  # a failed measurement is a failing claim, not a bad call
+    with pytest.raises(ValueError, match="^value must be a number"):
+        at_least("x", "0.5", 0.0)
+    with pytest.raises(ValueError, match="^bound must be a finite number"):
+        at_most("x", 0.5, math.nan)
+    with pytest.raises(ValueError, match="^statement must be a str"):
+        Claim(None, 0.5, 0.0)
+
+
+def test_spreading_over_no_seed_is_rejected():
+    with pytest.raises(ValueError, match=r"^seeds must be a list or tuple of at least 1"):
+        spread_over_seeds("1", [])
 
 
 def test_claims_are_frozen():

@@ -31,15 +31,27 @@ def test_interval_by_hand_and_verdicts():
 
 
 @pytest.mark.parametrize("better, worse, message", [
-    ([1.0], [0.0], "at least 2 seeds"),
-    ([1.0, 2.0], [0.0], "one number per seed"),
-    ([1.0, float("nan")], [0.0, 0.0], "finite"),
+    ([1.0], [0.0], "^better must hold at least 2 seeds"),
+    ([[1.0, 2.0]], [0.0, 0.5], "^better must be 1-D"),
+    ([1.0, float("nan")], [0.0, 0.0], "^better must be finite"),
+    ([1.0, 2.0], [0.0, "x"], "^worse must be one finite number per seed"),
 ])
 def test_bad_input_is_rejected(better, worse, message):
     with pytest.raises(ValueError, match=message):
         paired_interval(better, worse)
-    with pytest.raises(ValueError, match="confidence must be in"):
+    with pytest.raises(ValueError, match="^confidence must be a number in"):
         paired_interval([1.0, 2.0], [0.0, 0.5], confidence=1.0)
+
+
+def test_worse_of_another_length_than_better_is_rejected_by_name():
+    with pytest.raises(ValueError, match=r"^worse must pair with better, one number per seed: better has 3, worse 2"):
+        paired_interval([1.0, 2.0, 3.0], [0.0, 0.5])
+
+
+def test_a_list_of_python_floats_is_not_rounded_to_float32():
+    difference = 0.1 + 1e-9  # lost in float32
+    interval = paired_interval([difference, difference + 1e-9], [0.0, 0.0])
+    assert interval.differences.dtype == np.float64 and interval.differences[0] == difference
 
 
 def test_figure_draws_a_row_per_comparison_with_every_seed():
