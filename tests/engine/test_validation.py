@@ -24,7 +24,8 @@ DECLARED_MODULES = ("fedkd_lessons.temperature", "fedkd_lessons.distillation", "
                     "fedkd_lessons.adaptation", "fedkd_lessons.fedmd", "fedkd_lessons.engine.training",
                     "fedkd_lessons.engine.models", "fedkd_lessons.engine.batched", "fedkd_lessons.engine.seeding",
                     "fedkd_lessons.data.digits", "fedkd_lessons.data.partition", "fedkd_lessons.data.letters",
-                    "fedkd_lessons.data.paper_scale", "fedkd_lessons.experiments.lesson4_springs")
+                    "fedkd_lessons.data.paper_scale", "fedkd_lessons.experiments.lesson4_springs",
+                    "fedkd_lessons.after_fedmd", "fedkd_lessons.experiments.claims", "fedkd_lessons.experiments.intervals")
 
 NOTHING_TO_CHECK = {
     "fedkd_lessons.temperature.strongest_lookalikes": "reads a resemblance_table's output",
@@ -45,6 +46,9 @@ NOTHING_TO_CHECK = {
                                             "adapt_all check the fisher and the lambda before training",
     "fedkd_lessons.fedmd.consensus_loss": "runs on every mini-batch as digest's loss; digest declares kind and "
                                           "temperature before training",
+    "fedkd_lessons.after_fedmd.fd_loss": "runs on every mini-batch as fd_train's loss: checks weight and temperature "
+                                         "inline; fd_train declares both before training",
+    "fedkd_lessons.experiments.claims.main": "argparse checks the command line (the lesson among its choices, int seeds)",
 }
 
 
