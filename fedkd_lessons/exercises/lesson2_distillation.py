@@ -42,8 +42,11 @@ def check_distillation_loss(loss_fn, omitted_class_run=None):
 
     got = _scalar(loss_fn(student, teacher, targets, 4.0, 0.0), "loss_fn(..., alpha=0)")
     if not math.isclose(got, float(F.cross_entropy(student, targets)), rel_tol=1e-4, abs_tol=1e-6):
+        hint = ("that is the soft term alone: alpha weights the soft term and (1 − alpha) the cross-entropy, "
+                "not the other way round." if math.isclose(got, float(_soft_term(student, teacher, 4.0)), rel_tol=1e-4)
+                else "The hard term uses the raw logits, not logits / T.")
         raise Wrong(f"with alpha = 0 the loss should be the plain cross-entropy at T = 1, "
-                    f"{float(F.cross_entropy(student, targets)):.4f}, got {got:.4f}. The hard term uses the raw logits, not logits / T.")
+                    f"{float(F.cross_entropy(student, targets)):.4f}, got {got:.4f}. {hint}")
 
     for temperature in (1.0, 4.0):
         got = _scalar(loss_fn(student, teacher, targets, temperature, 1.0), f"loss_fn(..., T={temperature:g}, alpha=1)")
@@ -142,17 +145,25 @@ def _bias_case():
     return torch.stack(logits), torch.tensor(labels)
 
 
+def _reject_an_index(got, shifts, expected) -> None:
+    """An integer answer that is the position of the right shift in ``shifts`` (``argmax``'s result)."""
+    if isinstance(got, int) and got != expected and 0 <= got < len(shifts) and shifts[got] == expected:
+        raise Wrong(f"you returned {got}, the position of the best shift in `shifts`; return the shift itself, "
+                    f"shifts[{got}] = {expected:g}.")
+
+
 @checker("You pick the bias shift with the best overall validation accuracy, the smallest one on a tie.")
 def check_bias_shift_choice(choose_fn) -> None:
     """Lesson 2: ``choose_fn(logits (N, C), labels (N,), class_index, shifts) -> best shift (float)``."""
     logits, labels = _bias_case()
-    shifts = [0.0, 1.0, 2.0, 3.0, 4.0, 6.0]
+    shifts = [0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0]  # the best, 2.0, is not at position 2: an index is told apart
     expected, accuracies = choose_bias_shift(logits, labels, 3, shifts)
     got = choose_fn(logits.clone(), labels.clone(), 3, list(shifts))
     if isinstance(got, torch.Tensor) and got.numel() == 1:
         got = got.item()
     if not isinstance(got, (int, float)):
         raise Wrong(f"return one shift (a number from `shifts`), got {type(got).__name__}.")
+    _reject_an_index(got, shifts, expected)
     if got not in shifts:
         raise Wrong(f"return one of the candidate shifts, not an accuracy or an index; got {got!r}.")
     if got != expected:
@@ -170,6 +181,7 @@ def check_bias_shift_choice(choose_fn) -> None:
     got = choose_fn(tie_logits, tie_labels, 3, [2.0, 0.0, 1.0])
     if isinstance(got, torch.Tensor):
         got = got.item()
+    _reject_an_index(got, [2.0, 0.0, 1.0], 0.0)
     if got != 0.0:
         raise Wrong(f"when several shifts tie (here every shift up to 2 keeps all four digits right), return the "
                     f"smallest, 0; got {got!r}.")

@@ -1,3 +1,7 @@
+"""Lesson 2's checkers against answers written here (torch.nn.functional's own KL and cross-entropy,
+Eq. 2 in closed form, accuracies counted here), each first checked on values worked by hand, never
+against the package's distillation module; each typical mistake gets feedback that names it."""
+
 import math
 
 import pytest
@@ -5,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from fedkd_lessons.exercises import check_bias_shift_choice, check_distillation_loss, check_soft_gradient
+from fedkd_lessons.exercises.lesson2_distillation import _bias_case
 
 
 def unsolved(*args):
@@ -31,6 +36,20 @@ def test_soft_kl_reference_by_hand():
     # KL(p || q) = 3/4 log(3/2) + 1/4 log(1/2).
     teacher, student = torch.tensor([[math.log(3), 0.0]]), torch.zeros(1, 2)
     assert float(soft_kl(student, teacher, 1.0)) == pytest.approx(0.75 * math.log(1.5) + 0.25 * math.log(0.5))
+
+
+def test_right_loss_by_hand():
+    # Teacher p = (3/4, 1/4), student q = (1/2, 1/2), label 0 (CE = ln 2); KL(p || q) = 3/4 ln(3/2) + 1/4 ln(1/2).
+    kl = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
+    student, label = torch.zeros(1, 2), torch.tensor([0])
+    # T = 1, alpha = 1/2: (KL + ln 2) / 2 = 0.41198
+    assert float(right_loss(student, torch.tensor([[math.log(3), 0.0]]), label, 1.0, 0.5)) == pytest.approx(
+        0.5 * kl + 0.5 * math.log(2))
+    # T = 2 with teacher logits (2 ln 3, 0): the same p at T = 2, and the soft term is T² KL = 4 KL
+    assert float(right_loss(student, torch.tensor([[2 * math.log(3), 0.0]]), label, 2.0, 1.0)) == pytest.approx(4 * kl)
+    # two examples, the second with p = q: batchmean halves the first example's KL
+    pair = torch.tensor([[math.log(3), 0.0], [0.0, 0.0]])
+    assert float(right_loss(torch.zeros(2, 2), pair, torch.tensor([0, 1]), 1.0, 1.0)) == pytest.approx(kl / 2)
 
 
 def test_loss_checker_runs_the_omitted_class_experiment_with_the_learners_loss():
@@ -87,10 +106,25 @@ def test_loss_checker_rejects_reversed_kl():
 
 
 def test_loss_checker_rejects_hard_term_at_temperature_t_and_swapped_weights():
-    assert "raw logits" in check_distillation_loss(
-        lambda s, t, y, T, a: a * T**2 * soft_kl(s, t, T) + (1 - a) * F.cross_entropy(s / T, y)).message
-    assert not check_distillation_loss(
-        lambda s, t, y, T, a: (1 - a) * T**2 * soft_kl(s, t, T) + a * F.cross_entropy(s, y)).passed
+    feedback = check_distillation_loss(
+        lambda s, t, y, T, a: a * T**2 * soft_kl(s, t, T) + (1 - a) * F.cross_entropy(s / T, y))
+    assert not feedback.passed and "raw logits" in feedback.message
+    feedback = check_distillation_loss(lambda s, t, y, T, a: (1 - a) * T**2 * soft_kl(s, t, T) + a * F.cross_entropy(s, y))
+    assert not feedback.passed and "not the other way round" in feedback.message
+
+
+def test_loss_checker_rejects_a_loss_per_example_and_an_unsoftened_student():
+    def per_example(s, t, y, T, a):
+        return a * T**2 * soft_kl(s, t, T, "none").sum(1) + (1 - a) * F.cross_entropy(s, y, reduction="none")
+
+    def student_at_t_1(s, t, y, T, a):
+        kl = F.kl_div(F.log_softmax(s, dim=1), F.softmax(t / T, dim=1), reduction="batchmean")
+        return a * T**2 * kl + (1 - a) * F.cross_entropy(s, y)
+
+    feedback = check_distillation_loss(per_example)
+    assert not feedback.passed and "average over the examples" in feedback.message
+    feedback = check_distillation_loss(student_at_t_1)
+    assert not feedback.passed and "T = 4" in feedback.message and "both softened at T" in feedback.message
 
 
 def test_loss_checker_rejects_naive_softmax_then_log_on_large_logits():
@@ -107,6 +141,16 @@ def closed_form(z, v, T):
     return (torch.softmax(z / T, dim=0) - torch.softmax(v / T, dim=0)) / T
 
 
+def test_closed_form_gradient_by_hand():
+    # z = (0, 0), v = (ln 3, 0) at T = 1: q - p = (1/2 - 3/4, 1/2 - 1/4) = (-1/4, 1/4).
+    zeros = torch.zeros(2, dtype=torch.float64)
+    assert closed_form(zeros, torch.tensor([math.log(3), 0.0], dtype=torch.float64), 1.0).tolist() == pytest.approx(
+        [-0.25, 0.25])
+    # v = (2 ln 3, 0) at T = 2: the same q - p, divided by T = 2.
+    assert closed_form(zeros, torch.tensor([2 * math.log(3), 0.0], dtype=torch.float64), 2.0).tolist() == pytest.approx(
+        [-0.125, 0.125])
+
+
 def test_gradient_checker_accepts_eq2_and_reports_unsolved():
     assert check_soft_gradient(closed_form).passed
     assert check_soft_gradient(unsolved).status == "not solved"
@@ -118,18 +162,52 @@ def test_gradient_checker_rejects_missing_one_over_t_flipped_sign_and_t_squared_
     assert "gradient of T²·C" in check_soft_gradient(lambda z, v, T: closed_form(z, v, T) * T**2).message
 
 
+def test_gradient_checker_rejects_a_summed_gradient_and_a_gradient_without_softening():
+    assert "return 10 partial derivatives" in check_soft_gradient(lambda z, v, T: closed_form(z, v, T).sum()).message
+    feedback = check_soft_gradient(lambda z, v, T: (torch.softmax(z, dim=0) - torch.softmax(v, dim=0)) / T)
+    assert not feedback.passed and "at T = 3" in feedback.message and "q = softmax(z/T)" in feedback.message
+
+
 def accuracy_after(logits, labels, class_index, shift, sign=1.0):
     shifted = logits.clone()
     shifted[:, class_index] += sign * shift
     return (shifted.argmax(1) == labels).float().mean().item()
 
 
-def test_bias_checker_accepts_reference_and_reports_unsolved():
-    def best_overall(logits, labels, class_index, shifts):  # written here, not the package's choose_bias_shift
-        return max(sorted(shifts), key=lambda s: (accuracy_after(logits, labels, class_index, s), -s))
+def best_overall(logits, labels, class_index, shifts):  # written here, not the package's choose_bias_shift
+    return max(sorted(shifts), key=lambda s: (accuracy_after(logits, labels, class_index, s), -s))
 
+
+def test_the_checkers_bias_case_by_hand():
+    # Three 3s trailing the 8 logit by 1.5, 1.8, 3.5; three 8s whose 3 logit trails by 3.0, 2.5, 2.2; a 0, 1, 2
+    # with logit 5. Shift s: a 3 is right once s > its margin; an 8 stays right while s < its gap (on a tie
+    # argmax takes class 3, the first); the 0, 1, 2 stay right while s < 5. Out of 9:
+    # s = 0, 0.5, 1: 0 + 3 + 3 = 6; s = 2: 2 + 3 + 3 = 8 (the best); s = 3: 2 + 0 + 3 = 5; s = 4: 3 + 0 + 3 = 6;
+    # s = 6: 3 + 0 + 0 = 3.
+    logits, labels = _bias_case()
+    shifts = [0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0]
+    assert [round(9 * accuracy_after(logits, labels, 3, s)) for s in shifts] == [6, 6, 6, 8, 5, 6, 3]
+    assert best_overall(logits, labels, 3, shifts) == 2.0
+
+
+def test_bias_checker_accepts_reference_and_reports_unsolved():
     assert check_bias_shift_choice(best_overall).passed
     assert check_bias_shift_choice(unsolved).status == "not solved"
+
+
+def test_bias_checker_states_the_hand_worked_accuracies_of_a_wrong_shift():
+    # shift 0 gets 6 of 9 right, shift 2 gets 8 of 9 (test_the_checkers_bias_case_by_hand)
+    feedback = check_bias_shift_choice(lambda logits, labels, class_index, shifts: shifts[0])
+    assert not feedback.passed and "shift 0 gives validation accuracy 0.67, but 2 gives 0.89" in feedback.message
+
+
+def test_bias_checker_rejects_the_position_of_the_best_shift():
+    def argmax_position(logits, labels, class_index, shifts):
+        accuracies = [accuracy_after(logits, labels, class_index, s) for s in shifts]
+        return max(range(len(shifts)), key=lambda k: (accuracies[k], -shifts[k]))
+
+    feedback = check_bias_shift_choice(argmax_position)
+    assert not feedback.passed and "the position of the best shift" in feedback.message
 
 
 def test_bias_checker_rejects_maximising_only_the_omitted_class_recall():
