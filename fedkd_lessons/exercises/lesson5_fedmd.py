@@ -44,6 +44,9 @@ def check_fedmd_round_bytes(bytes_fn) -> None:
         if got == expected:
             continue
         case = f"for {num_parties} parties, S = {subset_size}, C = {num_classes}, {width} bytes per number"
+        if width != 4 and got == expected / width * 4:  # before the half: at 8 bytes, 4 gives half the count
+            raise Wrong(f"{case} you count {got:,}: that is 4 bytes per number whatever bytes_per_number says; "
+                        "multiply by bytes_per_number.")
         if got == expected / 2:
             raise Wrong(f"{case} you count {got:,} bytes, half the right number: each party also downloads the consensus.")
         if got == expected / width:
