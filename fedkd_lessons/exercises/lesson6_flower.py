@@ -19,6 +19,8 @@ def check_aggregate_replies(aggregate_fn) -> None:
     got = as_tensor_answer(aggregate_fn({0: a, 1: b, 2: c}), "aggregate_fn(three replies)")
     if torch.allclose(got.sum(dim=-1), torch.ones(5), atol=1e-4):
         raise Wrong("your rows sum to 1: the server averages the raw logits, without a softmax.")
+    if got.shape == (5, 16) and torch.allclose(got, a + b + c, atol=1e-4):
+        raise Wrong("you summed the logits; divide by the number of parties that replied (the mean).")
     assert_close_answer(got, (a + b + c) / 3, "three parties that all replied", "Average the logits over the parties.")
     got = as_tensor_answer(aggregate_fn({0: a, 1: None, 2: c}), "aggregate_fn(one silent party)")
     if got.shape == (5, 16) and torch.allclose(got, (a + c) / 3, atol=1e-5):
@@ -54,6 +56,9 @@ def check_close_round(close_fn) -> None:
             raise Wrong(f"{case} you return {got!r}, but the time is up with too few replies: the round fails.")
         if expected == "close" and replied == addressed:
             raise Wrong(f"{case} you return {got!r}: everybody replied, so close the round.")
+        if expected == "close" and got == "wait" and since_minimum is not None and since_minimum >= grace:
+            raise Wrong(f"{case} you return 'wait', but the grace period after the minimum is over: close the round "
+                        "with the replies that came.")
         raise Wrong(f"{case} you return {got!r}, expected {expected!r}.")
 
 
