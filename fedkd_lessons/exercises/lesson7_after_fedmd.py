@@ -38,6 +38,8 @@ def check_entropy_reduction(era_fn) -> None:
         raise Wrong("you sharpened each party's probabilities and then averaged; average first, then sharpen.")
     if torch.allclose(got, F.softmax(plain * 0.1, dim=-1), atol=1e-5):
         raise Wrong("you multiplied by T; divide by it (a small T sharpens).")
+    if torch.allclose(got, F.softmax(probabilities.sum(dim=0) / 0.1, dim=-1), atol=1e-5):
+        raise Wrong("you summed the parties' probabilities; average them (divide by the number of parties m).")
     assert_close_answer(got, expected, "five parties at T = 0.1", "The target is softmax((1/m) Σ_k p_k / T).")
     assert_close_answer(as_tensor_answer(era_fn(probabilities, 2.0), "era_fn(probabilities, 2.0)"),
                         entropy_reduction_average(probabilities, 2.0), "T = 2", "Use the temperature you are given.")
@@ -68,5 +70,9 @@ def check_fd_teachers(teachers_fn) -> None:
     if torch.allclose(got, everyone_else, atol=1e-5):
         raise Wrong("you average over all other parties, also those that hold none of the label "
                     "(count 0, their row is meaningless); average only over the holders.")
+    weights = counts.to(tables.dtype).unsqueeze(-1)  # every (k, y) of this case has another holder: no 0 / 0
+    by_count = ((tables * weights).sum(0, keepdim=True) - tables * weights) / (weights.sum(0, keepdim=True) - weights)
+    if torch.allclose(got, by_count, atol=1e-5):
+        raise Wrong("you weighted the other holders by their counts; every holder counts once (equal weight per party).")
     assert_close_answer(got, expected, "four parties, some without a label",
                         "For party k and label y: the mean of tables[j, y] over j != k with counts[j, y] > 0.")
