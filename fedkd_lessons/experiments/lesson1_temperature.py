@@ -11,7 +11,8 @@ from fedkd_lessons.data.digits import ImageSplit, load_digits_split
 from fedkd_lessons.engine.models import accuracy, make_mlp, predict_logits
 from fedkd_lessons.temperature import entropy, softmax_with_temperature
 from fedkd_lessons.engine.training import train
-from fedkd_lessons.engine.validation import check_int_at_least, check_positive_finite
+from fedkd_lessons.engine.validation import (POSITIVE, Each, Instance, Integer, Tensor, check_fields,
+                                             checked_arguments)
 from fedkd_lessons.experiments.claims import Claim, at_least, at_most
 
 
@@ -29,18 +30,11 @@ class Settings:
     dark_knowledge_temperature: float = 4.0
 
     def __post_init__(self):
-        check_int_at_least(self.seed, "seed", 0)
-        check_int_at_least(self.hidden_units, "hidden_units", 1)
-        check_int_at_least(self.epochs, "epochs", 1)
-        check_positive_finite(self.lr, "lr")
-        check_int_at_least(self.batch_size, "batch_size", 1)
-        if len(self.entropy_temperatures) < 2:
-            raise ValueError(f"entropy_temperatures needs at least two temperatures, got {self.entropy_temperatures!r}")
-        for temperature in self.entropy_temperatures:
-            check_positive_finite(temperature, "entropy_temperatures")
+        check_fields(self, seed=Integer(0), hidden_units=Integer(1), epochs=Integer(1), lr=POSITIVE,
+                     batch_size=Integer(1), entropy_temperatures=Each(POSITIVE, min_length=2),
+                     dark_knowledge_temperature=POSITIVE)
         if list(self.entropy_temperatures) != sorted(set(self.entropy_temperatures)):
             raise ValueError(f"entropy_temperatures must be increasing, got {self.entropy_temperatures!r}")
-        check_positive_finite(self.dark_knowledge_temperature, "dark_knowledge_temperature")
 
 
 @dataclass
@@ -53,6 +47,11 @@ class TemperatureResult:
     test_accuracy: float
 
 
+SETTINGS = Instance(Settings)
+DIGITS = Instance(ImageSplit)
+
+
+@checked_arguments(digits=DIGITS, settings=SETTINGS)
 def train_model(digits: ImageSplit, settings: Settings, progress: bool | None = None) -> torch.nn.Module:
     """The lesson's MLP trained on the digits; ``settings.seed`` fixes its initial weights and batches."""
     torch.manual_seed(settings.seed)
@@ -63,18 +62,21 @@ def train_model(digits: ImageSplit, settings: Settings, progress: bool | None = 
     return model
 
 
+@checked_arguments(model=Instance(torch.nn.Module), digits=DIGITS, settings=SETTINGS)
 def result_of(model: torch.nn.Module, digits: ImageSplit, settings: Settings) -> TemperatureResult:
     """What the claims need from a trained model."""
     return TemperatureResult(settings, predict_logits(model, digits.test_images), digits.test_labels,
                              accuracy(model, digits.test_images, digits.test_labels))
 
 
+@checked_arguments(settings=SETTINGS)
 def run_claims_experiment(settings: Settings) -> TemperatureResult:
     """Train the lesson's model at ``settings`` and return its test logits."""
     digits = load_digits_split()
     return result_of(train_model(digits, settings, progress=False), digits, settings)
 
 
+@checked_arguments(result=Instance(TemperatureResult))
 def claims(result: TemperatureResult) -> list[Claim]:
     """What lesson 1's prose says about the softened softmax of its trained model."""
     logits, settings = result.logits, result.settings
@@ -115,10 +117,23 @@ def claims(result: TemperatureResult) -> list[Claim]:
 LOOKALIKES = ((1, 8), (2, 3))
 
 
+@checked_arguments(logits=Tensor(ndim=2, dtype="float"), labels=Tensor(ndim=1, dtype="integer"), temperature=POSITIVE,
+                   pairs=Each(Each(Integer(0), min_length=2)))
 def similarity_margins(logits: torch.Tensor, labels: torch.Tensor, temperature: float,
                        pairs=LOOKALIKES) -> list[float]:
     """For each ``(c, d)`` in ``pairs``: the mean softened probability of class ``d`` over the test
     digits of class ``c``, minus the largest such mean of any other wrong class."""
+    if len(labels) != len(logits):
+        raise ValueError(f"labels must give one label per row of logits ({len(logits)}), got {len(labels)}")
+    num_classes = logits.shape[1]
+    if num_classes < 3:
+        raise ValueError(f"logits must have 3 or more classes (a pair and another wrong class), got {num_classes}")
+    for true_class, lookalike, *rest in pairs:
+        if rest or true_class == lookalike or max(true_class, lookalike) >= num_classes:
+            raise ValueError(f"pairs must be (class, another class) pairs of classes in [0, {num_classes - 1}], got "
+                             f"{(true_class, lookalike, *rest)}")
+        if not (labels == true_class).any():
+            raise ValueError(f"labels must hold a digit of class {true_class} (pairs averages over them), got none")
     probabilities = softmax_with_temperature(logits, temperature)
     margins = []
     for true_class, lookalike in pairs:

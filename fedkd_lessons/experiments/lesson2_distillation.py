@@ -22,7 +22,8 @@ from fedkd_lessons.engine.seeding import seed_everything
 from fedkd_lessons.temperature import softmax_with_temperature
 from fedkd_lessons.engine.progress import progress_bar
 from fedkd_lessons.engine.training import train
-from fedkd_lessons.engine.validation import check_fraction, check_int_at_least, check_positive_finite
+from fedkd_lessons.engine.validation import (FRACTION, POSITIVE, Callable, Each, Instance, Integer, Optional, Real,
+                                             Tensor, check_fields, checked_arguments)
 from fedkd_lessons.experiments.claims import Claim, at_least, at_most
 from fedkd_lessons.experiments.intervals import paired_interval
 
@@ -33,18 +34,11 @@ SEED_STRIDE = 10_000
 HARD, PSEUDO, SOFT = "hard labels", "pseudo-labels", "soft targets"
 
 
-def _check_sizes(values, name: str) -> None:
-    if len(values) == 0:
-        raise ValueError(f"{name} needs at least one entry, got {values!r}")
-    for value in values:
-        check_int_at_least(value, name, 1)
+SIZES = Each(Integer(1))
+SHARE = Real(0, 1, closed="neither")  # a split that leaves something on both sides
 
 
-def _check_increasing_positive(values, name: str, minimum: int = 2) -> None:
-    if len(values) < minimum:
-        raise ValueError(f"{name} needs at least {minimum} values, got {values!r}")
-    for value in values:
-        check_positive_finite(value, name)
+def _check_increasing(values, name: str) -> None:
     if list(values) != sorted(set(values)):
         raise ValueError(f"{name} must be increasing, got {values!r}")
 
@@ -97,53 +91,19 @@ class Settings:
     shifts: tuple[float, ...] = tuple(0.5 * k for k in range(21))  # bias shifts tried: 0, 0.5, ..., 10
 
     def __post_init__(self):
-        check_int_at_least(self.seed, "seed", 0)
-        fraction = check_fraction(self.validation_fraction, "validation_fraction")
-        if not 0 < fraction < 1:
-            raise ValueError(f"validation_fraction must be strictly between 0 and 1, got {fraction!r}")
-        check_int_at_least(self.batch_size, "batch_size", 1)
-        check_positive_finite(self.lr, "lr")
-        _check_sizes(self.teacher_hidden, "teacher_hidden")
-        check_fraction(self.teacher_dropout, "teacher_dropout")
-        if self.teacher_dropout >= 1:
-            raise ValueError(f"teacher_dropout must be below 1 (1 drops every unit), got {self.teacher_dropout!r}")
-        check_int_at_least(self.teacher_epochs, "teacher_epochs", 1)
-        check_positive_finite(self.teacher_lr, "teacher_lr")
-        check_int_at_least(self.probe_hidden, "probe_hidden", 1)
-        check_int_at_least(self.probe_batch, "probe_batch", 1)
-        check_positive_finite(self.probe_temperature, "probe_temperature")
-        _check_increasing_positive(self.gradient_temperatures, "gradient_temperatures", minimum=3)
-        _check_increasing_positive(self.matching_temperatures, "matching_temperatures", minimum=3)
-        check_int_at_least(self.student_seeds, "student_seeds", 1)
-        _check_sizes(self.student_sizes, "student_sizes")
-        check_int_at_least(self.student_epochs, "student_epochs", 1)
-        check_positive_finite(self.temperature, "temperature")
-        check_fraction(self.alpha, "alpha")
-        check_int_at_least(self.ensemble_size, "ensemble_size", 1)
-        check_int_at_least(self.member_hidden, "member_hidden", 1)
-        check_int_at_least(self.member_epochs, "member_epochs", 1)
-        check_positive_finite(self.member_lr, "member_lr")
-        share = check_fraction(self.teacher_share, "teacher_share")
-        if not 0 < share < 1:
-            raise ValueError(f"teacher_share must be strictly between 0 and 1, got {share!r}")
-        _check_sizes(self.labelled_counts, "labelled_counts")
-        check_int_at_least(self.few_label_hidden, "few_label_hidden", 1)
-        check_int_at_least(self.steps, "steps", 1)
-        _check_increasing_positive(self.sweep_temperatures, "sweep_temperatures", minimum=1)
-        if len(self.sweep_alphas) == 0:
-            raise ValueError("sweep_alphas needs at least one value, got ()")
-        for value in self.sweep_alphas:
-            check_fraction(value, "sweep_alphas")
-        check_int_at_least(self.sweep_epochs, "sweep_epochs", 1)
-        if isinstance(self.omitted_class, bool) or not isinstance(self.omitted_class, int) \
-                or not 0 <= self.omitted_class < NUM_CLASSES:
-            raise ValueError(f"omitted_class must be a class index in [0, {NUM_CLASSES - 1}], got {self.omitted_class!r}")
-        check_int_at_least(self.omitted_hidden, "omitted_hidden", 1)
-        check_positive_finite(self.omitted_temperature, "omitted_temperature")
-        check_int_at_least(self.omitted_epochs, "omitted_epochs", 1)
-        if len(self.shifts) == 0 or not all(
-                isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) for s in self.shifts):
-            raise ValueError(f"shifts must be a non-empty tuple of finite numbers, got {self.shifts!r}")
+        check_fields(self, seed=Integer(0), validation_fraction=SHARE, batch_size=Integer(1), lr=POSITIVE,
+                     teacher_hidden=SIZES, teacher_dropout=Real(0, 1, closed="left"), teacher_epochs=Integer(1),
+                     teacher_lr=POSITIVE, probe_hidden=Integer(1), probe_batch=Integer(1), probe_temperature=POSITIVE,
+                     gradient_temperatures=Each(POSITIVE, min_length=3),
+                     matching_temperatures=Each(POSITIVE, min_length=3),
+                     student_seeds=Integer(1), student_sizes=SIZES, student_epochs=Integer(1), temperature=POSITIVE,
+                     alpha=FRACTION, ensemble_size=Integer(1), member_hidden=Integer(1), member_epochs=Integer(1),
+                     member_lr=POSITIVE, teacher_share=SHARE, labelled_counts=SIZES, few_label_hidden=Integer(1),
+                     steps=Integer(1), sweep_temperatures=Each(POSITIVE), sweep_alphas=Each(FRACTION),
+                     sweep_epochs=Integer(1), omitted_class=Integer(0, NUM_CLASSES - 1), omitted_hidden=Integer(1),
+                     omitted_temperature=POSITIVE, omitted_epochs=Integer(1), shifts=Each(Real()))
+        for name in ("gradient_temperatures", "matching_temperatures", "sweep_temperatures"):
+            _check_increasing(getattr(self, name), name)
 
     def derived_seed(self, offset: int) -> int:
         """The seed of one random stream of the lesson: ``seed * SEED_STRIDE + offset``."""
@@ -173,6 +133,29 @@ class LessonData:
     test_labels: torch.Tensor
 
 
+SETTINGS = Instance(Settings)
+DATA = Instance(LessonData)
+LOGITS = Tensor(ndim=2, dtype="float")
+LABELS = Tensor(ndim=1, dtype="integer")
+TEMPERATURES = Each(POSITIVE)
+SEED = Integer(0)
+MODEL = Instance(nn.Module)
+
+
+def _check_teacher_rows(teacher_logits: torch.Tensor, data: LessonData) -> None:
+    """The teacher's logits are on the transfer set: one row per transfer digit."""
+    if len(teacher_logits) != len(data.images):
+        raise ValueError(f"teacher_logits must give one row per transfer digit of data ({len(data.images)}), got "
+                         f"{len(teacher_logits)}")
+
+
+def _check_same_shape(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> None:
+    if teacher_logits.shape != student_logits.shape:
+        raise ValueError(f"teacher_logits must have the student's shape {tuple(student_logits.shape)} (the same digits "
+                         f"and classes), got {tuple(teacher_logits.shape)}")
+
+
+@checked_arguments(digits=Instance(ImageSplit), settings=SETTINGS)
 def split_data(digits: ImageSplit, settings: Settings) -> LessonData:
     """The training digits split (stratified, ``settings.seed``) into transfer set and validation."""
     transfer, validation = stratified_indices(digits.train_labels.numpy(), settings.validation_fraction,
@@ -182,33 +165,42 @@ def split_data(digits: ImageSplit, settings: Settings) -> LessonData:
                       digits.test_images, digits.test_labels)
 
 
+@checked_arguments(settings=SETTINGS)
 def make_splits(settings: Settings) -> LessonData:
     """The offline digits (fixed train/test split) with the lesson's transfer / validation split."""
     return split_data(load_digits_split(), settings)
 
 
+@checked_arguments(hidden=SIZES, seed=SEED, dropout=Real(0, 1, closed="left"))
 def fresh_mlp(hidden, seed: int, dropout: float = 0.0) -> nn.Sequential:
     """An MLP whose initial weights ``seed`` fixes (a separate generator fixes the batch order)."""
     torch.manual_seed(seed)
     return make_mlp(tuple(hidden), dropout=dropout)
 
 
+@checked_arguments(students=Each(MODEL), sets=Each(Instance(tuple)), generators=Each(Instance(torch.Generator)),
+                   epochs=Integer(0), lr=POSITIVE, batch_size=Integer(1), loss_fn=Optional(Callable()))
 def train_together(students: list[nn.Module], sets: list[tuple], generators: list[torch.Generator], *, epochs: int,
                    lr: float, batch_size: int, loss_fn=None) -> ModelStack:
     """Train ``students`` (one architecture) at once, student ``k`` on ``sets[k]`` with batches from
     ``generators[k]``: the batched engine, equal to training them one by one with ``train``."""
+    if len(sets) != len(students) or len(generators) != len(students):
+        raise ValueError(f"sets and generators must give one per student ({len(students)}), got {len(sets)} and "
+                         f"{len(generators)}")
     stack = ModelStack.from_models(students)
     train_stack(stack, StackedData.from_sets(sets), epochs=epochs, lr=lr, batch_size=batch_size, loss_fn=loss_fn,
                 generators=generators, progress=False)
     return stack
 
 
+@checked_arguments(temperature=POSITIVE, alpha=FRACTION)
 def distillation_per_example(temperature: float, alpha: float):
     """:func:`distillation_loss` at ``temperature`` and ``alpha``, one loss per example (the
     engine's loss convention); targets ``(teacher_logits, labels)`` or ``(teacher_logits,)``."""
     return functools.partial(distillation_loss, temperature=temperature, alpha=alpha, reduction="none")
 
 
+@checked_arguments(data=DATA, settings=SETTINGS)
 def train_teacher(data: LessonData, settings: Settings, progress: bool | None = None) -> nn.Sequential:
     """Section 1: the wide teacher with dropout, trained on the transfer set."""
     teacher = fresh_mlp(settings.teacher_hidden, settings.derived_seed(TEACHER), dropout=settings.teacher_dropout)
@@ -218,6 +210,7 @@ def train_teacher(data: LessonData, settings: Settings, progress: bool | None = 
     return teacher
 
 
+@checked_arguments(data=DATA, settings=SETTINGS)
 def probe_logits(data: LessonData, settings: Settings) -> torch.Tensor:
     """An untrained student's logits on the first ``probe_batch`` transfer digits (sections 2-3)."""
     student = fresh_mlp((settings.probe_hidden,), settings.derived_seed(PROBE))
@@ -227,30 +220,38 @@ def probe_logits(data: LessonData, settings: Settings) -> torch.Tensor:
 # --- Sections 2-3: the gradient of the soft term, closed forms against autograd ----------------
 
 
+@checked_arguments(student_logits=LOGITS, teacher_logits=LOGITS, temperature=POSITIVE)
 def soft_gradient(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Autograd's gradient of the soft term (``alpha = 1``) of :func:`distillation_loss` w.r.t. the
     student's logits ``(N, C)``."""
+    _check_same_shape(student_logits, teacher_logits)
     z = student_logits.detach().clone().requires_grad_(True)
     distillation_loss(z, teacher_logits, temperature=temperature, alpha=1.0).backward()
     return z.grad
 
 
+@checked_arguments(student_logits=LOGITS, teacher_logits=LOGITS, temperature=POSITIVE)
 def closed_form_soft_gradient(student_logits, teacher_logits, temperature: float) -> torch.Tensor:
     """``T (q - p) / N``: the T^2 times Hinton's Eq. 2, averaged over the batch."""
+    _check_same_shape(student_logits, teacher_logits)
     q = softmax_with_temperature(student_logits.detach(), temperature)
     p = softmax_with_temperature(teacher_logits.detach(), temperature)
     return temperature * (q - p) / len(student_logits)
 
 
+@checked_arguments(student_logits=LOGITS, teacher_logits=LOGITS, temperatures=TEMPERATURES)
 def soft_gradient_norms(student_logits, teacher_logits, temperatures) -> tuple[np.ndarray, np.ndarray]:
     """Norms of the soft gradient at each temperature: ``(without T^2, with T^2)``."""
     with_t2 = np.array([float(soft_gradient(student_logits, teacher_logits, t).norm()) for t in temperatures])
     return with_t2 / np.asarray(temperatures, dtype=float) ** 2, with_t2
 
 
+@checked_arguments(z=Tensor(ndim=1, dtype="float"), v=Tensor(ndim=1, dtype="float"), temperatures=TEMPERATURES)
 def logit_matching_gaps(z, v, temperatures) -> np.ndarray:
     """For one example: ``|| T (q - p) - (z - v)/C || / ||(z - v)/C||`` at each temperature, with
     ``z`` and ``v`` centred first (Eq. 4 holds for zero-mean logits)."""
+    if v.shape != z.shape:
+        raise ValueError(f"v must have the shape of z {tuple(z.shape)} (one logit per class), got {tuple(v.shape)}")
     z = z - z.mean()
     v = v - v.mean()
     matching = (z - v) / len(z)
@@ -272,8 +273,10 @@ class GradientChecks:
     teacher_spread: float
 
 
+@checked_arguments(student_logits=LOGITS, teacher_logits=LOGITS, settings=SETTINGS)
 def gradient_checks(student_logits, teacher_logits, settings: Settings) -> GradientChecks:
     """The T^2 check, the gradient norms over T and the logit-matching limit."""
+    _check_same_shape(student_logits, teacher_logits)
     t = settings.probe_temperature
     closed = closed_form_soft_gradient(student_logits, teacher_logits, t)
     gap = float((soft_gradient(student_logits, teacher_logits, t) - closed).abs().max())
@@ -287,6 +290,7 @@ def gradient_checks(student_logits, teacher_logits, settings: Settings) -> Gradi
 # --- Section 4a: the same transfer set, hard labels vs soft targets ----------------------------
 
 
+@checked_arguments(data=DATA, settings=SETTINGS, size=Integer(1), index=Integer(0))
 def hard_label_student(data: LessonData, settings: Settings, size: int, index: int) -> nn.Sequential:
     """Section 4a's student of ``size`` hidden units and student seed ``index``, on the hard labels."""
     student = fresh_mlp((size,), settings.derived_seed(STUDENT + index))
@@ -295,8 +299,10 @@ def hard_label_student(data: LessonData, settings: Settings, size: int, index: i
     return student
 
 
+@checked_arguments(data=DATA, teacher_logits=LOGITS, settings=SETTINGS, size=Integer(1), index=Integer(0))
 def soft_target_student(data: LessonData, teacher_logits, settings: Settings, size: int, index: int) -> nn.Sequential:
     """The same student (same initial weights, same batches) distilled from ``teacher_logits``."""
+    _check_teacher_rows(teacher_logits, data)
     student = fresh_mlp((size,), settings.derived_seed(STUDENT + index))
     train_student(student, data.images, teacher_logits, data.labels, temperature=settings.temperature,
                   alpha=settings.alpha, epochs=settings.student_epochs, lr=settings.lr,
@@ -304,12 +310,14 @@ def soft_target_student(data: LessonData, teacher_logits, settings: Settings, si
     return student
 
 
+@checked_arguments(data=DATA, teacher_logits=LOGITS, settings=SETTINGS)
 def same_set_students(data: LessonData, teacher_logits: torch.Tensor, settings: Settings,
                       progress: bool | None = None) -> dict[int, dict[str, np.ndarray]]:
     """Section 4a: test accuracy per student size and method (hard labels, soft targets), one entry
     per student seed, every student trained on the same transfer set. Each student is the one
     :func:`hard_label_student` / :func:`soft_target_student` make; the seeds of one size and
     method train at once (:mod:`fedkd_lessons.engine.batched`)."""
+    _check_teacher_rows(teacher_logits, data)
     seeds = range(settings.student_seeds)
     sets = {HARD: (data.images, data.labels), SOFT: (data.images, teacher_logits, data.labels)}
     losses = {HARD: None, SOFT: distillation_per_example(settings.temperature, settings.alpha)}
@@ -341,6 +349,7 @@ class EnsembleTeacher:
     pseudo_labels: torch.Tensor
 
 
+@checked_arguments(data=DATA, settings=SETTINGS)
 def train_ensemble_teacher(data: LessonData, settings: Settings, progress: bool | None = None) -> EnsembleTeacher:
     """Split the transfer set (stratified) and train ``ensemble_size`` MLPs on the teacher's half."""
     teacher_half, pool = stratified_indices(data.labels.numpy(), 1 - settings.teacher_share,
@@ -356,19 +365,23 @@ def train_ensemble_teacher(data: LessonData, settings: Settings, progress: bool 
     return EnsembleTeacher(ensemble, members, teacher_half, pool, pool_teacher_logits, pool_teacher_logits.argmax(1))
 
 
+@checked_arguments(count=Integer(1), settings=SETTINGS)
 def epochs_for(count: int, settings: Settings) -> int:
     """Epochs that give at least ``steps`` optimiser steps on ``count`` digits (the same budget for
     every method, however many digits it sees)."""
-    check_int_at_least(count, "count", 1)
     return math.ceil(settings.steps / math.ceil(count / settings.batch_size))
 
 
+@checked_arguments(data=DATA, teacher=Instance(EnsembleTeacher), settings=SETTINGS)
 def few_label_students(data: LessonData, teacher: EnsembleTeacher, settings: Settings,
                        progress: bool | None = None) -> dict[int, dict[str, np.ndarray]]:
     """Section 4b: per number of labelled digits and student seed, three 32-unit students from the
     same initial weights and batch stream: on the labelled digits alone (hard labels); on the whole
     pool with true labels where known and the teacher's argmax elsewhere (pseudo-labels); and the
     same plus the teacher's soft targets (soft targets). Returns test accuracies, one per seed."""
+    if max(settings.labelled_counts) > len(teacher.pool):
+        raise ValueError(f"settings.labelled_counts must be at most the students' pool of teacher ({len(teacher.pool)} "
+                         f"digits), got {max(settings.labelled_counts)}")
     pool_images, pool_labels = data.images[teacher.pool], data.labels[teacher.pool]
     seeds = range(settings.student_seeds)
     options = dict(lr=settings.lr, batch_size=settings.batch_size)
@@ -403,10 +416,12 @@ def few_label_students(data: LessonData, teacher: EnsembleTeacher, settings: Set
 # --- Section 5: the T x alpha sweep -------------------------------------------------------------
 
 
+@checked_arguments(data=DATA, teacher_logits=LOGITS, settings=SETTINGS)
 def temperature_alpha_sweep(data: LessonData, teacher_logits, settings: Settings,
                             progress: bool | None = None) -> dict[int, np.ndarray]:
     """Validation accuracy per student size, a grid ``(len(sweep_alphas), len(sweep_temperatures))``;
     one student seed for every cell (the same initial weights and batches), Hinton's setting."""
+    _check_teacher_rows(teacher_logits, data)
     cells = [(i, j) for i in range(len(settings.sweep_alphas)) for j in range(len(settings.sweep_temperatures))]
     grids = {}
     for size in progress_bar(settings.student_sizes, progress, description="sweep"):
@@ -430,10 +445,14 @@ def temperature_alpha_sweep(data: LessonData, teacher_logits, settings: Settings
 # --- Section 6: the omitted class ---------------------------------------------------------------
 
 
+@checked_arguments(logits=Tensor(ndim=2), labels=LABELS, class_index=Integer(0))
 def errors(logits, labels, class_index: int) -> tuple[int, int]:
     """``(errors overall, errors on the digits of class_index)`` of ``logits`` ``(N, C)`` against ``labels``."""
-    labels = torch.as_tensor(labels)
-    wrong = torch.as_tensor(logits).argmax(1) != labels
+    if len(labels) != len(logits):
+        raise ValueError(f"labels must give one label per row of logits ({len(logits)}), got {len(labels)}")
+    if class_index >= logits.shape[1]:
+        raise ValueError(f"class_index must be a class of logits, in [0, {logits.shape[1] - 1}], got {class_index}")
+    wrong = logits.argmax(1) != labels
     return int(wrong.sum()), int(wrong[labels == class_index].sum())
 
 
@@ -450,6 +469,7 @@ class OmittedClassResult:
     chosen_shift: float
 
 
+@checked_arguments(student=MODEL, data=DATA, settings=SETTINGS, kept=Integer(0), removed=Integer(0))
 def shift_on_validation(student: nn.Module, data: LessonData, settings: Settings, kept: int,
                         removed: int) -> OmittedClassResult:
     """The student's test and validation logits and the bias shift of ``omitted_class`` that
@@ -460,6 +480,7 @@ def shift_on_validation(student: nn.Module, data: LessonData, settings: Settings
                               val_accuracy.numpy(), chosen)
 
 
+@checked_arguments(data=DATA, teacher_logits=LOGITS, settings=SETTINGS)
 def omitted_class_students(data: LessonData, teacher_logits, settings: Settings,
                            progress: bool | None = None) -> dict[str, list[OmittedClassResult]]:
     """Section 6 over ``student_seeds`` seeds: on the transfer set without ``omitted_class``, a
@@ -467,6 +488,7 @@ def omitted_class_students(data: LessonData, teacher_logits, settings: Settings,
     and the same student (same initial weights, same batches) on the hard labels of the digits it
     has; each then gets the bias shift of the omitted class chosen on the validation split.
     Returns ``{SOFT: [result per seed], HARD: [...]}``."""
+    _check_teacher_rows(teacher_logits, data)
     c = settings.omitted_class
     kept = data.labels != c
     seeds = range(settings.student_seeds)
@@ -483,6 +505,7 @@ def omitted_class_students(data: LessonData, teacher_logits, settings: Settings,
     return results
 
 
+@checked_arguments(loss_fn=Callable(), data=DATA, teacher_logits=LOGITS, settings=SETTINGS)
 def omitted_class_share_with(loss_fn, data: LessonData, teacher_logits, settings: Settings) -> float:
     """Section 6's experiment with another distillation loss (lesson 2, exercise 1): the first seed's
     64-unit student, trained on the transfer set without ``omitted_class`` by minimising
@@ -490,6 +513,7 @@ def omitted_class_share_with(loss_fn, data: LessonData, teacher_logits, settings
     and ``alpha = 1``, then given the bias shift chosen on validation. Returns the share of the
     test digits of ``omitted_class`` it gets right (the lesson's distilled students: most of them;
     a loss that ignores the teacher: none)."""
+    _check_teacher_rows(teacher_logits, data)
     c = settings.omitted_class
     kept = data.labels != c
     student = fresh_mlp((settings.omitted_hidden,), settings.derived_seed(OMITTED_STUDENTS))
@@ -497,18 +521,24 @@ def omitted_class_share_with(loss_fn, data: LessonData, teacher_logits, settings
     def loss(logits, teacher, targets):
         return loss_fn(logits, teacher, targets, settings.omitted_temperature, 1.0)
 
-    train(student, data.images[kept], (torch.as_tensor(teacher_logits)[kept], data.labels[kept]),
+    train(student, data.images[kept], (teacher_logits[kept], data.labels[kept]),
           epochs=settings.omitted_epochs, lr=settings.lr, batch_size=settings.batch_size, loss_fn=loss,
           generator=settings.generator(OMITTED_STUDENTS), progress=False)
     result = shift_on_validation(student, data, settings, int(kept.sum()), int((~kept).sum()))
     return class_share_right(result, data.test_labels, c, shifted=True)
 
 
+@checked_arguments(result=Instance(OmittedClassResult), labels=LABELS, class_index=Integer(0), shifted=Instance(bool))
 def class_share_right(result: OmittedClassResult, labels, class_index: int, shifted: bool) -> float:
     """The share of the test digits of ``class_index`` the student gets right, before or after its shift."""
+    if len(labels) != len(result.test_logits):
+        raise ValueError(f"labels must give one label per test digit of result ({len(result.test_logits)}), got "
+                         f"{len(labels)}")
+    if not (labels == class_index).any():
+        raise ValueError(f"labels must hold a digit of class_index {class_index} to score, got none")
     logits = shift_class_logit(result.test_logits, class_index, result.chosen_shift) if shifted else result.test_logits
     _, wrong = errors(logits, labels, class_index)
-    return 1 - wrong / int((torch.as_tensor(labels) == class_index).sum())
+    return 1 - wrong / int((labels == class_index).sum())
 
 
 # --- The claims ---------------------------------------------------------------------------------
@@ -527,6 +557,7 @@ class DistillationResult:
     test_labels: torch.Tensor
 
 
+@checked_arguments(settings=SETTINGS)
 def run_claims_experiment(settings: Settings) -> DistillationResult:
     """Sections 1-4 and 6 at ``settings``. The sweep of section 5 (one seed per cell) is shown in the
     notebook, but the prose draws no conclusion from it, so it is not run here."""
@@ -546,6 +577,7 @@ def _points(accuracies) -> float:
     return 100 * float(np.mean(accuracies))
 
 
+@checked_arguments(result=Instance(DistillationResult))
 def claims(result: DistillationResult) -> list[Claim]:
     """What lesson 2's prose says, each as a measured number against a bound from seeds 0-9."""
     s, g = result.settings, result.gradients

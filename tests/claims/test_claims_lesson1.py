@@ -21,8 +21,8 @@ def test_the_claims_hold_on_another_seed():
     ("epochs", 0, "epochs must be an integer >= 1"),
     ("lr", 0.0, "lr must be a finite number > 0"),
     ("batch_size", 0, "batch_size must be an integer >= 1"),
-    ("entropy_temperatures", (1.0,), "entropy_temperatures needs at least two"),
-    ("entropy_temperatures", (1.0, -2.0), "entropy_temperatures must be a finite number > 0"),
+    ("entropy_temperatures", (1.0,), r"entropy_temperatures must be a list or tuple of at least 2 item\(s\)"),
+    ("entropy_temperatures", (1.0, -2.0), r"entropy_temperatures\[1\] must be a finite number > 0"),
     ("entropy_temperatures", (4.0, 1.0), "entropy_temperatures must be increasing"),
     ("dark_knowledge_temperature", float("inf"), "dark_knowledge_temperature must be a finite number > 0"),
 ])
