@@ -25,7 +25,8 @@ DECLARED_MODULES = ("fedkd_lessons.temperature", "fedkd_lessons.distillation", "
                     "fedkd_lessons.engine.models", "fedkd_lessons.engine.batched", "fedkd_lessons.engine.seeding",
                     "fedkd_lessons.data.digits", "fedkd_lessons.data.partition", "fedkd_lessons.data.letters",
                     "fedkd_lessons.data.paper_scale", "fedkd_lessons.experiments.lesson4_springs",
-                    "fedkd_lessons.after_fedmd", "fedkd_lessons.experiments.claims", "fedkd_lessons.experiments.intervals")
+                    "fedkd_lessons.after_fedmd", "fedkd_lessons.experiments.claims", "fedkd_lessons.experiments.intervals",
+                    "fedkd_lessons.experiments.lesson1_temperature", "fedkd_lessons.experiments.lesson2_distillation")
 
 NOTHING_TO_CHECK = {
     "fedkd_lessons.temperature.strongest_lookalikes": "reads a resemblance_table's output",
