@@ -16,7 +16,8 @@ from fedkd_lessons.data.digits import ImageSplit, load_digits_split
 from fedkd_lessons.fedavg import FedAvgHistory, FedAvgSettings, class_accuracies, fedavg_round, run_fedavg
 from fedkd_lessons.engine.models import accuracy, make_mlp
 from fedkd_lessons.engine.progress import progress_bar
-from fedkd_lessons.engine.validation import FRACTION, POSITIVE, Each, Integer, Real, check_fields
+from fedkd_lessons.engine.validation import (FRACTION, POSITIVE, Each, Instance, Integer, Optional, Real, check_fields,
+                                             checked_arguments)
 from fedkd_lessons.experiments.claims import Claim, at_least, at_most
 from fedkd_lessons.experiments.intervals import PairedInterval, paired_interval
 
@@ -108,6 +109,24 @@ class Settings:
         return make_mlp(hidden=(self.hidden_units,))
 
 
+# the declared forms of the arguments the functions share
+DIGITS = Instance(ImageSplit)
+SETTINGS = Instance(Settings)
+FEDERATION = Instance(Federation)
+FEDERATIONS = Instance(dict)  # concentration -> Federation, as make_federations returns them
+HISTORY = Instance(FedAvgHistory)
+RUNS = Instance(dict)  # concentration (or run name) -> FedAvgRun
+DESCRIPTION = Instance(str)
+
+
+def _check_holds(name: str, mapping: dict, keys, what: str) -> None:
+    """``mapping`` (argument ``name``) holds every one of ``keys`` (``what`` says what they are)."""
+    missing = [key for key in keys if key not in mapping]
+    if missing:
+        raise ValueError(f"{name} must hold {what} {list(keys)}, got {list(mapping)} (missing {missing})")
+
+
+@checked_arguments(digits=DIGITS, settings=SETTINGS)
 def make_federations(digits: ImageSplit, settings: Settings) -> dict[float, Federation]:
     """The training digits dealt out to ``num_clients`` clients at each of the three concentrations:
     :func:`fedkd_lessons.data.partition.make_federation`, with ``partition_retries`` draws allowed."""
@@ -118,12 +137,14 @@ def make_federations(digits: ImageSplit, settings: Settings) -> dict[float, Fede
             for concentration in settings.concentrations}
 
 
+@checked_arguments(federation=FEDERATION)
 def client_labels(federation: Federation) -> list[np.ndarray]:
     """Each client's labels, local train and local test together: all the data it holds."""
     return [np.concatenate([y_train.numpy(), y_test.numpy()])
             for (_, y_train), (_, y_test) in zip(federation.train, federation.test)]
 
 
+@checked_arguments(federation=FEDERATION)
 def partition_statistics(federation: Federation) -> dict:
     """What a partition looks like, from the numpy seeds alone (no training): the class skew, the
     median share of a client's largest class, and the local training sizes."""
@@ -133,6 +154,7 @@ def partition_statistics(federation: Federation) -> dict:
     return dict(skew=class_skew(labels, NUM_CLASSES), top_share=float(top_share), train_sizes=sizes)
 
 
+@checked_arguments(federation=FEDERATION)
 def client_main_classes(federation: Federation) -> np.ndarray:
     """``(K,)`` the class each client holds most of in its local training set."""
     return np.array([int(np.bincount(y.numpy(), minlength=NUM_CLASSES).argmax()) for _, y in federation.train])
@@ -155,10 +177,14 @@ class RoundTrace:
     central_accuracy: np.ndarray  # (rows,)
 
 
+@checked_arguments(federation=FEDERATION, digits=DIGITS, settings=SETTINGS)
 def trace_round(federation: Federation, digits: ImageSplit, settings: Settings) -> RoundTrace:
     """``warmup_rounds`` ordinary FedAvg rounds, then one more (:func:`fedkd_lessons.fedavg.fedavg_round`)
     with only the ``trace_clients``, each training ``local_epochs`` on its own data from the same
     global weights; the server averages them, weighted by their sizes."""
+    if max(settings.trace_clients) >= len(federation.train):
+        raise ValueError(f"settings.trace_clients must name clients of the federation (below {len(federation.train)}), "
+                         f"got {settings.trace_clients!r}")
     start_model = run_fedavg(settings.model, federation.train, replace(settings.fedavg, rounds=settings.warmup_rounds),
                              seed=settings.seed, progress=False).model
     traced = StackedData.from_sets([federation.train[k] for k in settings.trace_clients])
@@ -187,6 +213,8 @@ class FedAvgRun:
     class_accuracy: np.ndarray  # (C,)
 
 
+@checked_arguments(federation=FEDERATION, digits=DIGITS, settings=SETTINGS, description=DESCRIPTION,
+                   fedavg=Optional(Instance(FedAvgSettings)))
 def run_federation(federation: Federation, digits: ImageSplit, settings: Settings, description: str,
                    fedavg: FedAvgSettings | None = None, progress: bool | None = None) -> FedAvgRun:
     """FedAvg on ``federation`` with ``fedavg`` (default the lesson's plain ``settings.fedavg``; the
@@ -197,39 +225,49 @@ def run_federation(federation: Federation, digits: ImageSplit, settings: Setting
     return FedAvgRun(result.history, class_accuracies(result.model, *central_test, num_classes=NUM_CLASSES))
 
 
+@checked_arguments(federations=FEDERATIONS, digits=DIGITS, settings=SETTINGS)
 def run_partition_runs(federations: dict[float, Federation], digits: ImageSplit, settings: Settings,
                        progress: bool | None = None) -> dict[float, FedAvgRun]:
     """Plain FedAvg on each federation: the same seed, so the same initial model and the same
     client choices; the partition is the only difference."""
+    _check_holds("federations", federations, settings.concentrations, "the federations at settings' concentrations")
     return {concentration: run_federation(federation, digits, settings, f"FedAvg, alpha = {concentration:g}",
                                           progress=progress)
             for concentration, federation in federations.items()}
 
 
+@checked_arguments(history=HISTORY, settings=SETTINGS)
 def clip_norm_from(history: FedAvgHistory, settings: Settings) -> float:
     """The DP clipping norm S: the ``clip_quantile`` of the run's update norms, to two decimals
     (the paper's S = 15 is for ResNet-18; an update's norm depends on the model)."""
+    if not history.update_norms:
+        raise ValueError("history must hold the update norms of at least one round, got none")
     return float(np.round(np.quantile(np.concatenate(history.update_norms), settings.clip_quantile), 2))
 
 
+@checked_arguments(sigma=POSITIVE)
 def dp_name(sigma: float) -> str:
     return f"dp (sigma = {sigma:g})"
 
 
+@checked_arguments(settings=SETTINGS)
 def iid_median_name(settings: Settings) -> str:
     return f"median, alpha = {settings.iid_concentration:g}"
 
 
+@checked_arguments(settings=SETTINGS)
 def median(settings: Settings) -> FedAvgSettings:
     """The lesson's FedAvg with the coordinate-wise median as the server's rule."""
     return replace(settings.fedavg, aggregator="median")
 
 
+@checked_arguments(settings=SETTINGS, clip_norm=POSITIVE, sigma=POSITIVE)
 def dp(settings: Settings, clip_norm: float, sigma: float) -> FedAvgSettings:
     """The lesson's FedAvg with DP-style aggregation: clip at ``clip_norm``, noise ``sigma``."""
     return replace(settings.fedavg, aggregator="dp", clip_norm=clip_norm, noise_std=sigma)
 
 
+@checked_arguments(skewed=FEDERATION, digits=DIGITS, settings=SETTINGS, clip_norm=POSITIVE)
 def skewed_aggregator_runs(skewed: Federation, digits: ImageSplit, settings: Settings, clip_norm: float,
                            progress: bool | None = None) -> dict[str, FedAvgRun]:
     """The skewed federation under the median and under DP-style FedAvg at each of ``dp_sigmas``."""
@@ -240,10 +278,13 @@ def skewed_aggregator_runs(skewed: Federation, digits: ImageSplit, settings: Set
     return runs
 
 
+@checked_arguments(federations=FEDERATIONS, digits=DIGITS, settings=SETTINGS, clip_norm=POSITIVE)
 def run_aggregator_runs(federations: dict[float, Federation], digits: ImageSplit, settings: Settings,
                         clip_norm: float, progress: bool | None = None) -> dict[str, FedAvgRun]:
     """:func:`skewed_aggregator_runs`, and the near-i.i.d. federation under the median; the same seed
     as the plain runs they are compared with."""
+    _check_holds("federations", federations, (settings.skewed_concentration, settings.iid_concentration),
+                 "the federations at settings' skewed and i.i.d. concentrations")
     runs = skewed_aggregator_runs(federations[settings.skewed_concentration], digits, settings, clip_norm, progress)
     runs[iid_median_name(settings)] = run_federation(federations[settings.iid_concentration], digits, settings,
                                                      iid_median_name(settings), median(settings), progress)
@@ -271,6 +312,7 @@ class SeedHeadlines:
         }
 
 
+@checked_arguments(digits=DIGITS, settings=SETTINGS)
 def headline_runs(digits: ImageSplit, settings: Settings, progress: bool | None = None) -> dict[str, float]:
     """At ``settings.seed``: FedAvg on the near-i.i.d. and the skewed federation, and the skewed one
     under the median and DP at both sigmas (S from that seed's own plain run); each run's central
@@ -286,10 +328,15 @@ def headline_runs(digits: ImageSplit, settings: Settings, progress: bool | None 
     return {name: run.history.global_accuracy_over_last(settings.last_rounds) for name, run in runs.items()}
 
 
+@checked_arguments(digits=DIGITS, settings=SETTINGS, runs=RUNS, aggregator_runs=RUNS)
 def headlines_over_seeds(digits: ImageSplit, settings: Settings, runs: dict[float, FedAvgRun],
                          aggregator_runs: dict[str, FedAvgRun], progress: bool | None = None) -> SeedHeadlines:
     """:func:`headline_runs` on the seeds after ``settings.seed``; ``settings.seed`` itself is read
     from ``runs`` and ``aggregator_runs``, the runs the lesson already made (nothing is trained twice)."""
+    _check_holds("runs", runs, (settings.skewed_concentration, settings.iid_concentration),
+                 "the plain runs at settings' skewed and i.i.d. concentrations")
+    _check_holds("aggregator_runs", aggregator_runs, ["median", *(dp_name(sigma) for sigma in settings.dp_sigmas)],
+                 "the runs")
     last = settings.last_rounds
     first = {"FedAvg": runs[settings.skewed_concentration].history.global_accuracy_over_last(last),
              "FedAvg, i.i.d.": runs[settings.iid_concentration].history.global_accuracy_over_last(last),
@@ -315,15 +362,20 @@ class FederatedResult:
     over_seeds: SeedHeadlines
 
 
+@checked_arguments(settings=SETTINGS, federations=FEDERATIONS, trace=Instance(RoundTrace), runs=RUNS,
+                   clip_norm=POSITIVE, aggregator_runs=RUNS, over_seeds=Instance(SeedHeadlines))
 def result_of(settings: Settings, federations: dict[float, Federation], trace: RoundTrace,
               runs: dict[float, FedAvgRun], clip_norm: float, aggregator_runs: dict[str, FedAvgRun],
               over_seeds: SeedHeadlines) -> FederatedResult:
     """Gather what the notebook (or :func:`run_claims_experiment`) computed."""
+    _check_holds("federations", federations, (settings.skewed_concentration,), "the federation at settings' skewed "
+                 "concentration")
     return FederatedResult(settings, {c: partition_statistics(f) for c, f in federations.items()},
                            client_main_classes(federations[settings.skewed_concentration]), trace, runs, clip_norm,
                            aggregator_runs, over_seeds)
 
 
+@checked_arguments(settings=SETTINGS)
 def run_claims_experiment(settings: Settings) -> FederatedResult:
     """Every experiment lesson 3's prose draws conclusions from, at ``settings``."""
     digits = load_digits_split()
@@ -336,17 +388,20 @@ def run_claims_experiment(settings: Settings) -> FederatedResult:
     return result_of(settings, federations, trace, runs, clip_norm, aggregator_runs, over_seeds)
 
 
+@checked_arguments(history=HISTORY, level=FRACTION)
 def first_round_at(history: FedAvgHistory, level: float) -> int:
     """The first round whose global model reaches ``level`` on the central test set (the number of
     rounds plus one if none does: a run that never gets there is later than any that does)."""
     return next((r for r, acc in enumerate(history.global_accuracy) if acc >= level), len(history.global_accuracy))
 
 
+@checked_arguments(history=HISTORY)
 def largest_drop(history: FedAvgHistory) -> float:
     """The largest fall of the central test accuracy from one round to the next."""
     return float(-np.diff(history.global_accuracy).min())
 
 
+@checked_arguments(trace=Instance(RoundTrace))
 def drift_towards_home(trace: RoundTrace) -> float:
     """How much more each traced client's local training changed its accuracy on its own local
     test set than on the other traced clients' sets, averaged over the traced clients."""
@@ -356,14 +411,18 @@ def drift_towards_home(trace: RoundTrace) -> float:
     return float(np.mean([gains[i, i] - np.delete(gains[i], i).mean() for i in range(count)]))
 
 
+@checked_arguments(result=Instance(FederatedResult), name=Instance(str))
 def client_changes(result: FederatedResult, name: str) -> np.ndarray:
     """``(K,)`` each skewed client's accuracy on its own test set under aggregator ``name`` minus
     under plain FedAvg, both averaged over the last rounds."""
+    if name not in result.aggregator_runs:
+        raise ValueError(f"name must be one of result's aggregator runs {list(result.aggregator_runs)}, got {name!r}")
     last = result.settings.last_rounds
     plain = result.runs[result.settings.skewed_concentration].history.client_accuracy_over_last(last)
     return result.aggregator_runs[name].history.client_accuracy_over_last(last) - plain
 
 
+@checked_arguments(result=Instance(FederatedResult))
 def claims(result: FederatedResult) -> list[Claim]:
     """What lesson 3's prose says about its partitions, the traced round, FedAvg under skew, and
     what median and DP-style aggregation cost. Accuracies are compared in points (1 point = 1 %)."""

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from fedkd_lessons.adaptation import (ADAPTATION, DISTILL_ALPHA, DISTILL_TEMPERATURE, EWC_LAMBDA, LOCAL, METHODS,
+from fedkd_lessons.adaptation import (ADAPTATION, CLIENT_SETS, DISTILL_ALPHA, DISTILL_TEMPERATURE, EWC_LAMBDA, LOCAL,
+                                      METHOD, METHODS,
                                       AdaptationExperiment, AdaptationSettings, ExperimentSettings, Training, adapt,
                                       adapt_all_early_stopped, adaptation_curve, code_equivalent_alpha,
                                       evaluate_methods, ewc_stability_ratio, run_adaptation_experiment,
@@ -21,7 +22,8 @@ from fedkd_lessons.data.digits import ImageSplit, load_digits_split
 from fedkd_lessons.fedavg import FedAvgSettings
 from fedkd_lessons.engine.models import accuracy
 from fedkd_lessons.engine.progress import progress_bar
-from fedkd_lessons.engine.validation import FRACTION, POSITIVE, Each, Integer, Real, check_fields
+from fedkd_lessons.engine.validation import (FRACTION, POSITIVE, Each, Instance, Integer, OneOf, Optional, Real, Tensor,
+                                             check_fields, checked_arguments)
 from fedkd_lessons.experiments.claims import Claim, at_least, at_most
 from fedkd_lessons.experiments.intervals import PairedInterval, paired_interval
 
@@ -150,32 +152,55 @@ class Settings:
 
 # --- The experiments, as the notebook runs them --------------------------------------------------------
 
+# the declared forms of the arguments the functions share
+DIGITS = Instance(ImageSplit)
+SETTINGS = Instance(Settings)
+EXPERIMENT = Instance(AdaptationExperiment)
+SOME_METHODS = Each(METHOD, min_length=0)
 
+
+def _check_clients(name: str, client_sets, experiment: AdaptationExperiment) -> None:
+    """``client_sets`` (argument ``name``) holds one ``(images, labels)`` set per client of ``experiment``."""
+    if client_sets is not None and len(client_sets) != len(experiment.federation.test):
+        raise ValueError(f"{name} must hold one (images, labels) set per client of the experiment "
+                         f"({len(experiment.federation.test)}), got {len(client_sets)}")
+
+
+@checked_arguments(digits=DIGITS, settings=SETTINGS, methods=SOME_METHODS, fedavg=Optional(Instance(FedAvgSettings)),
+                   mirrored=Each(Integer(0), min_length=0))
 def federate(digits: ImageSplit, settings: Settings, *, methods=("local",), fedavg: FedAvgSettings | None = None,
              mirrored=(), progress: bool | None = None) -> AdaptationExperiment:
     """Partition the digits among the clients (the clients in ``mirrored`` see their images flipped left to
     right), train the global model with ``fedavg`` (default ``settings.fedavg``; the aggregation runs pass
     another aggregator) and adapt every client with ``methods``
     (:func:`fedkd_lessons.adaptation.run_adaptation_experiment` at ``settings``)."""
+    if any(k >= settings.num_clients for k in mirrored):
+        raise ValueError(f"mirrored must name clients below settings.num_clients ({settings.num_clients}), "
+                         f"got {tuple(mirrored)}")
     experiment = settings.experiment if fedavg is None else replace(settings.experiment, fedavg=fedavg)
     return run_adaptation_experiment(digits, experiment, methods=methods, mirrored_clients=mirrored, seed=settings.seed,
                                      progress=progress)
 
 
+@checked_arguments(experiment=EXPERIMENT, settings=SETTINGS, client_train=Optional(CLIENT_SETS), methods=SOME_METHODS,
+                   description=Instance(str))
 def adapt_clients(experiment: AdaptationExperiment, settings: Settings, *, client_train=None, methods=ADAPTED,
                   progress: bool | None = None, description: str = "adapting clients") -> dict[str, np.ndarray]:
     """``{"global": (K,), method: (K,)}``: each client's local test accuracy after adapting the experiment's
     global model with each of ``methods`` on ``client_train`` (default: the clients' full training sets)."""
+    _check_clients("client_train", client_train, experiment)
     return evaluate_methods(experiment.global_model, client_train or experiment.federation.train,
                             experiment.federation.test, settings.adaptation, methods=methods, fisher=experiment.fisher,
                             seed=settings.seed, progress=progress, description=description)
 
 
+@checked_arguments(experiment=EXPERIMENT, settings=SETTINGS, size=Optional(Integer(1)))
 def few_shot_clients(experiment: AdaptationExperiment, settings: Settings, size: int | None = None) -> list:
     """The same clients with only ``size`` (default ``settings.shots``) local training images each."""
     return subsample_clients(experiment.federation.train, size or settings.shots, seed=settings.seed)
 
 
+@checked_arguments(experiment=EXPERIMENT, settings=SETTINGS, methods=SOME_METHODS)
 def few_shot_curves(experiment: AdaptationExperiment, settings: Settings, methods=("finetune", "distill"),
                     progress: bool | None = None) -> dict[str, np.ndarray]:
     """``{method: (len(epochs_grid), K)}``: local test accuracy after each number of adaptation epochs,
@@ -187,6 +212,7 @@ def few_shot_curves(experiment: AdaptationExperiment, settings: Settings, method
             for method in methods}
 
 
+@checked_arguments(experiment=EXPERIMENT, settings=SETTINGS)
 def shrinking_data(experiment: AdaptationExperiment, settings: Settings,
                    progress: bool | None = None) -> dict[object, dict[str, np.ndarray]]:
     """``{size: accuracies}`` of every method (local included) on the clients cut to each of
@@ -202,28 +228,40 @@ FEW = "10 images"  # the headline's few-shot comparisons, at the curves' last nu
 STOPPED = "finetune, early-stopped"
 
 
+@checked_arguments(experiment=EXPERIMENT, settings=SETTINGS, client_train=Optional(CLIENT_SETS))
 def early_stopped_finetune(experiment: AdaptationExperiment, settings: Settings, client_train=None):
     """Fine-tuning with its epochs chosen per client on ``validation_share`` of the client's own
     training images (up to the last of ``epochs_grid``): the fair fine-tuning baseline, scored on
     the clients' local tests. Returns the :class:`~fedkd_lessons.adaptation.EarlyStopped` result
     and the accuracies ``(K,)``."""
+    _check_clients("client_train", client_train, experiment)
     stopped = adapt_all_early_stopped("finetune", experiment.global_model, client_train or experiment.federation.train,
                                       settings.adaptation.with_epochs("finetune", settings.epochs_grid[-1]),
                                       validation_share=settings.validation_share, seed=settings.seed)
     return stopped, stopped.models.accuracy_per_model(experiment.federation.test)
 
 
+@checked_arguments(experiment=EXPERIMENT, curves=Instance(dict), settings=SETTINGS)
 def headline_accuracies(experiment: AdaptationExperiment, curves: dict, settings: Settings) -> dict[str, np.ndarray]:
     """One seed's headline numbers, ``{name: (K,)}`` local test accuracies: the global model, every
     method at full local data, fine-tuning early-stopped on each client's own validation split, and,
     on ``settings.shots`` images, fine-tuning and distillation after the last number of epochs of
     ``settings.epochs_grid`` and fine-tuning early-stopped."""
+    missing = [name for name in ("global",) + METHODS if name not in experiment.accuracies]
+    if missing:
+        raise ValueError(f"experiment must hold the accuracies of the global model and every method, missing {missing} "
+                         "(adapt_clients with every method, and federate's local models, add them)")
+    missing = [name for name in ("finetune", "distill") if name not in curves]
+    if missing:
+        raise ValueError(f"curves must hold the few-shot curves of fine-tuning and distillation, missing {missing} "
+                         "(few_shot_curves draws them)")
     return {**{name: experiment.accuracies[name] for name in ("global",) + METHODS},
             STOPPED: early_stopped_finetune(experiment, settings)[1],
             f"finetune, {FEW}": curves["finetune"][-1], f"distill, {FEW}": curves["distill"][-1],
             f"{STOPPED}, {FEW}": early_stopped_finetune(experiment, settings, few_shot_clients(experiment, settings))[1]}
 
 
+@checked_arguments(digits=DIGITS, settings=SETTINGS)
 def headline_run(digits: ImageSplit, settings: Settings) -> dict[str, np.ndarray]:
     """:func:`headline_accuracies` at ``settings.seed``, trained from scratch: the partition, FedAvg,
     the local-only models, every adaptation, and the two few-shot methods at the last epoch count."""
@@ -262,6 +300,7 @@ class SeedHeadlines:
         return {f"{better} - {worse}": self.interval(better, worse) for better, worse in pairs}
 
 
+@checked_arguments(digits=DIGITS, experiment=EXPERIMENT, curves=Instance(dict), settings=SETTINGS)
 def headlines_over_seeds(digits: ImageSplit, experiment: AdaptationExperiment, curves: dict, settings: Settings,
                          progress: bool | None = None) -> SeedHeadlines:
     """The headline on ``settings.seed`` (read from ``experiment`` and ``curves``, the notebook's own
@@ -277,6 +316,7 @@ def headlines_over_seeds(digits: ImageSplit, experiment: AdaptationExperiment, c
 GROUPS = ("worse local half", "better local half")
 
 
+@checked_arguments(settings=SETTINGS)
 def mirrored_clients(settings: Settings) -> tuple[int, ...]:
     """The ``settings.mirrored_clients`` clients, drawn at random under ``settings.seed``, whose scanner
     mirrors their digits in section 4b."""
@@ -284,12 +324,14 @@ def mirrored_clients(settings: Settings) -> tuple[int, ...]:
     return tuple(sorted(int(k) for k in order[:settings.mirrored_clients]))
 
 
+@checked_arguments(digits=DIGITS, settings=SETTINGS)
 def mirrored_run(digits: ImageSplit, settings: Settings, progress: bool | None = False) -> AdaptationExperiment:
     """Section 4b at ``settings.seed``: the lesson's federation with :func:`mirrored_clients` flipped, the
     global model, every client's local-only model and every adaptation method."""
     return federate(digits, settings, methods=METHODS, mirrored=mirrored_clients(settings), progress=progress)
 
 
+@checked_arguments(local_accuracy=Tensor(ndim=1))
 def worse_local_half(local_accuracy) -> np.ndarray:
     """``(K,)`` True for the ``K // 2`` clients with the least accurate local-only models (ties go to the
     lower client number): the paper's grouping of participants by the quality of their local model."""
@@ -359,6 +401,7 @@ class WhoGains:
                 for name in ADAPTED}
 
 
+@checked_arguments(digits=DIGITS, settings=SETTINGS)
 def who_gains_over_seeds(digits: ImageSplit, settings: Settings, progress: bool | None = None) -> WhoGains:
     """:func:`mirrored_run` on ``settings.seeds`` seeds from ``settings.seed`` (each a new partition, new
     mirrored clients, new global and local models and batches)."""
@@ -368,12 +411,15 @@ def who_gains_over_seeds(digits: ImageSplit, settings: Settings, progress: bool 
                     [np.isin(np.arange(settings.num_clients), run.mirrored_clients) for run in runs])
 
 
+@checked_arguments(experiment=EXPERIMENT)
 def dp_clip_norm(experiment: AdaptationExperiment) -> float:
     """Lesson 3's choice of the DP clip norm S: the median norm of the plain run's client updates, to
     two decimals (the paper's S = 15 would never clip these small updates)."""
     return float(np.round(np.median(np.concatenate(experiment.history.update_norms)), 2))
 
 
+@checked_arguments(digits=DIGITS, experiment=EXPERIMENT, settings=SETTINGS,
+                   aggregators=Each(OneOf("median", "dp"), min_length=0), methods=SOME_METHODS)
 def aggregation_runs(digits: ImageSplit, experiment: AdaptationExperiment, settings: Settings,
                      aggregators=("median", "dp"), methods=ADAPTED,
                      progress: bool | None = None) -> dict[str, AdaptationExperiment]:
@@ -381,9 +427,6 @@ def aggregation_runs(digits: ImageSplit, experiment: AdaptationExperiment, setti
     again with ``methods``: ``{"mean": experiment, "median": ..., settings.dp_run: ...}``. DP clips at :func:`dp_clip_norm`
     with ``settings.dp_noise_std``. The local-only models do not depend on the global model, so the mean
     run's are reused."""
-    unknown = set(aggregators) - {"median", "dp"}
-    if unknown:
-        raise ValueError(f"aggregators must be among ['dp', 'median'], got {sorted(unknown)}")
     variants = {"median": ("median", replace(settings.fedavg, aggregator="median")),
                 "dp": (settings.dp_run, replace(settings.fedavg, aggregator="dp", clip_norm=dp_clip_norm(experiment),
                                                 noise_std=settings.dp_noise_std))}
@@ -395,11 +438,15 @@ def aggregation_runs(digits: ImageSplit, experiment: AdaptationExperiment, setti
     return runs
 
 
+@checked_arguments(fisher=Instance(dict))
 def max_fisher(fisher: dict) -> float:
     """The largest diagonal Fisher value of any weight: the stiffest EWC spring."""
+    if not fisher:
+        raise ValueError("fisher must hold the Fisher values of at least one weight, got an empty dict")
     return max(float(value.max()) for value in fisher.values())
 
 
+@checked_arguments(runs=Instance(dict), settings=SETTINGS)
 def paper_lambda_ewc(runs: dict[str, AdaptationExperiment], settings: Settings) -> dict[str, dict]:
     """EWC at the paper's lambda on every run's global model: per run, the stability ratio
     ``lr * lambda * max F``, each client's local test accuracy and the largest change of any weight of any
@@ -421,6 +468,7 @@ def paper_lambda_ewc(runs: dict[str, AdaptationExperiment], settings: Settings) 
     return table
 
 
+@checked_arguments(experiment=EXPERIMENT, settings=SETTINGS)
 def distill_sweep(experiment: AdaptationExperiment, settings: Settings) -> np.ndarray:
     """``(len(alpha_grid), len(sweep_temperatures))``: distillation's mean gain over the global model on
     the ``settings.shots``-image clients, for each alpha and T."""
@@ -448,9 +496,15 @@ class AdaptationClaimsResult:
     who_gains: WhoGains | None = None  # section 4b, the federation with mirrored clients, over settings.seeds seeds
 
 
+@checked_arguments(experiment=EXPERIMENT, curves=Instance(dict), runs=Instance(dict), settings=SETTINGS,
+                   over_seeds=Instance(SeedHeadlines), who_gains=Instance(WhoGains))
 def result_of(experiment: AdaptationExperiment, curves: dict, runs: dict, settings: Settings,
               over_seeds: SeedHeadlines, who_gains: WhoGains) -> AdaptationClaimsResult:
     """What the claims need from what the notebook (or :func:`run_claims_experiment`) computed."""
+    missing = [name for name in ("mean", settings.dp_run) if name not in runs]
+    if missing:
+        raise ValueError(f"runs must hold the plain run and the DP run the claims compare, missing {missing} "
+                         "(aggregation_runs makes them)")
     return AdaptationClaimsResult(
         settings, dict(experiment.accuracies), dict(curves),
         {name: dict(run.accuracies) for name, run in runs.items() if name != "mean"},
@@ -462,6 +516,7 @@ def result_of(experiment: AdaptationExperiment, curves: dict, runs: dict, settin
 CLAIMED_AFTER_DP = ("ewc", "distill")
 
 
+@checked_arguments(settings=SETTINGS)
 def run_claims_experiment(settings: Settings) -> AdaptationClaimsResult:
     """The experiments the prose draws conclusions from, exactly as the notebook runs them: the plain
     federation with the local-only models and distillation, the few-shot curves, and the DP run with EWC
@@ -478,10 +533,13 @@ def run_claims_experiment(settings: Settings) -> AdaptationClaimsResult:
                      who_gains_over_seeds(digits, settings, progress=False))
 
 
+@checked_arguments(result=Instance(AdaptationClaimsResult))
 def claims(result: AdaptationClaimsResult) -> list[Claim]:
     """What lesson 4's prose concludes, each as a Claim. Accuracies are the clients' mean local test
     accuracy, in points; one test image of one client moves a mean over 10 clients by 0.14 to 0.5 points,
     so no bound below sits closer than that to the smallest value measured over seeds 0-9."""
+    if result.over_seeds is None or result.who_gains is None:
+        raise ValueError("result must carry over_seeds and who_gains (result_of gathers them), got None")
     a, s = result.accuracies, result.settings
     dp = result.aggregated[s.dp_run]
     points = lambda x: 100 * float(np.mean(x))  # noqa: E731

@@ -6,18 +6,35 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from fedkd_lessons.figures.plotting import COLOURS, draw_probability_bars, show_digit
+from fedkd_lessons.engine.validation import POSITIVE, Instance, Integer, Optional, Tensor, checked_arguments
+from fedkd_lessons.figures.plotting import COLOURS, MappingOf, Numbers, check_lengths, draw_probability_bars, show_digit
 from fedkd_lessons.temperature import entropy, resemblance_table, softmax_with_temperature, strongest_lookalikes
 
 TEMPERATURE_GRID = np.geomspace(0.05, 100, 60)
 
+# the declared forms of the arguments the figures share
+IMAGE = Tensor(ndim=(2, 3))  # one (H, W) or (1, H, W) image
+# logits may hold -inf (a masked class), as everywhere in the package: softmax_with_temperature checks the rest
+ONE_LOGITS = Tensor(ndim=1, finite=False)  # one (C,) logit vector
+LOGITS = Tensor(ndim=2, finite=False)  # (N, C)
+TEMPERATURES = Numbers(within=POSITIVE)  # drawn on a log axis
+CLASS_NAMES = Optional(Instance((list, tuple)))
+ENTROPY_COLOURS = (COLOURS["distill"], COLOURS["local"], COLOURS["ewc"])
 
+
+def _check_class_names(class_names, num_classes: int) -> None:
+    if class_names is not None:
+        check_lengths(num_classes, "class of the logits", class_names=class_names)
+
+
+@checked_arguments(image=IMAGE, logits=ONE_LOGITS, temperatures=TEMPERATURES, class_names=CLASS_NAMES)
 def temperature_figure(image, logits, temperatures=(0.5, 1, 2, 5, 20), class_names=None, label=None):
     """The lesson 1 picture: one digit, then its softened class probabilities at each temperature.
 
     ``logits`` is one ``(C,)`` vector. Each panel's title gives ``T`` and the entropy in nats;
     the dashed line is the uniform level ``1/C``. Returns the figure.
     """
+    _check_class_names(class_names, len(logits))
     logits = torch.as_tensor(logits)
     class_names = class_names or [str(c) for c in range(len(logits))]
     fig, axes = plt.subplots(1, len(temperatures) + 1, figsize=(2.3 * (len(temperatures) + 1), 2.6),
@@ -38,6 +55,7 @@ def temperature_figure(image, logits, temperatures=(0.5, 1, 2, 5, 20), class_nam
     return fig
 
 
+@checked_arguments(logits=LOGITS, temperatures=TEMPERATURES)
 def limits_figure(logits, temperatures=TEMPERATURE_GRID):
     """Worst-case distance (max over digits and classes) of ``softmax(z / T)`` from the one-hot
     argmax and from the uniform distribution, against ``T`` on a log axis. ``logits`` is ``(N, C)``."""
@@ -61,11 +79,18 @@ def limits_figure(logits, temperatures=TEMPERATURE_GRID):
     return fig
 
 
+@checked_arguments(named_logits=MappingOf(ONE_LOGITS), temperatures=TEMPERATURES)
 def entropy_curves_figure(named_logits: dict, temperatures=TEMPERATURE_GRID):
-    """Entropy of ``softmax(z / T)`` against ``T`` for each ``{name: (C,) logits}``, with the
-    ``log C`` ceiling dashed."""
+    """Entropy of ``softmax(z / T)`` against ``T`` for each ``{name: (C,) logits}`` (up to three,
+    one colour each), with the ``log C`` ceiling dashed."""
+    if len(named_logits) > len(ENTROPY_COLOURS):
+        raise ValueError(f"named_logits must hold at most {len(ENTROPY_COLOURS)} curves (one colour each), "
+                         f"got {len(named_logits)}")
+    if len({len(logits) for logits in named_logits.values()}) > 1:
+        raise ValueError("named_logits must hold logits over the same classes (one log C ceiling), got lengths "
+                         f"{[len(logits) for logits in named_logits.values()]}")
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
-    for (name, logits), colour in zip(named_logits.items(), [COLOURS["distill"], COLOURS["local"], COLOURS["ewc"]]):
+    for (name, logits), colour in zip(named_logits.items(), ENTROPY_COLOURS):
         values = [float(entropy(softmax_with_temperature(logits, float(t)))) for t in temperatures]
         ax.plot(temperatures, values, color=colour, label=name)
     num_classes = len(next(iter(named_logits.values())))
@@ -80,9 +105,15 @@ def entropy_curves_figure(named_logits: dict, temperatures=TEMPERATURE_GRID):
     return fig
 
 
+@checked_arguments(image=IMAGE, logits=ONE_LOGITS, label=Integer(0), highlight=Integer(0), temperatures=TEMPERATURES)
 def wrong_class_curves_figure(image, logits, label: int, highlight: int, temperatures=TEMPERATURE_GRID):
     """For one digit: its image, then the probability of every *wrong* class against ``T``,
-    ``highlight`` drawn bold. ``logits`` is ``(C,)``."""
+    ``highlight`` (a wrong class) drawn bold. ``logits`` is ``(C,)``."""
+    for name, value in (("label", label), ("highlight", highlight)):
+        if value >= len(logits):
+            raise ValueError(f"{name} must be a class below {len(logits)} (the logits' length), got {value}")
+    if highlight == label:
+        raise ValueError(f"highlight must be a wrong class, not the label {label}")
     logits = torch.as_tensor(logits)
     probs = torch.stack([softmax_with_temperature(logits, float(t)) for t in temperatures])
     fig, (image_ax, ax) = plt.subplots(1, 2, figsize=(8.4, 3.4), gridspec_kw={"width_ratios": [1, 3]})
@@ -100,12 +131,15 @@ def wrong_class_curves_figure(image, logits, label: int, highlight: int, tempera
     return fig
 
 
+@checked_arguments(logits=LOGITS, labels=Tensor(ndim=1, dtype="integer"), temperature=POSITIVE,
+                   class_names=CLASS_NAMES)
 def dark_knowledge_figure(logits, labels, temperature: float, class_names=None):
     """Mean softened probability that digits of each true class (rows) give to each *wrong*
     class (columns) at ``temperature`` (:func:`resemblance_table`); the diagonal (the right answer)
     is left blank. The title names the strongest look-alike the table measured."""
     table = resemblance_table(logits, labels, temperature)
     num_classes = table.shape[0]
+    _check_class_names(class_names, num_classes)
     class_names = class_names or [str(c) for c in range(num_classes)]
     true_class, lookalike, probability = strongest_lookalikes(table)[0]
     fig, ax = plt.subplots(figsize=(5.6, 4.8))

@@ -4,16 +4,31 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from fedkd_lessons.figures.plotting import COLOURS, draw_probability_bars, show_digit
+from fedkd_lessons.engine.validation import (POSITIVE, Each, Instance, Integer, Optional, Real, Tensor,
+                                             checked_arguments)
+from fedkd_lessons.figures.plotting import (ACCURACIES, COLOURS, TITLE, MappingOf, Numbers, check_lengths,
+                                            draw_probability_bars, show_digit)
+
+# per group (hidden units, labelled digits), per method (a key of COLOURS): the accuracies over seeds
+STUDENTS = MappingOf(MappingOf(ACCURACIES))
 from fedkd_lessons.temperature import softmax_with_temperature
 
 
+@checked_arguments(images=Tensor(ndim=(3, 4)), teacher_logits=Tensor(ndim=2, finite=False),
+                   labels=Tensor(ndim=1, dtype="integer"), temperature=POSITIVE,
+                   class_names=Optional(Instance((list, tuple))))
 def soft_targets_figure(images, teacher_logits, labels, temperature: float = 4.0, class_names=None):
     """Top row: a few digits; below each, the teacher's probabilities at ``T = 1`` and at
     ``temperature`` (the soft targets), each panel titled with its runner-up class and probability.
 
     ``images`` ``(K, 1, H, W)``, ``teacher_logits`` ``(K, C)``, ``labels`` ``(K,)``. Lesson 2, Fig. 1.
     """
+    check_lengths(len(teacher_logits), "row of teacher_logits", images=images, labels=labels)
+    if labels.min() < 0 or labels.max() >= teacher_logits.shape[1]:
+        raise ValueError(f"labels must be classes in [0, {teacher_logits.shape[1]}) (the logits' width), "
+                         f"got {labels.tolist()}")
+    if class_names is not None:
+        check_lengths(teacher_logits.shape[1], "class of the logits", class_names=class_names)
     teacher_logits = torch.as_tensor(teacher_logits)
     count, num_classes = teacher_logits.shape
     class_names = class_names or [str(c) for c in range(num_classes)]
@@ -35,9 +50,12 @@ def soft_targets_figure(images, teacher_logits, labels, temperature: float = 4.0
     return fig
 
 
+@checked_arguments(temperatures=Numbers(within=POSITIVE), norms_without=Numbers(within=POSITIVE),
+                   norms_with=Numbers(within=POSITIVE))
 def gradient_scale_figure(temperatures, norms_without, norms_with):
     """Norm of the soft term's gradient w.r.t. the student logits against ``T`` (log-log), without and
     with the ``T^2`` factor (Hinton et al. 2015, section 2). Lesson 2, Fig. 2."""
+    check_lengths(len(temperatures), "temperature", norms_without=norms_without, norms_with=norms_with)
     fig, ax = plt.subplots(figsize=(5.6, 3.6))
     ax.loglog(temperatures, norms_without, "o-", color=COLOURS["hard labels"], label="KL alone: falls as 1/T²")
     ax.loglog(temperatures, norms_with, "s-", color=COLOURS["soft targets"], label="T² · KL: stays on one scale")
@@ -69,6 +87,7 @@ def _accuracy_panel(ax, groups, methods, accuracies, title):
     ax.set_title(title)
 
 
+@checked_arguments(same_set=STUDENTS, few_labels=STUDENTS, title=TITLE, bottom=Real(0, 100))
 def student_comparison_figure(same_set, few_labels, title: str = "Students trained with and without a teacher",
                               bottom: float = 70.0):
     """Lesson 2: scratch vs distilled students, each seed as a small dot and the mean ± std over
@@ -78,6 +97,16 @@ def student_comparison_figure(same_set, few_labels, title: str = "Students train
     [0, 1] over seeds; methods are keys of :data:`fedkd_lessons.figures.plotting.COLOURS`. ``title`` should
     state the finding; the y axis starts at ``bottom`` % (or lower if a seed falls below it).
     """
+    for name, results in (("same_set", same_set), ("few_labels", few_labels)):
+        methods = list(next(iter(results.values())))
+        for group, accuracies in results.items():
+            if set(accuracies) != set(methods):
+                raise ValueError(f"{name}[{group!r}] must hold the methods of the first group {methods}, "
+                                 f"got {list(accuracies)}")
+        unknown = [method for method in methods if method not in COLOURS]
+        if unknown:
+            raise ValueError(f"{name} names methods without a course colour {unknown}; the methods are keys of "
+                             f"COLOURS: {sorted(COLOURS)}")
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.9), gridspec_kw={"width_ratios": [1, 1.4]})
     for ax, results, panel_title in (
         (left, same_set, "(a) the same labelled transfer set"),
@@ -96,9 +125,16 @@ def student_comparison_figure(same_set, few_labels, title: str = "Students train
     return fig
 
 
+@checked_arguments(grids=Each(Numbers(ndim=2, within=Real(0, 1))), temperatures=Numbers(within=POSITIVE),
+                   alphas=Numbers(within=Real(0, 1)), titles=Each(TITLE), suptitle=TITLE)
 def sweep_heatmap_figure(grids, temperatures, alphas, titles, suptitle: str = "Validation accuracy over T and alpha"):
     """Lesson 2, Fig. 4: one heatmap per student of validation accuracy (%) over ``alphas`` (rows)
     and ``temperatures`` (columns); ``grids`` are arrays ``(len(alphas), len(temperatures))`` in [0, 1]."""
+    check_lengths(len(grids), "grid", titles=titles)
+    for k, grid in enumerate(grids):
+        if grid.shape != (len(alphas), len(temperatures)):
+            raise ValueError(f"grids[{k}] must have shape (len(alphas), len(temperatures)) = "
+                             f"{(len(alphas), len(temperatures))}, got {grid.shape}")
     grids = [100 * np.asarray(grid, dtype=float) for grid in grids]
     low, high = min(g.min() for g in grids), max(g.max() for g in grids)
     fig, axes = plt.subplots(1, len(grids), figsize=(4.8 * len(grids), 3.6), layout="constrained")
@@ -119,9 +155,12 @@ def sweep_heatmap_figure(grids, temperatures, alphas, titles, suptitle: str = "V
     return fig
 
 
+@checked_arguments(shifts=Numbers(), validation_accuracy=ACCURACIES, chosen_shift=Real(), class_index=Integer(0),
+                   title=Optional(TITLE))
 def bias_shift_figure(shifts, validation_accuracy, chosen_shift, class_index: int = 3, title: str | None = None):
     """Lesson 2, Fig. 5: validation accuracy against the bias shift of the omitted class, the chosen
     shift marked. ``validation_accuracy`` in [0, 1], one per shift; ``title`` should state the finding."""
+    check_lengths(len(shifts), "shift", validation_accuracy=validation_accuracy)
     fig, ax = plt.subplots(figsize=(5.6, 3.4))
     ax.plot(shifts, 100 * np.asarray(validation_accuracy, dtype=float), "o-", color=COLOURS["distill"])
     ax.axvline(chosen_shift, color=COLOURS["control"], linestyle="--", label=f"chosen on validation: {chosen_shift:g}")

@@ -6,14 +6,27 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from fedkd_lessons.data.partition import class_mix_distances, dirichlet_partition
+from fedkd_lessons.data.partition import Federation, class_mix_distances, dirichlet_partition
 from fedkd_lessons.data.digits import load_digits_split
+from fedkd_lessons.engine.validation import POSITIVE, Each, Instance, Integer, Optional, Real, checked_arguments
+from fedkd_lessons.experiments.lesson3_client_drift import (DriftSettings, fedavg_fixed_point, fedavg_path,
+                                                            global_optimum, local_steps)
 from fedkd_lessons.fedavg import FedAvgHistory
-from fedkd_lessons.figures.plotting import COLOURS, show_digit
+from fedkd_lessons.figures.plotting import (ACCURACIES, AXES, COLOUR_MAP, COLOURS, STYLE_MAP, TITLE, MappingOf, Numbers,
+                                            check_lengths, show_digit)
+
+LABELS = Numbers(integer=True, within=Real(0))  # (N,) class labels
 
 
+@checked_arguments(client_indices=Each(Numbers(integer=True, within=Real(0), min_length=0)), labels=LABELS,
+                   ax=Optional(AXES), title=Optional(TITLE), num_classes=Integer(1))
 def plot_partition(client_indices, labels, ax=None, title: str | None = None, num_classes: int = 10) -> Figure:
     """A stacked bar per client of its class counts (one colour per class). Returns the figure."""
+    if labels.max() >= num_classes:
+        raise ValueError(f"labels must be classes below num_classes = {num_classes}, got {int(labels.max())}")
+    for k, indices in enumerate(client_indices):
+        if len(indices) and indices.max() >= len(labels):
+            raise ValueError(f"client_indices[{k}] must index labels (below {len(labels)}), got {int(indices.max())}")
     labels = np.asarray(labels)
     counts = np.array([np.bincount(labels[np.asarray(idx, dtype=int)], minlength=num_classes) for idx in client_indices])
     if ax is None:
@@ -55,6 +68,8 @@ def _plot_partitions(partitions, labels, title: str) -> Figure:
     return fig
 
 
+@checked_arguments(labels=Optional(LABELS), concentrations=Numbers(within=POSITIVE), num_clients=Integer(1),
+                   seed=Integer(0), min_samples=Integer(0))
 def plot_partitions_by_concentration(labels=None, concentrations=(100, 1, 0.1), num_clients: int = 20, seed: int = 0,
                                      min_samples: int = 25) -> Figure:
     """Lesson 3's README picture: Dirichlet partitions of the digits at each concentration side by
@@ -67,6 +82,7 @@ def plot_partitions_by_concentration(labels=None, concentrations=(100, 1, 0.1), 
     return _plot_partitions(partitions, labels, PARTITIONS_TITLE)
 
 
+@checked_arguments(histories=MappingOf(Instance(FedAvgHistory)), title=TITLE, colours=COLOUR_MAP, styles=STYLE_MAP)
 def plot_accuracy_curves(histories: Mapping[str, FedAvgHistory], title: str, colours: Mapping[str, str] | None = None,
                          styles: Mapping[str, Mapping] | None = None) -> Figure:
     """Global test accuracy (%) per round, one line per run (``{label: history}``). ``styles`` gives
@@ -86,6 +102,7 @@ def plot_accuracy_curves(histories: Mapping[str, FedAvgHistory], title: str, col
     return fig
 
 
+@checked_arguments(accuracies=MappingOf(ACCURACIES), title=TITLE, colours=COLOUR_MAP)
 def plot_client_accuracy_histogram(accuracies: Mapping[str, np.ndarray], title: str,
                                    colours: Mapping[str, str] | None = None) -> Figure:
     """Histogram of the global model's accuracy (%) on each client's own test set, one per run."""
@@ -105,6 +122,8 @@ def plot_client_accuracy_histogram(accuracies: Mapping[str, np.ndarray], title: 
     return fig
 
 
+@checked_arguments(per_class=MappingOf(ACCURACIES), per_client=MappingOf(ACCURACIES), title=TITLE,
+                   baseline=Instance(str), colours=COLOUR_MAP, styles=STYLE_MAP)
 def plot_aggregator_cost(per_class: Mapping[str, np.ndarray], per_client: Mapping[str, np.ndarray], title: str,
                          baseline: str = "mean", colours: Mapping[str, str] | None = None,
                          styles: Mapping[str, Mapping] | None = None) -> Figure:
@@ -113,6 +132,12 @@ def plot_aggregator_cost(per_class: Mapping[str, np.ndarray], per_client: Mappin
     accuracy under the ``baseline`` aggregator (x) against the others (y), ``{label: (K,)}``: points
     under the diagonal are clients the aggregator hurt. ``styles`` gives an aggregator extra marker
     options (e.g. ``{"fillstyle": "none"}``), so two settings of one method can share its colour."""
+    if baseline not in per_client:
+        raise ValueError(f"baseline must be one of per_client's aggregators {list(per_client)}, got {baseline!r}")
+    first = next(iter(per_class.values()))
+    check_lengths(len(first), "class", **{f"per_class[{label!r}]": values for label, values in per_class.items()})
+    check_lengths(len(per_client[baseline]), "client",
+                  **{f"per_client[{label!r}]": values for label, values in per_client.items()})
     colours, styles = colours or COLOURS, styles or {}
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1.3, 1]})
     width = 0.7 / len(per_class)
@@ -143,9 +168,13 @@ def plot_aggregator_cost(per_class: Mapping[str, np.ndarray], per_client: Mappin
     return fig
 
 
+@checked_arguments(client_sets=Each(Instance((tuple, list))), clients=Each(Integer(0)), per_client=Integer(1))
 def plot_client_examples(client_sets, clients=(0, 1, 2), per_client: int = 8) -> Figure:
     """A row of each chosen client's first ``per_client`` images, titled with their labels: what
     each client holds, and what the server never sees."""
+    for client in clients:
+        if client >= len(client_sets):
+            raise ValueError(f"clients must be clients below {len(client_sets)} (client_sets' length), got {client}")
     fig, axes = plt.subplots(len(clients), per_client, figsize=(0.9 * per_client, 1.05 * len(clients)), squeeze=False)
     for row, client in zip(axes, clients):
         images, labels = client_sets[client]
@@ -160,6 +189,7 @@ def plot_client_examples(client_sets, clients=(0, 1, 2), per_client: int = 8) ->
     return fig
 
 
+@checked_arguments(federations=MappingOf(Instance(Federation)), labels=LABELS, title=Optional(TITLE))
 def plot_federation_partitions(federations, labels, title: str | None = None) -> Figure:
     """:func:`plot_partitions_by_concentration` for federations already made (``{concentration:
     Federation}``): each client's bar counts all it holds, local train and local test together, so
@@ -170,6 +200,7 @@ def plot_federation_partitions(federations, labels, title: str | None = None) ->
     return _plot_partitions(partitions, labels, title or PARTITIONS_TITLE)
 
 
+@checked_arguments(settings=Optional(Instance(DriftSettings)))
 def plot_client_drift(settings=None) -> Figure:
     """Client drift on lesson 3's toy (:mod:`fedkd_lessons.experiments.lesson3_client_drift`).
     Left: the two clients' loss contours, their optima, the optimum of the federation's loss, one
@@ -177,9 +208,6 @@ def plot_client_drift(settings=None) -> Figure:
     path with the fewest and the most local steps. Right: the distance of FedAvg's global weights
     from the federation's optimum, round by round, for each number of local steps, with the fixed
     point the closed form predicts (dotted)."""
-    from fedkd_lessons.experiments.lesson3_client_drift import (DriftSettings, fedavg_fixed_point, fedavg_path,
-                                                                global_optimum, local_steps)
-
     settings = settings or DriftSettings()
     clients, start = settings.clients, np.asarray(settings.start, dtype=float)
     if len(start) != 2:

@@ -5,7 +5,12 @@ from typing import Mapping
 import matplotlib.pyplot as plt
 import numpy as np
 
-from fedkd_lessons.figures.plotting import COLOURS
+from fedkd_lessons.engine.validation import (FRACTION, POSITIVE, Each, Instance, Integer, Optional, Real,
+                                             checked_arguments)
+from fedkd_lessons.experiments.lesson4_springs import SpringToy
+from fedkd_lessons.figures.plotting import ACCURACIES, COLOURS, GAINS, TITLE, MappingOf, Numbers, check_lengths
+
+SIZES = Numbers(integer=True, within=Real(0))  # (K,) images per client
 
 LABELS = {"global": "global model", "local": "local only", "finetune": "fine-tune", "freeze_base": "freeze-base",
           "ewc": "EWC", "distill": "distill"}
@@ -15,12 +20,22 @@ def _label(name: str) -> str:
     return LABELS.get(name, name)
 
 
+def _check_same_clients(name: str, per_method: Mapping[str, np.ndarray], clients: int | None = None) -> None:
+    """Every array of ``per_method`` holds one entry per client (``clients``, or as many as the first)."""
+    clients = len(next(iter(per_method.values()))) if clients is None else clients
+    check_lengths(clients, "client", **{f"{name}[{method!r}]": values for method, values in per_method.items()})
+
+
+@checked_arguments(global_accuracy=ACCURACIES, local_accuracy=ACCURACIES, train_sizes=SIZES, test_sizes=SIZES,
+                   title=TITLE)
 def client_spread_figure(global_accuracy, local_accuracy, train_sizes, test_sizes,
                          title: str = "One global model, very different clients"):
     """Lesson 4, Fig. 1: per client (sorted by the global model's accuracy), the global model's and
     the local-only model's accuracy (%) on the client's own test set as two dots joined by a line
     (dots, not bars: the axis does not start at zero); the tick labels give the client's number of
     local training / test images."""
+    check_lengths(len(global_accuracy), "client", local_accuracy=local_accuracy, train_sizes=train_sizes,
+                  test_sizes=test_sizes)
     order = np.argsort(global_accuracy)
     x = np.arange(len(order))
     global_values, local_values = 100 * np.asarray(global_accuracy)[order], 100 * np.asarray(local_accuracy)[order]
@@ -40,12 +55,14 @@ def client_spread_figure(global_accuracy, local_accuracy, train_sizes, test_size
     return fig
 
 
+@checked_arguments(accuracies=MappingOf(ACCURACIES), title=TITLE)
 def method_comparison_figure(accuracies: Mapping[str, np.ndarray],
                              title: str = "Mean local accuracy per method, one dot per client"):
     """Lesson 4, Fig. 2: for each method (x) every client's local test accuracy (%) as a dot, the
     clients' mean as a wide dash with its value, a line joining each client's dots across methods (no
     bars: the axis does not start at zero). ``accuracies`` maps method names (``"global"`` first) to
     ``(K,)`` arrays in [0, 1]."""
+    _check_same_clients("accuracies", accuracies)
     names = list(accuracies)
     values = 100 * np.array([accuracies[name] for name in names])
     fig, ax = plt.subplots(figsize=(8, 3.8))
@@ -65,10 +82,12 @@ def method_comparison_figure(accuracies: Mapping[str, np.ndarray],
     return fig
 
 
+@checked_arguments(global_accuracy=ACCURACIES, gains=MappingOf(GAINS), title=TITLE)
 def who_gains_figure(global_accuracy, gains: Mapping[str, np.ndarray],
                      title: str = "Who gains from adaptation?"):
     """Lesson 4, Fig. 3: per client, the global model's local accuracy (x, %) against each
     method's gain over it (y, percentage points), one colour per method; dashed line: no gain."""
+    _check_same_clients("gains", gains, len(global_accuracy))
     fig, ax = plt.subplots(figsize=(6.4, 4))
     x = 100 * np.asarray(global_accuracy)
     offsets = np.linspace(-0.3, 0.3, len(gains))
@@ -84,6 +103,9 @@ def who_gains_figure(global_accuracy, gains: Mapping[str, np.ndarray],
     return fig
 
 
+@checked_arguments(epochs_grid=Numbers(within=Real(0)), curves=MappingOf(Numbers(ndim=2, within=Real(0, 1))),
+                   global_level=FRACTION, shots=Integer(1), sizes=Instance((list, tuple)), size_gains=MappingOf(GAINS),
+                   size_labels=Optional(Instance((list, tuple))), title=TITLE)
 def overfitting_figure(epochs_grid, curves: Mapping[str, np.ndarray], global_level: float, shots: int,
                        sizes, size_gains: Mapping[str, np.ndarray], size_labels=None,
                        title: str = "Few local images: fine-tuning against distillation"):
@@ -91,6 +113,13 @@ def overfitting_figure(epochs_grid, curves: Mapping[str, np.ndarray], global_lev
     images each, against adaptation epochs (``curves[method]`` is ``(len(epochs_grid), K)``), the
     global model dashed. Right: the mean gain over the global model (points) of each method against
     the number of local training images (``size_gains[method]`` is ``(len(sizes),)``)."""
+    for name, curve in curves.items():
+        if len(curve) != len(epochs_grid):
+            raise ValueError(f"curves[{name!r}] must hold one row per entry of epochs_grid ({len(epochs_grid)}), "
+                             f"got shape {curve.shape}")
+    check_lengths(len(sizes), "size", **{f"size_gains[{name!r}]": gain for name, gain in size_gains.items()})
+    if size_labels is not None:
+        check_lengths(len(sizes), "size", size_labels=size_labels)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     x = np.array(epochs_grid, dtype=float)
     for name, curve in curves.items():
@@ -122,12 +151,18 @@ def overfitting_figure(epochs_grid, curves: Mapping[str, np.ndarray], global_lev
     return fig
 
 
+@checked_arguments(results=MappingOf(MappingOf(ACCURACIES)), title=TITLE)
 def aggregator_recovery_figure(results: Mapping[str, Mapping[str, np.ndarray]],
                                title: str = "After median or DP aggregation, adaptation recovers"):
     """Lesson 4, Fig. 5: for each aggregator (x), the mean local accuracy (%) of the global model and of
     every adaptation method, one dot per method in the method's colour, the dots of one method joined
     across aggregators (dots and lines, not bars: the axis does not start at zero);
     ``results[aggregator][method]`` are ``(K,)`` arrays in [0, 1]."""
+    methods = list(next(iter(results.values())))
+    for aggregator, per_method in results.items():
+        if set(per_method) != set(methods):
+            raise ValueError(f"results[{aggregator!r}] must hold the methods of the first aggregator {methods}, "
+                             f"got {list(per_method)}")
     aggregators = list(results)
     methods = list(next(iter(results.values())))
     width = 0.5 / max(1, len(methods) - 1)
@@ -146,10 +181,20 @@ def aggregator_recovery_figure(results: Mapping[str, Mapping[str, np.ndarray]],
     return fig
 
 
+@checked_arguments(gains=Numbers(ndim=2, within=Real(-1, 1)), temperatures=Numbers(within=POSITIVE),
+                   alphas=Numbers(within=Real(0, 1)), marked=Optional(Each(Each(Real()), min_length=0)),
+                   title=TITLE)
 def distill_sweep_figure(gains, temperatures, alphas, marked=None,
                          title: str = "Distillation's gain over T and alpha"):
     """Lesson 4, Fig. 6: heatmap of the mean gain over the global model (points) of distillation,
     ``gains`` ``(len(alphas), len(temperatures))`` in accuracy units; ``marked`` ``(alpha, T)`` pairs get a box."""
+    if gains.shape != (len(alphas), len(temperatures)):
+        raise ValueError(f"gains must have shape (len(alphas), len(temperatures)) = "
+                         f"{(len(alphas), len(temperatures))}, got {gains.shape}")
+    for pair in marked or ():
+        if len(pair) != 2 or pair[0] not in list(alphas) or pair[1] not in list(temperatures):
+            raise ValueError(f"marked must hold (alpha, T) pairs of the grid, alphas {[float(a) for a in alphas]} and "
+                             f"temperatures {[float(t) for t in temperatures]}, got {tuple(pair)}")
     grid = 100 * np.asarray(gains, dtype=float)
     limit = max(np.abs(grid).max(), 0.5)
     fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")
@@ -206,6 +251,8 @@ def readme_figure():
     return fig
 
 
+@checked_arguments(toy=Instance(SpringToy), ewc_lambda=Real(0), temperature=POSITIVE, alpha=FRACTION, steps=Integer(1),
+                   lr=POSITIVE, title=TITLE)
 def springs_figure(toy, ewc_lambda: float = 3.0, temperature: float = 2.0, alpha: float = 0.7, steps: int = 300,
                    lr: float = 0.5, title: str = "EWC holds each weight near its global value; distillation holds "
                                                    "only the outputs on the client's inputs"):
@@ -247,12 +294,15 @@ def springs_figure(toy, ewc_lambda: float = 3.0, temperature: float = 2.0, alpha
     return fig
 
 
+@checked_arguments(local_accuracy=ACCURACIES, gains=MappingOf(GAINS), mirrored=Numbers(), title=TITLE)
 def who_gains_by_local_figure(local_accuracy, gains: Mapping[str, np.ndarray], mirrored,
                               title: str = "Who gains, against how good each client's local-only model is"):
     """Lesson 4, section 4b: one panel per model (``gains[name]`` ``(N,)``: its accuracy minus the client's
     local-only model's, in [-1, 1]), every client of every seed as a dot at its local-only model's
     accuracy (x, %) and that gain (y, points), mirrored clients (``mirrored`` ``(N,)`` bool) as open
     circles; dashed: no gain over staying alone."""
+    _check_same_clients("gains", gains, len(local_accuracy))
+    check_lengths(len(local_accuracy), "client", mirrored=mirrored)
     x = 100 * np.asarray(local_accuracy)
     mirrored = np.asarray(mirrored, dtype=bool)
     fig, axes = plt.subplots(1, len(gains), figsize=(2.6 * len(gains) + 0.6, 3.6), sharey=True)

@@ -6,15 +6,21 @@ import numpy as np
 import torch
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from fedkd_lessons.fedmd import NUM_PUBLIC_CLASSES, FedMDHistory, bytes_per_round, compute_consensus, party_logits
+from fedkd_lessons.fedmd import (NUM_PUBLIC_CLASSES, FedMDHistory, Party, bytes_per_round, compute_consensus,
+                                  party_logits)
 from fedkd_lessons.data.letters import LETTER_LABELS, LETTERS, LetterData
 from fedkd_lessons.engine.models import count_parameters
-from fedkd_lessons.engine.validation import Instance, Integer, checked_arguments
-from fedkd_lessons.figures.plotting import COLOURS, show_digit
+from fedkd_lessons.engine.validation import FRACTION, Each, Instance, Integer, Optional, Real, Tensor, checked_arguments
+from fedkd_lessons.figures.plotting import COLOURS, TITLE, MappingOf, Numbers, check_lengths, show_digit
 
 ZOO_COLOURS = {"mlp": "#E69F00", "cnn": "#0072B2"}  # the kinds of model, not methods
+PARTIES = Each(Instance(Party))
+HISTORIES = Each(Instance(FedMDHistory))
+RUN_COLOURS = (COLOURS["fedmd"], COLOURS["control"], COLOURS["ewc"], COLOURS["upper bound"], COLOURS["finetune"],
+               COLOURS["teacher"])  # compare_runs_figure's, one per run
 
 
+@checked_arguments(model_names=Each(TITLE))
 def fedmd_diagram(model_names=("mlp 32", "cnn 8-16", "mlp 128-64", "cnn 16-16-32")):
     """Algorithm 1 drawn: the public data, parties with different models and private letters,
     the server, and the four steps of a round. Returns the figure."""
@@ -58,6 +64,7 @@ def fedmd_diagram(model_names=("mlp 32", "cnn 8-16", "mlp 128-64", "cnn 16-16-32
     return fig
 
 
+@checked_arguments(parties=PARTIES)
 def zoo_figure(parties):
     """Parameter count of each party's model as a dot on a log axis (a bar's length means nothing
     on a log axis), MLPs and CNNs coloured apart."""
@@ -77,12 +84,18 @@ def zoo_figure(parties):
     return fig
 
 
+@checked_arguments(checkpoints=Numbers(within=Real(0)), with_digits=Numbers(ndim=2, within=Real(0, 1)),
+                   without_digits=Numbers(ndim=2, within=Real(0, 1)), fixed_epochs=Integer(0))
 def validation_curves_figure(checkpoints, with_digits: np.ndarray, without_digits: np.ndarray, fixed_epochs: int):
     """The private half of transfer learning, scored on the validation letters: the parties' mean
     validation accuracy at each checkpoint, one thin line per seed and the mean over seeds thick,
     for parties that learned the public digits first and for the ablation that never saw them.
     ``with_digits`` and ``without_digits`` are ``(seeds, checkpoints)``; ``fixed_epochs`` (a fixed
     private half) is marked."""
+    for name, values in (("with_digits", with_digits), ("without_digits", without_digits)):
+        if values.shape[1] != len(checkpoints):
+            raise ValueError(f"{name} must hold one column per checkpoint ({len(checkpoints)}), got shape "
+                             f"{values.shape}")
     fig, ax = plt.subplots(figsize=(8, 3.8))
     for values, colour, label in ((with_digits, COLOURS["local"], "after the public digits"),
                                   (without_digits, COLOURS["no digits"], "letters only (no public digits)")):
@@ -101,12 +114,19 @@ def validation_curves_figure(checkpoints, with_digits: np.ndarray, without_digit
     return fig
 
 
+@checked_arguments(fedmd=HISTORIES, control=HISTORIES, no_digits=FRACTION, upper_bound=Optional(FRACTION))
 def rounds_over_seeds_figure(fedmd: list[FedMDHistory], control: list[FedMDHistory], no_digits: float,
                              upper_bound: float | None = None):
     """The parties' mean test accuracy per round, FedMD against the same-epochs control, one thin
     line per seed and the mean over seeds thick; the private-only baseline (round 0) and the
     private-only parties that never saw the digits (``no_digits``, mean over seeds) as levels;
     ``upper_bound``, where given, the pooled upper bound of the first seed."""
+    rounds = len(fedmd[0].mean_accuracy)
+    for name, runs in (("fedmd", fedmd), ("control", control)):
+        for seed, run in enumerate(runs):
+            if len(run.mean_accuracy) != rounds:
+                raise ValueError(f"{name}[{seed}] must have the {rounds} rounds of fedmd[0] (round 0 included), got "
+                                 f"{len(run.mean_accuracy)}")
     fig, ax = plt.subplots(figsize=(8, 3.9))
     rounds = np.arange(len(fedmd[0].mean_accuracy))
     for runs, colour, marker, label in ((fedmd, COLOURS["fedmd"], "o", "FedMD"),
@@ -129,9 +149,11 @@ def rounds_over_seeds_figure(fedmd: list[FedMDHistory], control: list[FedMDHisto
     return fig
 
 
+@checked_arguments(gains=Numbers(ndim=2, within=Real(-1, 1)), party_names=Instance((list, tuple)), title=TITLE)
 def party_gains_figure(gains: np.ndarray, party_names, title: str):
     """Each party's gain ``gains[seed, party]`` (a difference of accuracies, drawn in points) as one
     dot per seed, gains in blue and losses in vermilion, the mean over seeds as a diamond."""
+    check_lengths(gains.shape[1], "party (column of gains)", party_names=party_names)
     gains = 100 * np.asarray(gains, dtype=float)
     fig, ax = plt.subplots(figsize=(9, 3.8))
     for k in range(gains.shape[1]):
@@ -149,12 +171,20 @@ def party_gains_figure(gains: np.ndarray, party_names, title: str):
     return fig
 
 
+@checked_arguments(parties=PARTIES, public_images=Tensor(), public_labels=Tensor(ndim=1, dtype="integer"),
+                   per_digit=Integer(1))
 def letter_reading(parties, public_images, public_labels, per_digit: int = 20) -> tuple[np.ndarray, np.ndarray]:
     """What the parties' scores on public digits say about the letters: on the first ``per_digit``
     public images of each digit, ``mass[k, d]``, the mean probability (softmax of the logits) that
     party ``k`` puts on the six letter classes for digit ``d`` (the last row: the consensus, the
     softmax of the mean logits), and ``reading[d, l]``, how the consensus spreads that probability
     over the letters (renormalised over a-f, averaged over the digit's images)."""
+    check_lengths(len(public_images), "public image", public_labels=public_labels)
+    counts = torch.bincount(public_labels[(public_labels >= 0) & (public_labels < NUM_PUBLIC_CLASSES)],
+                            minlength=NUM_PUBLIC_CLASSES)
+    if counts.min() < per_digit:
+        raise ValueError(f"per_digit must be at most the fewest images of any public digit in public_labels "
+                         f"({int(counts.min())}, of digit {int(counts.argmin())}), got {per_digit}")
     labels = torch.as_tensor(public_labels)
     chosen = torch.cat([torch.nonzero(labels == digit).flatten()[:per_digit] for digit in range(NUM_PUBLIC_CLASSES)])
     scores = torch.stack([party_logits(party, public_images, chosen) for party in parties])  # (m, S, C)
@@ -165,6 +195,8 @@ def letter_reading(parties, public_images, public_labels, per_digit: int = 20) -
     return mass.mean(dim=-1).numpy(), reading.numpy()
 
 
+@checked_arguments(parties=PARTIES, public_images=Tensor(), public_labels=Tensor(ndim=1, dtype="integer"),
+                   per_digit=Integer(1))
 def consensus_letters_figure(parties, public_images, public_labels, per_digit: int = 20):
     """:func:`letter_reading` drawn: left, the probability each party (grey) and the consensus
     (blue) put on the letters, per digit; right, which letter the consensus sees in each digit."""
@@ -198,6 +230,7 @@ def consensus_letters_figure(parties, public_images, public_labels, per_digit: i
     return fig
 
 
+@checked_arguments(parties=PARTIES, subset_sizes=Each(Integer(1)))
 def bytes_figure(parties, subset_sizes=(100, 500, 1437)):
     """Bytes one round moves, as dots on a log axis: FedMD at several public subset sizes against
     FedAvg's weights for the same models."""
@@ -221,13 +254,14 @@ def bytes_figure(parties, subset_sizes=(100, 500, 1437)):
     return fig
 
 
+@checked_arguments(runs=MappingOf(Instance(FedMDHistory)), title=TITLE, reference=Optional(FRACTION))
 def compare_runs_figure(runs: dict, title: str, reference: float | None = None):
     """Mean test accuracy per round of several labelled runs (``{label: FedMDHistory}``);
     ``reference`` is drawn as the dashed private-only level."""
+    if len(runs) > len(RUN_COLOURS):
+        raise ValueError(f"runs must hold at most {len(RUN_COLOURS)} runs (one colour each), got {len(runs)}")
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    palette = [COLOURS["fedmd"], COLOURS["control"], COLOURS["ewc"], COLOURS["upper bound"], COLOURS["finetune"],
-               COLOURS["teacher"]]
-    for (label, history), colour in zip(runs.items(), palette):
+    for (label, history), colour in zip(runs.items(), RUN_COLOURS):
         ax.plot(history.mean_accuracy, marker="o", markersize=3, color=colour, label=label)
     if reference is not None:
         ax.axhline(reference, color=COLOURS["local"], linestyle="--", label="private-only")

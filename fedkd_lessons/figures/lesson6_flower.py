@@ -7,12 +7,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from fedkd_lessons.figures.plotting import COLOURS
+from fedkd_lessons.engine.validation import Each, Instance, Integer, Optional, checked_arguments
+from fedkd_lessons.fedmd import FedMDHistory
+from fedkd_lessons.figures.plotting import COLOURS, TITLE
+from fedkd_lessons.flower.launcher import FlowerFedMDRun
 
 PARTY_COLOURS = (COLOURS["fedmd"], COLOURS["ewc"], COLOURS["finetune"], COLOURS["local"], COLOURS["upper bound"],
                  COLOURS["control"], COLOURS["global"], COLOURS["teacher"])
 
 
+@checked_arguments(party_names=Each(TITLE), subset_size=Integer(1), num_classes=Integer(1),
+                   stopped=Optional(Integer(0)))
 def flower_architecture_figure(party_names=("mlp 32", "cnn 8-16", "mlp 64-32-32"), subset_size: int = 500,
                                num_classes: int = 16, stopped: int | None = None):
     """The processes of a FedMD run on Flower and what travels between them.
@@ -22,6 +27,8 @@ def flower_architecture_figure(party_names=("mlp 32", "cnn 8-16", "mlp 64-32-32"
     writes the party's own disk. Arrows carry the message contents with their sizes for
     ``subset_size`` public samples and ``num_classes`` classes. ``stopped`` crosses one party out.
     """
+    if stopped is not None and stopped >= len(party_names):
+        raise ValueError(f"stopped must be a party below {len(party_names)} (party_names' length), got {stopped}")
     names = list(party_names)
     fig, ax = plt.subplots(figsize=(10.5, 5.6))
     ax.set_xlim(0, 10.5)
@@ -76,9 +83,13 @@ def flower_architecture_figure(party_names=("mlp 32", "cnn 8-16", "mlp 64-32-32"
     return fig
 
 
+@checked_arguments(flower_run=Instance(FlowerFedMDRun), in_process=Instance(FedMDHistory))
 def flower_vs_in_process_figure(flower_run, in_process):
     """Each party's test accuracy per round: lesson 5's in-process ``run_fedmd`` (lines) and the
     Flower run (markers). A stopped party's markers end where it stopped; a dotted line marks it."""
+    if flower_run.accuracy.shape != in_process.accuracy.shape:
+        raise ValueError(f"flower_run must have in_process's rounds and parties, accuracy of shape "
+                         f"{in_process.accuracy.shape}, got {flower_run.accuracy.shape}")
     fig, ax = plt.subplots(figsize=(7.5, 4.4))
     rounds = np.arange(len(in_process.accuracy))
     for k, name in enumerate(in_process.party_names):
@@ -101,6 +112,7 @@ def flower_vs_in_process_figure(flower_run, in_process):
     return fig
 
 
+@checked_arguments(flower_run=Instance(FlowerFedMDRun), fedavg_bytes_per_round=Integer(1))
 def wire_bytes_figure(flower_run, fedavg_bytes_per_round: int):
     """Payload bytes each message moved (server to parties, parties to server), measured from the
     messages, beside what one FedAvg round would move for the same models (log scale)."""

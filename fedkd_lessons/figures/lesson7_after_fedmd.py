@@ -4,7 +4,11 @@ noise defence's privacy-utility trade-off (the attack and the accuracy it costs,
 import matplotlib.pyplot as plt
 import numpy as np
 
+from fedkd_lessons.engine.validation import FRACTION, Instance, checked_arguments
+from fedkd_lessons.experiments.lesson7_after_fedmd import AfterFedMDResult
 from fedkd_lessons.figures.plotting import COLOURS, paired_differences_figure
+
+RESULT = Instance(AfterFedMDResult)
 
 # one colour per method (the course's palette where the method already has one; the three new
 # methods take Okabe-Ito colours no other lesson gives a method)
@@ -51,6 +55,7 @@ def methods_diagram():
     return fig
 
 
+@checked_arguments(result=RESULT)
 def accuracy_by_method_figure(result):
     """Final mean test accuracy of every method at every seed (dots, seeds joined by grey lines),
     beside the shared start (round 0: private-only after a fixed 30 epochs, undertrained, not a
@@ -77,6 +82,7 @@ def accuracy_by_method_figure(result):
     return fig
 
 
+@checked_arguments(result=RESULT)
 def against_control_figure(result):
     """Each method minus the same-epochs control, paired by seed, with 95 % intervals."""
     intervals = result.against_control()
@@ -85,6 +91,7 @@ def against_control_figure(result):
                                      "(an interval that holds zero: no measurable difference)")
 
 
+@checked_arguments(result=RESULT, chance=FRACTION)
 def defence_curve_figure(result, chance: float):
     """The privacy-utility trade-off of the noise defence, one column per noise level ``sigma`` on the
     published logits (evenly spaced, labelled; no log axis). Left: the share of parties whose

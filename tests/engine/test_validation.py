@@ -22,6 +22,12 @@ for module in pkgutil.walk_packages(fedkd_lessons.__path__, "fedkd_lessons."):
 # has nothing to check); the test below keeps them complete.
 DECLARED_MODULES = ("fedkd_lessons.temperature", "fedkd_lessons.distillation", "fedkd_lessons.fedavg",
                     "fedkd_lessons.adaptation", "fedkd_lessons.fedmd", "fedkd_lessons.engine.training",
+                    "fedkd_lessons.experiments.lesson3_federated", "fedkd_lessons.experiments.lesson3_client_drift",
+                    "fedkd_lessons.experiments.lesson4_adaptation", "fedkd_lessons.figures.plotting",
+                    "fedkd_lessons.figures.lesson1_temperature", "fedkd_lessons.figures.lesson2_distillation",
+                    "fedkd_lessons.figures.lesson3_federated", "fedkd_lessons.figures.lesson4_adaptation",
+                    "fedkd_lessons.figures.lesson5_fedmd", "fedkd_lessons.figures.lesson6_flower",
+                    "fedkd_lessons.figures.lesson7_after_fedmd",
                     "fedkd_lessons.engine.models", "fedkd_lessons.engine.batched", "fedkd_lessons.engine.seeding",
                     "fedkd_lessons.data.digits", "fedkd_lessons.data.partition", "fedkd_lessons.data.letters",
                     "fedkd_lessons.data.paper_scale", "fedkd_lessons.experiments.lesson4_springs",
@@ -29,6 +35,11 @@ DECLARED_MODULES = ("fedkd_lessons.temperature", "fedkd_lessons.distillation", "
                     "fedkd_lessons.experiments.lesson1_temperature", "fedkd_lessons.experiments.lesson2_distillation")
 
 NOTHING_TO_CHECK = {
+    "fedkd_lessons.figures.plotting.use_course_style": "takes no argument",
+    "fedkd_lessons.figures.plotting.check_lengths": "is itself the figures' check that named arguments match in length",
+    "fedkd_lessons.figures.lesson2_distillation.readme_figure": "takes no argument",
+    "fedkd_lessons.figures.lesson4_adaptation.readme_figure": "takes no argument",
+    "fedkd_lessons.figures.lesson7_after_fedmd.methods_diagram": "takes no argument",
     "fedkd_lessons.temperature.strongest_lookalikes": "reads a resemblance_table's output",
     "fedkd_lessons.engine.progress.progress_enabled": "any value is read as a truth value",
     "fedkd_lessons.engine.progress.progress_bar": "wraps any iterable",

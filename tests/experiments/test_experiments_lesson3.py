@@ -167,7 +167,8 @@ def test_drift_toy_round_by_hand_and_simulation_reaches_the_closed_form():
     (dict(lr=0.6), "must be below 2"),
     (dict(local_steps=(0, 5)), r"local_steps\[0\] must be an integer >= 1, got 0"),
     (dict(start=(0.0,)), "length of start"),
-    (dict(clients=(QuadraticClient((0.0, 0.0), (1.0, 1.0), 5),)), "at least two clients"),
+    (dict(clients=(QuadraticClient((0.0, 0.0), (1.0, 1.0), 5),)),
+     r"^clients must be a list or tuple of at least 2 item\(s\)"),
 ])
 def test_drift_settings_reject_bad_values(change, message):
     with pytest.raises(ValueError, match=message):
@@ -212,3 +213,91 @@ def test_client_drift_figure_states_its_finding_and_draws_no_bars():
     assert "settles away from the optimum" in fig.get_suptitle()
     assert len(fig.axes) == 2 and not any(ax.patches for ax in fig.axes)
     plt.close(fig)
+
+
+# --- arguments that do not fit together are named before any training ------------------------------
+
+from fedkd_lessons.experiments.lesson3_client_drift import weighted_average  # noqa: E402
+from fedkd_lessons.experiments.lesson3_federated import (FederatedResult, SeedHeadlines,  # noqa: E402
+                                                         client_changes, headlines_over_seeds, result_of,
+                                                         run_aggregator_runs, run_partition_runs)
+
+
+def _two_client_federation():
+    client = (torch.rand(4, 1, 8, 8), torch.arange(4))
+    return Federation([client, client], [client, client], [np.arange(4)] * 2, [np.arange(4)] * 2)
+
+
+def _trace():
+    return RoundTrace((0, 1), {}, [], [], {}, [], np.zeros((4, 2)), np.zeros(4))
+
+
+PLAIN_RUNS = {Settings().skewed_concentration: None, Settings().iid_concentration: None}
+
+FEDERATED_REJECTIONS = {
+    "trace_round: traced clients of the federation":
+        (lambda digits: trace_round(_two_client_federation(), digits, Settings()),
+         r"^settings.trace_clients must name clients of the federation \(below 2\), got \(0, 1, 2\)"),
+    "run_partition_runs: a federation per concentration":
+        (lambda digits: run_partition_runs({100: _two_client_federation()}, digits, Settings()),
+         r"^federations must hold the federations at settings' concentrations \[100, 1, 0.1\]"),
+    "clip_norm_from: a history with update norms":
+        (lambda digits: clip_norm_from(FedAvgHistory(), Settings()), r"^history must hold the update norms"),
+    "run_aggregator_runs: the skewed and i.i.d. federations":
+        (lambda digits: run_aggregator_runs({100: _two_client_federation()}, digits, Settings(), 1.0),
+         r"^federations must hold the federations at settings' skewed and i.i.d. concentrations.*missing \[0.1\]"),
+    "headlines_over_seeds: the plain runs":
+        (lambda digits: headlines_over_seeds(digits, Settings(), {}, {}),
+         r"^runs must hold the plain runs at settings' skewed and i.i.d. concentrations"),
+    "headlines_over_seeds: the aggregator runs":
+        (lambda digits: headlines_over_seeds(digits, Settings(), PLAIN_RUNS, {"median": None}),
+         r"^aggregator_runs must hold the runs \['median', 'dp \(sigma = 0.01\)', 'dp \(sigma = 0.1\)'\]"),
+    "result_of: the skewed federation":
+        (lambda digits: result_of(Settings(), {}, _trace(), {}, 1.0, {}, SeedHeadlines((0, 1), {})),
+         r"^federations must hold the federation at settings' skewed concentration"),
+    "client_changes: an aggregator run of the result":
+        (lambda digits: client_changes(FederatedResult(Settings(), {}, np.zeros(2), _trace(), {}, 1.0, {"median": None},
+                                                       SeedHeadlines((0, 1), {})), "mean"),
+         r"^name must be one of result's aggregator runs \['median'\], got 'mean'"),
+}
+
+
+@pytest.mark.parametrize("call, message", list(FEDERATED_REJECTIONS.values()), ids=list(FEDERATED_REJECTIONS))
+def test_federated_arguments_that_do_not_fit_together_are_named(digits, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(digits)
+
+
+ONE_D, OTHER_ONE_D = QuadraticClient((0.0,), (1.0,), 1), QuadraticClient((4.0,), (1.0,), 3)
+TWO_D = QuadraticClient((0.0, 1.0), (1.0, 1.0), 2)
+
+DRIFT_REJECTIONS = {
+    "local_steps: start of the client's dimension":
+        (lambda: local_steps(ONE_D, [0.0, 1.0], 1, 0.1), r"^start must have the clients' dimension 1, got 2$"),
+    "weighted_average: a point per client":
+        (lambda: weighted_average([[0.0]], [ONE_D, OTHER_ONE_D]),
+         r"^points must hold one point per client \(2\), got 1$"),
+    "weighted_average: points of the clients' dimension":
+        (lambda: weighted_average([[0.0], [0.0, 1.0]], [ONE_D, OTHER_ONE_D]),
+         r"^points\[1\] must have the clients' dimension 1, got 2$"),
+    "fedavg_round: weights of the clients' dimension":
+        (lambda: fedavg_round([0.0, 1.0], [ONE_D, OTHER_ONE_D], 1, 0.1),
+         r"^weights must have the clients' dimension 1"),
+    "global_optimum: clients of one dimension":
+        (lambda: global_optimum([ONE_D, TWO_D]),
+         r"^clients must all have weights of one dimension, got 1 for clients\[0\]"),
+    "fedavg_fixed_point: clients of one dimension":
+        (lambda: fedavg_fixed_point([ONE_D, TWO_D], 2, 0.1), r"^clients must all have weights of one dimension"),
+}
+
+
+@pytest.mark.parametrize("call, message", list(DRIFT_REJECTIONS.values()), ids=list(DRIFT_REJECTIONS))
+def test_drift_arguments_that_do_not_fit_together_are_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_drift_points_are_computed_on_as_float_arrays_as_before():
+    # a list of ints, a tuple and an array give the same path: the declared check converts as the body did
+    for start in ([2, 0], (2.0, 0.0), np.array([2.0, 0.0])):
+        np.testing.assert_array_equal(local_steps(TWO_D, start, 1, 0.5), [[2.0, 0.0], [1.0, 0.5]])

@@ -169,3 +169,59 @@ def test_mirrored_clients_are_drawn_by_the_seed():
     assert len(chosen) == settings.mirrored_clients and len(set(chosen)) == len(chosen)
     assert all(0 <= k < settings.num_clients for k in chosen)
     assert mirrored_clients(dataclasses.replace(settings, seed=0)) == chosen
+
+
+# --- arguments that do not fit together are named before any training ------------------------------
+
+from fedkd_lessons.adaptation import METHODS  # noqa: E402
+from fedkd_lessons.experiments.lesson4_adaptation import (AdaptationClaimsResult, SeedHeadlines,  # noqa: E402
+                                                          adapt_clients, claims, early_stopped_finetune, federate,
+                                                          headline_accuracies, result_of)
+
+
+def _adapted_run():
+    """:func:`_tiny_run` with every method's accuracies, as adapt_clients leaves them."""
+    run = _tiny_run()
+    run.accuracies.update({name: np.full(2, 0.5) for name in ("global",) + METHODS})
+    return run
+
+
+ADAPTATION_REJECTIONS = {
+    "federate: mirrored clients of the federation":
+        (lambda digits: federate(digits, Settings(), mirrored=(10,)),
+         r"^mirrored must name clients below settings.num_clients \(10\), got \(10,\)"),
+    "adapt_clients: a training set per client":
+        (lambda digits: adapt_clients(_tiny_run(), Settings(), client_train=_tiny_run().federation.train[:1]),
+         r"^client_train must hold one \(images, labels\) set per client of the experiment \(2\), got 1"),
+    "early_stopped_finetune: a training set per client":
+        (lambda digits: early_stopped_finetune(_tiny_run(), Settings(), client_train=_tiny_run().federation.train * 2),
+         r"^client_train must hold one \(images, labels\) set per client of the experiment \(2\), got 4"),
+    "headline_accuracies: every method's accuracies":
+        (lambda digits: headline_accuracies(_tiny_run(), {"finetune": None, "distill": None}, Settings()),
+         r"^experiment must hold the accuracies of the global model and every method, missing \['global', 'local'"),
+    "headline_accuracies: the few-shot curves":
+        (lambda digits: headline_accuracies(_adapted_run(), {"finetune": None}, Settings()),
+         r"^curves must hold the few-shot curves of fine-tuning and distillation, missing \['distill'\]"),
+    "max_fisher: at least one weight":
+        (lambda digits: max_fisher({}), r"^fisher must hold the Fisher values of at least one weight"),
+    "result_of: the DP run the claims compare":
+        (lambda digits: result_of(_tiny_run(), {}, {"mean": _tiny_run()}, Settings(), SeedHeadlines((0, 1), []),
+                                  _who_gains()),
+         r"^runs must hold the plain run and the DP run the claims compare, missing \['DP \(sigma = 0.1\)'\]"),
+    "claims: a result with its seeds":
+        (lambda digits: claims(AdaptationClaimsResult(Settings(), {}, {})),
+         r"^result must carry over_seeds and who_gains"),
+}
+
+
+@pytest.mark.parametrize("call, message", list(ADAPTATION_REJECTIONS.values()), ids=list(ADAPTATION_REJECTIONS))
+def test_adaptation_arguments_that_do_not_fit_together_are_named(digits, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(digits)
+
+
+def test_aggregation_runs_name_an_unknown_aggregator():
+    from fedkd_lessons.experiments.lesson4_adaptation import aggregation_runs
+
+    with pytest.raises(ValueError, match=r"^aggregators\[1\] must be one of 'median', 'dp', got 'trimmed'"):
+        aggregation_runs.check_arguments(aggregators=("dp", "trimmed"))
