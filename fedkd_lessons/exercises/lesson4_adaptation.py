@@ -99,6 +99,21 @@ def _reference_step(student, teacher, images, labels, temperature, alpha, lr):
     return loss.detach().item()
 
 
+def _loss_hint(got, student_before, student_after, teacher, images, labels, temperature, alpha) -> str:
+    """What a wrong loss value most likely is: the loss after the step, or the soft term without T²."""
+    with torch.no_grad():
+        teacher_logits, logits = teacher(images), student_before(images)
+        after = float(distillation_loss(student_after(images), teacher_logits, labels, temperature=temperature,
+                                        alpha=alpha))
+        soft = float(distillation_loss(logits, teacher_logits, labels, temperature=temperature, alpha=1.0))
+        without_t_squared = alpha * soft / temperature**2 + (1 - alpha) * float(F.cross_entropy(logits, labels))
+    if math.isclose(got, after, rel_tol=1e-4):
+        return "that is the loss after the step; return the one computed before it."
+    if alpha > 0 and math.isclose(got, without_t_squared, rel_tol=1e-4):
+        return "multiply the soft term by T² (distillation_loss does: Hinton's fix for the 1/T² gradients)."
+    return "loss = distillation_loss(student(x), teacher(x), y, T, alpha), computed before the step."
+
+
 def _check_distill_step_by_hand(step_fn) -> None:
     """A case small enough to work out on paper: a linear student at zero (logits [0, 0], softmax
     [1/2, 1/2]) and a teacher with logits [ln 3, 0] (softmax [3/4, 1/4]) on one image x = 1 of
@@ -149,11 +164,15 @@ def check_distill_step(step_fn) -> None:
             if not torch.equal(value, teacher_before[name]):
                 raise Wrong(f"{case}: the teacher's {name!r} changed. The global model is frozen: compute its logits "
                             "under torch.no_grad() (or detach them) and step only the student's parameters.")
-        if isinstance(got_loss, torch.Tensor):
+        if isinstance(got_loss, torch.Tensor) and got_loss.numel() == 1:
             got_loss = float(got_loss.detach())
-        if not isinstance(got_loss, (int, float)) or not math.isclose(got_loss, expected_loss, rel_tol=1e-4, abs_tol=1e-6):
+        if not isinstance(got_loss, (int, float)):
             raise Wrong(f"{case}: return the loss before the step as a number, expected {expected_loss:.4f}, "
                         f"got {got_loss!r}.")
+        if not math.isclose(got_loss, expected_loss, rel_tol=1e-4, abs_tol=1e-6):
+            raise Wrong(f"{case}: your loss before the step is {got_loss:.4f}, expected {expected_loss:.4f}: "
+                        + _loss_hint(got_loss, _step_case(seed)[0], expected_student, teacher, images, labels,
+                                     temperature, alpha))
         start = dict(_step_case(seed)[0].named_parameters())
         for (name, got), expected in zip(student.named_parameters(), expected_student.parameters()):
             moved = got.detach() - start[name].detach()

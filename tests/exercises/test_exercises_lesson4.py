@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -49,14 +51,15 @@ def test_ewc_penalty_checker_rejects_only_the_first_tensor():
 
 # --- one distillation adaptation step ------------------------------------------------------------
 
-def reference_step(student, teacher, images, labels, temperature, alpha, lr):
-    """One step written out here: alpha T^2 KL(softmax(v / T) || softmax(z / T)) + (1 - alpha) CE(z, y)."""
+def reference_step(student, teacher, images, labels, temperature, alpha, lr, t_squared=True):
+    """One step written out here: alpha T^2 KL(softmax(v / T) || softmax(z / T)) + (1 - alpha) CE(z, y)
+    (``t_squared=False``: the T^2 forgotten)."""
     with torch.no_grad():
         teacher_logits = teacher(images)
     logits = student(images)
     soft = torch.softmax(teacher_logits / temperature, dim=1)
     kl = (soft * (torch.log(soft) - torch.log_softmax(logits / temperature, dim=1))).sum(dim=1).mean()
-    loss = alpha * temperature ** 2 * kl
+    loss = alpha * (temperature ** 2 if t_squared else 1.0) * kl
     if labels is not None:
         loss = loss + (1 - alpha) * -torch.log_softmax(logits, dim=1)[torch.arange(len(labels)), labels].mean()
     student.zero_grad()
@@ -81,8 +84,27 @@ def test_the_hand_worked_distill_step_matches_the_package_loss():
 
 def test_distill_step_checker_rejects_a_step_without_the_temperature_squared():
     def no_t_squared(student, teacher, images, labels, temperature, alpha, lr):
-        return reference_step(student, teacher, images, labels, temperature, alpha / temperature ** 2, lr)
-    assert not check_distill_step(no_t_squared).passed
+        return reference_step(student, teacher, images, labels, temperature, alpha, lr, t_squared=False)
+    feedback = check_distill_step(no_t_squared)
+    assert not feedback.passed and "T = 6" in feedback.message and "multiply the soft term by T²" in feedback.message
+
+
+def test_distill_step_checker_rejects_returning_the_loss_after_the_step_or_a_tensor_with_a_gradient():
+    def loss_after(student, teacher, images, labels, temperature, alpha, lr):
+        reference_step(student, teacher, images, labels, temperature, alpha, lr)
+        probe = copy.deepcopy(student)
+        return reference_step(probe, teacher, images, labels, temperature, alpha, 0.0)
+
+    feedback = check_distill_step(loss_after)
+    assert not feedback.passed and "0.41198" in feedback.message
+    # the hand-worked case tells it apart only by value; the seeded cases name it
+    def loss_after_from_the_second_case(student, teacher, images, labels, temperature, alpha, lr):
+        if temperature == 1.0:
+            return reference_step(student, teacher, images, labels, temperature, alpha, lr)
+        return loss_after(student, teacher, images, labels, temperature, alpha, lr)
+
+    feedback = check_distill_step(loss_after_from_the_second_case)
+    assert not feedback.passed and "that is the loss after the step" in feedback.message
 
 
 def test_distill_step_checker_rejects_gradient_ascent():
@@ -126,7 +148,8 @@ def test_distill_step_checker_rejects_accumulated_gradients():
 def test_distill_step_checker_rejects_a_step_that_ignores_the_labels():
     def soft_only(student, teacher, images, labels, temperature, alpha, lr):
         return reference_step(student, teacher, images, None, temperature, 1.0, lr)
-    assert not check_distill_step(soft_only).passed
+    feedback = check_distill_step(soft_only)
+    assert not feedback.passed and "1/2 (3/4 ln 3/2 + 1/4 ln 1/2) + 1/2 ln 2 = 0.41198" in feedback.message
 
 
 # --- the largest stable lambda --------------------------------------------------------------------
@@ -159,8 +182,6 @@ def test_max_stable_lambda_checker_rejects_a_limit_of_one():
 
 
 # --- the early-stopped adaptation loop ---------------------------------------------------------------
-
-import copy  # noqa: E402
 
 from fedkd_lessons.exercises.lesson4_adaptation import check_early_stopping  # noqa: E402
 
@@ -206,4 +227,5 @@ def test_early_stopping_checker_rejects_a_loop_that_always_returns_the_global_mo
             validation_accuracy(model)
         return 0
 
-    assert not check_early_stopping(never_trains).passed
+    feedback = check_early_stopping(never_trains)
+    assert not feedback.passed and "the scores peak at 1.0 after 5 epochs: return 5" in feedback.message
