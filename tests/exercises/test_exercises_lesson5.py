@@ -181,7 +181,8 @@ def test_round_checker_accepts_algorithm_1_written_in_plain_torch_and_reports_un
     (plain_round([]), "weights did not change"),
     (plain_round(["digest", "digest", "revisit"]), "other weights than one FedMD round gives"),
     (plain_round(digest_loss=mse), "other weights than one FedMD round gives"),  # the authors' code fits with MAE
-])
+], ids=["revisit first", "no revisit", "no digest", "probabilities", "own subset", "no training", "two digests",
+        "MSE digest"])
 def test_round_checker_names_the_mistake(round_fn, message):
     feedback = check_fedmd_round(round_fn)
     assert not feedback.passed and message in feedback.message
