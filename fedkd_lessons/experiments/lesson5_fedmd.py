@@ -23,7 +23,8 @@ from fedkd_lessons.fedmd import (NUM_CLASSES, NUM_PRIVATE_CLASSES, FedMDHistory,
 from fedkd_lessons.fedmd import FedMDRun, FedMDSettings, pretrain_on_public, revisit, run_fedmd_together
 from fedkd_lessons.data.letters import WRITERS, LetterData, make_letter_parties
 from fedkd_lessons.engine.models import accuracy, make_fedmd_zoo
-from fedkd_lessons.engine.validation import check_int_at_least, check_positive_finite
+from fedkd_lessons.engine.validation import (POSITIVE, Callable, Each, Instance, Integer, Optional, check_fields,
+                                             checked_arguments)
 from fedkd_lessons.experiments.claims import Claim, at_least, at_most
 from fedkd_lessons.experiments.intervals import PairedInterval, paired_interval
 
@@ -56,21 +57,15 @@ class Settings:
     seeds: int = 5  # the headline runs on seed, seed + 1, ..., seed + seeds - 1
 
     def __post_init__(self):
-        check_int_at_least(self.seed, "seed", 0)
-        check_int_at_least(self.parties, "parties", 2)
-        if self.parties > len(WRITERS):
-            raise ValueError(f"parties must be at most {len(WRITERS)} (one writer each), got {self.parties!r}")
-        for name in ("letters_per_class", "evaluation_per_class", "pooled_epochs", "rounds", "subset_size"):
-            check_int_at_least(getattr(self, name), name, 1)
-        for name in ("public_epochs", "private_epochs", "digest_epochs", "revisit_epochs"):
-            check_int_at_least(getattr(self, name), name, 0)
-        check_positive_finite(self.softened_temperature, "softened_temperature")
-        check_int_at_least(self.max_private_epochs, "max_private_epochs", 1)
-        check_int_at_least(self.validation_every, "validation_every", 1)
+        # one writer per party
+        check_fields(self, seed=Integer(0), parties=Integer(2, len(WRITERS)), letters_per_class=Integer(1),
+                     evaluation_per_class=Integer(1), public_epochs=Integer(0), private_epochs=Integer(0),
+                     pooled_epochs=Integer(1), rounds=Integer(1), subset_size=Integer(1), digest_epochs=Integer(0),
+                     revisit_epochs=Integer(0), softened_temperature=POSITIVE, max_private_epochs=Integer(1),
+                     validation_every=Integer(1), seeds=Integer(2))
         if self.max_private_epochs % self.validation_every:
             raise ValueError(f"max_private_epochs ({self.max_private_epochs}) must be a multiple of validation_every "
                              f"({self.validation_every})")
-        check_int_at_least(self.seeds, "seeds", 2)
 
     def rounds_at(self, seed: int) -> FedMDSettings:
         """The FedMD rounds of this lesson, their public subsets drawn by the server with ``seed``."""
@@ -89,12 +84,27 @@ class Settings:
         return tuple(range(self.seed, self.seed + self.seeds))
 
 
+SETTINGS = Instance(Settings)
+LETTERS = Instance(LetterData)
+PARTIES = Each(Instance(Party))
+SETS = Each(Instance((tuple, list)))
+
+
+def _check_pairs(sets, name: str) -> None:
+    """Each ``(images, labels)`` of ``sets`` gives one label per image."""
+    for k, (images, labels) in enumerate(sets):
+        if len(labels) != len(images):
+            raise ValueError(f"{name}[{k}] must give one label per image ({len(images)}), got {len(labels)}")
+
+
+@checked_arguments(settings=SETTINGS)
 def make_letters(settings: Settings) -> LetterData:
     """The private letters (synthetic, one writer per party) and the test letters of every writer."""
     return make_letter_parties(num_parties=settings.parties, per_class=settings.letters_per_class,
                                evaluation_per_class=settings.evaluation_per_class, seed=settings.seed)
 
 
+@checked_arguments(settings=SETTINGS, letters=LETTERS, image_size=Integer(1))
 def make_lesson_parties(settings: Settings, letters: LetterData, image_size: int) -> list[Party]:
     """The zoo's first ``settings.parties`` models paired with the writers' letters."""
     torch.manual_seed(settings.seed)  # the zoo's initial weights
@@ -111,6 +121,8 @@ class TransferResult:
     upper_bound: np.ndarray | None  # (m,)
 
 
+@checked_arguments(parties=PARTIES, public=Instance(ImageSplit), letters=LETTERS, settings=SETTINGS,
+                   with_upper_bound=Instance(bool))
 def transfer_learn(parties: list[Party], public: ImageSplit, letters: LetterData, settings: Settings, *,
                    with_upper_bound: bool = True) -> TransferResult:
     """Algorithm 1's first step, in place: public digits, then private letters; between the two,
@@ -160,6 +172,7 @@ class ValidationChoice:
         return self.validation_accuracy.max(axis=1)
 
 
+@checked_arguments(parties=PARTIES, validation=SETS, max_epochs=Integer(1), every=Integer(1))
 def train_until_best_on_validation(parties: list[Party], validation: list[tuple[torch.Tensor, torch.Tensor]], *,
                                    max_epochs: int, every: int) -> ValidationChoice:
     """Private training to convergence, in place: each party trains on its own letters (cross-entropy,
@@ -169,13 +182,12 @@ def train_until_best_on_validation(parties: list[Party], validation: list[tuple[
     code early-stops its private training and upper bound on the private *test* set (the
     official FedMD_clean), which lets test data choose the model; that is not copied.
     Parties of one architecture, learning rate and batch size train at once."""
-    check_int_at_least(max_epochs, "max_epochs", 1)
-    check_int_at_least(every, "every", 1)
     if max_epochs % every:
         raise ValueError(f"max_epochs ({max_epochs}) must be a multiple of every ({every})")
     if len(validation) != len(parties):
         raise ValueError(f"validation must give one (images, labels) set per party ({len(parties)}), "
                          f"got {len(validation)}")
+    _check_pairs(validation, "validation")
     checkpoints = np.arange(0, max_epochs + 1, every)
     scores = np.zeros((len(parties), len(checkpoints)))
     for group in group_by_architecture([p.model for p in parties], extra=[(p.lr, p.batch_size) for p in parties]):
@@ -271,6 +283,7 @@ class OverSeeds:
         return {name: int(count) for name, count in zip(self.party_names, losses) if count}
 
 
+@checked_arguments(settings=SETTINGS, image_size=Integer(1), letters_for=Optional(Callable()))
 def build_parties(settings: Settings, image_size: int, letters_for=None) -> tuple[LetterData, list[Party], list[Party]]:
     """One seed's letters (``letters_for(settings)``, default :func:`make_letters`), its parties, and
     a copy of the parties (the same initial weights and batch streams) for the ablation that never
@@ -280,15 +293,29 @@ def build_parties(settings: Settings, image_size: int, letters_for=None) -> tupl
     return letters, parties, copy.deepcopy(parties)
 
 
+def _check_changes(changes: dict, name: str) -> None:
+    """A variant's overrides name the run's ``digest_target`` or fields of its FedMD settings."""
+    unknown = sorted(set(changes) - {"digest_target"} - set(FedMDSettings.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"{name} must name digest_target or fields of FedMDSettings, got {unknown}")
+
+
+@checked_arguments(parties=PARTIES, letters=LETTERS, rounds=Instance(FedMDSettings), changes=Instance(dict))
 def variant_run(parties, letters: LetterData, rounds: FedMDSettings, changes: dict) -> FedMDRun:
     """One run of a variant: ``changes`` sets the run's ``digest_target`` (the controls) and any
     field of its :class:`~fedkd_lessons.fedmd.FedMDSettings` (the softened consensus)."""
+    _check_changes(changes, "changes")
     of_run = {name: value for name, value in changes.items() if name == "digest_target"}
     of_rounds = {name: value for name, value in changes.items() if name != "digest_target"}
     return FedMDRun(parties, letters.test_images, letters.test_labels, replace(rounds, **of_rounds),
                     **of_run)
 
 
+VARIANTS = Optional(Instance(dict))
+
+
+@checked_arguments(settings=SETTINGS, public=Instance(ImageSplit), letters_for=Optional(Callable()), variants=VARIANTS,
+                   first_seed_variants=VARIANTS, with_upper_bound=Instance(bool))
 def run_over_seeds(settings: Settings, public: ImageSplit, *, letters_for=None, variants: dict[str, dict] | None = None,
                    first_seed_variants: dict[str, dict] | None = None, with_upper_bound: bool = False,
                    progress: bool | None = None) -> OverSeeds:
@@ -307,6 +334,12 @@ def run_over_seeds(settings: Settings, public: ImageSplit, *, letters_for=None, 
 
     ``letters_for(settings)`` gives a seed's letters (default :func:`make_letters`, the offline ones).
     """
+    every_seed = {"FedMD": {}, "control": CONTROL, **(variants or {})}
+    if len(every_seed) != 2 + len(variants or {}) or set(every_seed) & set(first_seed_variants or {}):
+        raise ValueError("variants and first_seed_variants need names of their own, other than 'FedMD' and 'control'")
+    for kind, named in (("variants", variants), ("first_seed_variants", first_seed_variants)):
+        for name, changes in (named or {}).items():
+            _check_changes(changes, f"{kind}[{name!r}]")
     image_size = public.train_images.shape[-1]
     built = [build_parties(replace(settings, seed=seed), image_size, letters_for) for seed in settings.seed_list]
     transferred = [party for _, parties, _ in built for party in parties]
@@ -328,9 +361,6 @@ def run_over_seeds(settings: Settings, public: ImageSplit, *, letters_for=None, 
     no_transfer = ValidationChoice(choice.checkpoints, choice.validation_accuracy[count:], choice.epochs[count:])
     no_transfer_accuracy = np.array([[accuracy(p.model, letters.test_images, letters.test_labels) for p in copies]
                                      for letters, _, copies in built])
-    every_seed = {"FedMD": {}, "control": CONTROL, **(variants or {})}
-    if len(every_seed) != 2 + len(variants or {}) or set(every_seed) & set(first_seed_variants or {}):
-        raise ValueError("variants and first_seed_variants need names of their own, other than 'FedMD' and 'control'")
     runs, names = [], []
     for index, (seed, (letters, parties, _)) in enumerate(zip(settings.seed_list, built)):
         extra = (first_seed_variants or {}) if index == 0 else {}
@@ -352,11 +382,13 @@ def run_over_seeds(settings: Settings, public: ImageSplit, *, letters_for=None, 
     )
 
 
+@checked_arguments(settings=SETTINGS)
 def run_claims_experiment(settings: Settings, progress: bool | None = False) -> OverSeeds:
     """The runs the lesson's prose concludes from (no first-seed variants, no upper bound)."""
     return run_over_seeds(settings, load_digits_split(), variants={"softened": settings.softened}, progress=progress)
 
 
+@checked_arguments(result=Instance(OverSeeds))
 def claims(result: OverSeeds) -> list[Claim]:
     """What lesson 5's prose concludes from its runs. Gains are in points (100 x accuracy)."""
     s = result.settings

@@ -28,7 +28,8 @@ from fedkd_lessons.data.digits import ImageSplit, load_digits_split
 from fedkd_lessons.fedmd import (NUM_PRIVATE_CLASSES, NUM_PUBLIC_CLASSES, FedMDHistory, Party, make_parties,
                                  pretrain_on_public, revisit)
 from fedkd_lessons.data.letters import LetterData
-from fedkd_lessons.engine.validation import check_int_at_least, check_positive_finite
+from fedkd_lessons.engine.validation import (POSITIVE, Each, Instance, Integer, Optional, Real, Tensor, check_fields,
+                                             checked_arguments)
 from fedkd_lessons.experiments.claims import Claim, at_least, at_most
 from fedkd_lessons.experiments.intervals import PairedInterval, paired_interval
 from fedkd_lessons.experiments.lesson5_fedmd import Settings as FedMDSettings
@@ -68,33 +69,22 @@ class Settings:
     attack_draws: int = 20  # noise draws per party and noise level when measuring the attack
 
     def __post_init__(self):
-        check_int_at_least(self.seed, "seed", 0)
-        check_int_at_least(self.seeds, "seeds", 2)
-        if not isinstance(self.fedmd, FedMDSettings):
-            raise ValueError(f"fedmd must be lesson 5's Settings, got {type(self.fedmd).__name__}")
-        if not (isinstance(self.fd_weight, (int, float)) and np.isfinite(self.fd_weight) and self.fd_weight >= 0):
-            raise ValueError(f"fd_weight must be a finite number >= 0, got {self.fd_weight!r}")
-        for name in ("fd_temperature", "feddf_temperature", "era_temperature"):
-            check_positive_finite(getattr(self, name), name)
-        if not self.noise_stds:
-            raise ValueError("noise_stds must hold at least one noise level")
-        for std in self.noise_stds:
-            check_positive_finite(std, "noise_stds")
+        check_fields(self, seed=Integer(0), seeds=Integer(2), fedmd=Instance(FedMDSettings), fd_weight=Real(0),
+                     fd_temperature=POSITIVE, feddf_temperature=POSITIVE, era_temperature=POSITIVE,
+                     noise_stds=Each(POSITIVE), defended_noise_stds=Each(POSITIVE), favourite_letters=Integer(1),
+                     other_letters=Integer(1), attack_draws=Integer(1))
         if list(self.noise_stds) != sorted(set(self.noise_stds)):
             raise ValueError(f"noise_stds must be distinct and increasing, got {self.noise_stds!r}")
-        if (not self.defended_noise_stds or list(self.defended_noise_stds) != sorted(set(self.defended_noise_stds))
+        if (list(self.defended_noise_stds) != sorted(set(self.defended_noise_stds))
                 or not set(self.defended_noise_stds) <= set(self.noise_stds)):
             raise ValueError(f"defended_noise_stds must be distinct, increasing and among noise_stds = "
                              f"{self.noise_stds!r}, got {self.defended_noise_stds!r}")
-        check_int_at_least(self.favourite_letters, "favourite_letters", 1)
-        check_int_at_least(self.other_letters, "other_letters", 1)
         if self.other_letters >= self.favourite_letters:
             raise ValueError(f"other_letters must be below favourite_letters = {self.favourite_letters}, "
                              f"got {self.other_letters!r}")
         if self.favourite_letters > self.fedmd.letters_per_class:
             raise ValueError(f"favourite_letters must be at most fedmd.letters_per_class = "
                              f"{self.fedmd.letters_per_class}, got {self.favourite_letters!r}")
-        check_int_at_least(self.attack_draws, "attack_draws", 1)
 
     @property
     def seed_list(self) -> tuple[int, ...]:
@@ -129,9 +119,26 @@ class Federations:
     upper_bound: np.ndarray | None  # (m,) at the first seed; None when not asked for
 
 
+SETTINGS = Instance(Settings)
+FEDERATIONS = Instance(Federations)
+DEFENDED = Optional(Each(POSITIVE, min_length=0))
+
+
+def _check_federations(federations: Federations, settings: Settings) -> None:
+    """``federations`` were built at ``settings``: one row of parties (and letters) per seed."""
+    rows = {len(federations.parties), len(federations.leak_parties), len(federations.letters)}
+    if rows != {settings.seeds}:
+        raise ValueError(f"federations must hold one row per seed of settings ({settings.seeds}, as "
+                         f"build_federations(settings) builds them), got {sorted(rows)}")
+
+
+@checked_arguments(images=Tensor(), labels=Tensor(ndim=1, dtype="integer"),
+                   favourite=Integer(0, NUM_PRIVATE_CLASSES - 1), favourite_letters=Integer(1), other_letters=Integer(1))
 def skewed_private_set(images, labels, favourite: int, favourite_letters: int, other_letters: int):
     """A party's private letters with one favourite class: its first ``favourite_letters`` letters of
     class ``10 + favourite``, its first ``other_letters`` of every other letter."""
+    if len(labels) != len(images):
+        raise ValueError(f"labels must give one label per image ({len(images)}), got {len(labels)}")
     keep = []
     for letter, label in enumerate(PRIVATE_CLASSES):
         rows = (labels == label).nonzero().flatten()
@@ -140,6 +147,7 @@ def skewed_private_set(images, labels, favourite: int, favourite_letters: int, o
     return images[keep], labels[keep]
 
 
+@checked_arguments(settings=SETTINGS, with_upper_bound=Instance(bool))
 def build_federations(settings: Settings, with_upper_bound: bool = True) -> Federations:
     """Lesson 5's federations at every seed, sharing one public pretraining.
 
@@ -190,11 +198,13 @@ def build_federations(settings: Settings, with_upper_bound: bool = True) -> Fede
     return Federations(public, letters, parties, leak, favourites, digit_accuracy, upper_bound)
 
 
+@checked_arguments(noise_std=POSITIVE)
 def defended_label(noise_std: float) -> str:
     """The label of FedMD's runs with the defence at ``noise_std``."""
     return f"FedMD, noise {noise_std:g}"
 
 
+@checked_arguments(settings=SETTINGS, defended=DEFENDED)
 def defended_levels(settings: Settings, defended: tuple[float, ...] | None) -> tuple[float, ...]:
     """The noise levels FedMD runs defended at: ``settings.defended_noise_stds`` when ``defended`` is
     None, else ``defended``, which must be among them (``()``: none)."""
@@ -206,10 +216,12 @@ def defended_levels(settings: Settings, defended: tuple[float, ...] | None) -> t
     return tuple(defended)
 
 
+@checked_arguments(federations=FEDERATIONS, settings=SETTINGS, defended=DEFENDED)
 def method_runs(federations: Federations, settings: Settings,
                 defended: tuple[float, ...] | None = None) -> dict[str, list[MethodRun]]:
     """One run per seed of every method, and of FedMD under each defended noise level
     (:func:`defended_levels`)."""
+    _check_federations(federations, settings)
     labels = {method: {"method": method} for method in METHODS}
     labels.update({defended_label(std): {"method": "FedMD", "noise_std": std}
                    for std in defended_levels(settings, defended)})
@@ -219,6 +231,7 @@ def method_runs(federations: Federations, settings: Settings,
             for label, changes in labels.items()}
 
 
+@checked_arguments(federations=FEDERATIONS, settings=SETTINGS, defended=DEFENDED)
 def run_all_methods(federations: Federations, settings: Settings, progress: bool | None = None,
                     defended: tuple[float, ...] | None = None) -> dict[str, list[FedMDHistory]]:
     """Every method and FedMD at every defended level (:func:`defended_levels`) at every seed, all in
@@ -236,6 +249,7 @@ def run_all_methods(federations: Federations, settings: Settings, progress: bool
     return out
 
 
+@checked_arguments(federations=FEDERATIONS, settings=SETTINGS)
 def attack_success(federations: Federations, settings: Settings) -> np.ndarray:
     """The attack on every leak party at every seed and noise level: the server draws the first
     round's public subset (as FedMD's server does), the party publishes its logits (plus noise),
@@ -244,6 +258,7 @@ def attack_success(federations: Federations, settings: Settings) -> np.ndarray:
     Returns ``(seeds, noise levels)``: the share of (party, noise draw) pairs named right; chance is
     1/6. Level 0 has no noise, so one draw per party.
     """
+    _check_federations(federations, settings)
     public = federations.public.train_images
     success = np.zeros((settings.seeds, len(settings.attack_noise_stds)))
     for i, (seed, row) in enumerate(zip(settings.seed_list, federations.leak_parties)):
@@ -312,12 +327,14 @@ class AfterFedMDResult:
                 for j, std in enumerate(self.settings.attack_noise_stds)}
 
 
+@checked_arguments(settings=SETTINGS, defended=DEFENDED, with_upper_bound=Instance(bool))
 def run_lesson(settings: Settings, progress: bool | None = None, *, defended: tuple[float, ...] | None = None,
                with_upper_bound: bool = True) -> tuple[Federations, AfterFedMDResult]:
     """Everything the notebook shows: the federations, every method at every seed, the attack.
     ``defended`` runs FedMD defended at only these of ``settings.defended_noise_stds`` (``()``: none)
     and ``with_upper_bound=False`` skips the pooled upper bound; neither changes any other number
     (up to float rounding: runs train in stacks of another size)."""
+    defended_levels(settings, defended)  # a level the settings lack is named before anything trains
     federations = build_federations(settings, with_upper_bound)
     histories = run_all_methods(federations, settings, progress, defended)
     result = AfterFedMDResult(settings, federations.digit_accuracy, federations.upper_bound, histories,
@@ -325,6 +342,7 @@ def run_lesson(settings: Settings, progress: bool | None = None, *, defended: tu
     return federations, result
 
 
+@checked_arguments(settings=SETTINGS)
 def run_claims_experiment(settings: Settings, progress: bool | None = False) -> AfterFedMDResult:
     """The runs the prose's checked claims come from: every method, the attack at every level and
     FedMD defended at the strongest defended level (the one the claims check); not the other
@@ -333,6 +351,7 @@ def run_claims_experiment(settings: Settings, progress: bool | None = False) -> 
     return run_lesson(settings, progress, defended=settings.defended_noise_stds[-1:], with_upper_bound=False)[1]
 
 
+@checked_arguments(result=Instance(AfterFedMDResult))
 def claims(result: AfterFedMDResult) -> list[Claim]:
     """What lesson 7's prose concludes. Differences are in points (100 x accuracy), each the mean
     over the run's seeds of the paired difference; the attack's success is the share of parties

@@ -13,7 +13,7 @@ from fedkd_lessons.data.digits import ImageSplit
 from fedkd_lessons.experiments.intervals import paired_interval
 from fedkd_lessons.experiments.lesson5_fedmd import (
     CHANCE, OverSeeds, Settings, ValidationChoice, claims, make_lesson_parties, make_letters, run_over_seeds,
-    train_until_best_on_validation, transfer_learn,
+    train_until_best_on_validation, transfer_learn, variant_run,
 )
 from fedkd_lessons.fedmd import FedMDHistory
 from fedkd_lessons.engine.models import accuracy, make_fedmd_zoo
@@ -21,8 +21,8 @@ from fedkd_lessons.engine.models import accuracy, make_fedmd_zoo
 
 @pytest.mark.parametrize("field, value, message", [
     ("seed", -1, "seed must be an integer >= 0"),
-    ("parties", 1, "parties must be an integer >= 2"),
-    ("parties", 11, "parties must be at most 10"),
+    ("parties", 1, r"parties must be an integer in \[2, 10\]"),
+    ("parties", 11, r"parties must be an integer in \[2, 10\]"),
     ("letters_per_class", 0, "letters_per_class must be an integer >= 1"),
     ("evaluation_per_class", 0, "evaluation_per_class must be an integer >= 1"),
     ("public_epochs", -1, "public_epochs must be an integer >= 0"),
@@ -204,3 +204,25 @@ def test_run_over_seeds_plumbing():
     assert over.fedmd[0].settings["digest_target"] == "consensus" and over.control[0].settings["digest_target"] == "none"
     with pytest.raises(ValueError, match="need names of their own"):
         run_over_seeds(settings, small_public(), variants={"control": {}}, progress=False)
+
+
+# --- Arguments that must agree: each rejection names the argument at fault ------------------------
+
+def test_a_validation_set_with_labels_of_another_length_is_rejected_by_name():
+    letters, parties = tiny_parties()
+    validation = [(letters.validation_images, letters.validation_labels)] * len(parties)
+    validation[1] = (letters.validation_images, letters.validation_labels[:-1])
+    with pytest.raises(ValueError, match=r"^validation\[1\] must give one label per image \(\d+\), got \d+"):
+        train_until_best_on_validation(parties, validation, max_epochs=2, every=1)
+
+
+def test_a_variant_that_changes_no_setting_of_fedmd_is_rejected_by_name():
+    letters, parties = tiny_parties()
+    with pytest.raises(ValueError, match=r"^changes must name digest_target or fields of FedMDSettings, got \['temp'\]"):
+        variant_run(parties, letters, Settings().rounds_at(0), {"temp": 4.0})
+
+
+def test_run_over_seeds_rejects_a_bad_variant_by_name_before_any_training():
+    # at the lesson's settings: were anything trained first, this would take minutes
+    with pytest.raises(ValueError, match=r"^first_seed_variants\['own'\] must name digest_target or fields of "):
+        run_over_seeds(Settings(), small_public(), first_seed_variants={"own": {"target": "own logits"}}, progress=False)

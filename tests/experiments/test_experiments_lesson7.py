@@ -9,23 +9,23 @@ import torch
 
 from fedkd_lessons.experiments.claims import claims_module
 from fedkd_lessons.experiments.lesson5_fedmd import Settings as FedMDSettings
-from fedkd_lessons.experiments.lesson7_after_fedmd import (CHANCE, COMPARED, PRIVATE_CLASSES, Settings, claims,
-                                                           method_runs, run_claims_experiment, run_lesson,
-                                                           skewed_private_set)
+from fedkd_lessons.experiments.lesson7_after_fedmd import (CHANCE, COMPARED, PRIVATE_CLASSES, Federations, Settings,
+                                                           attack_success, claims, method_runs, run_claims_experiment,
+                                                           run_lesson, skewed_private_set)
 
 
 @pytest.mark.parametrize("field, value, message", [
     ("seed", -1, "seed must be an integer >= 0"),
     ("seeds", 1, "seeds must be an integer >= 2"),
-    ("fedmd", {"rounds": 3}, "fedmd must be lesson 5's Settings"),
+    ("fedmd", {"rounds": 3}, "fedmd must be a Settings"),
     ("fd_weight", -0.5, "fd_weight must be a finite number >= 0"),
     ("fd_temperature", 0.0, "fd_temperature must be a finite number > 0"),
     ("feddf_temperature", float("inf"), "feddf_temperature must be a finite number > 0"),
     ("era_temperature", -0.1, "era_temperature must be a finite number > 0"),
-    ("noise_stds", (), "noise_stds must hold at least one noise level"),
-    ("noise_stds", (0.0,), "noise_stds must be a finite number > 0"),
+    ("noise_stds", (), r"noise_stds must be a list or tuple of at least 1 item\(s\)"),
+    ("noise_stds", (0.0,), r"noise_stds\[0\] must be a finite number > 0"),
     ("noise_stds", (3.0, 1.0), "noise_stds must be distinct and increasing"),
-    ("defended_noise_stds", (), "defended_noise_stds must be distinct, increasing and among noise_stds"),
+    ("defended_noise_stds", (), r"defended_noise_stds must be a list or tuple of at least 1 item\(s\)"),
     ("defended_noise_stds", (5.0,), "defended_noise_stds must be distinct, increasing and among noise_stds"),
     ("favourite_letters", 0, "favourite_letters must be an integer >= 1"),
     ("favourite_letters", 11, "favourite_letters must be at most fedmd.letters_per_class"),
@@ -33,7 +33,7 @@ from fedkd_lessons.experiments.lesson7_after_fedmd import (CHANCE, COMPARED, PRI
     ("attack_draws", 0, "attack_draws must be an integer >= 1"),
 ])
 def test_settings_reject_bad_values(field, value, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match="^" + message):
         Settings(**{field: value})
 
 
@@ -83,3 +83,27 @@ def test_the_lesson_runs_end_to_end_at_tiny_settings():
     assert set(method_runs(federations, settings, defended=())) == {"FedMD", "control", "FD", "FedDF", "DS-FL"}
     with pytest.raises(ValueError, match="defended must be among settings.defended_noise_stds"):
         method_runs(federations, settings, defended=(7.0,))
+
+
+# --- Arguments that must agree: each rejection names the argument at fault ------------------------
+
+def test_a_skewed_set_with_labels_of_another_length_is_rejected_by_name():
+    labels = torch.tensor(list(PRIVATE_CLASSES) * 2)
+    with pytest.raises(ValueError, match=r"^labels must give one label per image \(11\), got 12"):
+        skewed_private_set(torch.zeros(11, 1, 8, 8), labels, favourite=0, favourite_letters=2, other_letters=1)
+
+
+def _one_seed_of_federations():
+    return Federations(None, [None], [[]], [[]], np.zeros((1, 0), dtype=int), np.zeros(0), None)
+
+
+@pytest.mark.parametrize("function", [method_runs, attack_success])
+def test_federations_built_for_other_seeds_are_rejected_by_name(function):
+    with pytest.raises(ValueError, match=r"^federations must hold one row per seed of settings \(5, as "):
+        function(_one_seed_of_federations(), Settings())
+
+
+def test_run_lesson_names_a_defended_level_the_settings_lack_before_anything_trains():
+    # at the lesson's settings: were the federations built first, this would take most of a minute
+    with pytest.raises(ValueError, match=r"^defended must be among settings.defended_noise_stds"):
+        run_lesson(Settings(), progress=False, defended=(7.0,))
