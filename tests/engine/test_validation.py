@@ -32,7 +32,8 @@ DECLARED_MODULES = ("fedkd_lessons.temperature", "fedkd_lessons.distillation", "
                     "fedkd_lessons.data.digits", "fedkd_lessons.data.partition", "fedkd_lessons.data.letters",
                     "fedkd_lessons.data.paper_scale", "fedkd_lessons.experiments.lesson4_springs",
                     "fedkd_lessons.after_fedmd", "fedkd_lessons.experiments.claims", "fedkd_lessons.experiments.intervals",
-                    "fedkd_lessons.experiments.lesson1_temperature", "fedkd_lessons.experiments.lesson2_distillation")
+                    "fedkd_lessons.experiments.lesson1_temperature", "fedkd_lessons.experiments.lesson2_distillation",
+                    "fedkd_lessons.experiments.lesson5_fedmd", "fedkd_lessons.experiments.lesson7_after_fedmd")
 
 NOTHING_TO_CHECK = {
     "fedkd_lessons.figures.plotting.use_course_style": "takes no argument",
