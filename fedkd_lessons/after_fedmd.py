@@ -41,8 +41,8 @@ from fedkd_lessons.fedmd import (NUM_CLASSES, FedMDHistory, Party, compute_conse
 from fedkd_lessons.engine.models import count_parameters
 from fedkd_lessons.temperature import entropy, log_softmax_with_temperature, softmax_with_temperature
 from fedkd_lessons.engine.progress import progress_bar
-from fedkd_lessons.engine.validation import (POSITIVE, Each, Instance, Integer, OneOf, Optional, Real, Tensor, as_logits,
-                                             check_fields, checked_arguments)
+from fedkd_lessons.engine.validation import (POSITIVE, Each, Instance, Integer, OneOf, Optional, Real, Tensor,
+                                             as_logits, check_fields, checked_arguments)
 
 METHODS = ("FedMD", "control", "FD", "FedDF", "DS-FL")
 PUBLIC_DATA = {"FedMD": "public, unlabelled use", "control": "none", "FD": "none",
@@ -264,7 +264,8 @@ def estimate_class_mix(scores, classes) -> torch.Tensor:
     """
     scores = as_logits(scores, "scores")
     if max(classes) >= scores.shape[1]:
-        raise ValueError(f"classes must be column indices of scores, in [0, {scores.shape[1] - 1}], got {list(classes)}")
+        raise ValueError(f"classes must be column indices of scores, in [0, {scores.shape[1] - 1}], got "
+                         f"{list(classes)}")
     classes = torch.as_tensor(classes, dtype=torch.long)
     mean = F.softmax(scores, dim=-1).mean(dim=0)[classes]
     return mean / mean.sum()
