@@ -344,9 +344,11 @@ def accuracies(models, sets) -> np.ndarray:
     architecture at once (:func:`logits_of_many`)."""
     if len(sets) != len(models):
         raise ValueError(f"sets must give one test set per model ({len(models)}), got {len(sets)}")
-    for k, (images, labels) in enumerate(sets):
-        if len(labels) != len(images):
-            raise ValueError(f"sets[{k}] must give one label per image ({len(images)}), got {len(labels)}")
+    for k, test_set in enumerate(sets):
+        if len(test_set) != 2:
+            raise ValueError(f"sets[{k}] must be an (images, labels) pair, got {len(test_set)} item(s)")
+        if len(test_set[1]) != len(test_set[0]):
+            raise ValueError(f"sets[{k}] must give one label per image ({len(test_set[0])}), got {len(test_set[1])}")
     logits = logits_of_many(models, [images for images, _ in sets])
     return np.array([float((z.argmax(dim=1) == torch.as_tensor(labels)).float().mean())
                      for z, (_, labels) in zip(logits, sets)])

@@ -290,6 +290,11 @@ def test_a_test_set_with_labels_of_another_length_is_rejected_by_name():
         accuracies([make_mlp((8,))], [(torch.rand(2, 1, 8, 8), torch.tensor([0, 1, 2]))])
 
 
+def test_a_test_set_that_is_no_pair_is_rejected_by_name():
+    with pytest.raises(ValueError, match=r"^sets\[0\] must be an \(images, labels\) pair, got 1 item\(s\)"):
+        accuracies([make_mlp((8,))], [(torch.rand(2, 1, 8, 8),)])
+
+
 def test_fd_teachers_not_one_per_party_are_rejected_by_name():
     parties, *_ = tiny_federation()
     teachers, defined = fd_teachers(*fd_tables(parties))

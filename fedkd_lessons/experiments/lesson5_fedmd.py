@@ -91,10 +91,12 @@ SETS = Each(Instance((tuple, list)))
 
 
 def _check_pairs(sets, name: str) -> None:
-    """Each ``(images, labels)`` of ``sets`` gives one label per image."""
-    for k, (images, labels) in enumerate(sets):
-        if len(labels) != len(images):
-            raise ValueError(f"{name}[{k}] must give one label per image ({len(images)}), got {len(labels)}")
+    """Each of ``sets`` is an ``(images, labels)`` pair with one label per image."""
+    for k, pair in enumerate(sets):
+        if len(pair) != 2:
+            raise ValueError(f"{name}[{k}] must be an (images, labels) pair, got {len(pair)} item(s)")
+        if len(pair[1]) != len(pair[0]):
+            raise ValueError(f"{name}[{k}] must give one label per image ({len(pair[0])}), got {len(pair[1])}")
 
 
 @checked_arguments(settings=SETTINGS)

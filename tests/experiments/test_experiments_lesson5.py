@@ -216,6 +216,14 @@ def test_a_validation_set_with_labels_of_another_length_is_rejected_by_name():
         train_until_best_on_validation(parties, validation, max_epochs=2, every=1)
 
 
+def test_a_validation_set_that_is_no_pair_is_rejected_by_name():
+    letters, parties = tiny_parties()
+    validation = [(letters.validation_images, letters.validation_labels)] * len(parties)
+    validation[2] = (letters.validation_images,)
+    with pytest.raises(ValueError, match=r"^validation\[2\] must be an \(images, labels\) pair, got 1 item\(s\)"):
+        train_until_best_on_validation(parties, validation, max_epochs=2, every=1)
+
+
 def test_a_variant_that_changes_no_setting_of_fedmd_is_rejected_by_name():
     letters, parties = tiny_parties()
     with pytest.raises(ValueError, match=r"^changes must name digest_target or fields of FedMDSettings, got \['temp'\]"):
