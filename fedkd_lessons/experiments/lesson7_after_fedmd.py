@@ -132,8 +132,8 @@ def _check_federations(federations: Federations, settings: Settings) -> None:
                          f"build_federations(settings) builds them), got {sorted(rows)}")
 
 
-@checked_arguments(images=Tensor(), labels=Tensor(ndim=1, dtype="integer"),
-                   favourite=Integer(0, NUM_PRIVATE_CLASSES - 1), favourite_letters=Integer(1), other_letters=Integer(1))
+@checked_arguments(images=Tensor(), labels=Tensor(ndim=1, dtype="integer"), favourite=Integer(0, NUM_PRIVATE_CLASSES - 1),
+                   favourite_letters=Integer(1), other_letters=Integer(1))
 def skewed_private_set(images, labels, favourite: int, favourite_letters: int, other_letters: int):
     """A party's private letters with one favourite class: its first ``favourite_letters`` letters of
     class ``10 + favourite``, its first ``other_letters`` of every other letter."""

@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from fedkd_lessons import predict_logits, seed_everything
 from fedkd_lessons.data.digits import load_digits_split
 from fedkd_lessons.experiments.lesson2_distillation import (
-    SEED_STRIDE, EnsembleTeacher, LessonData, OmittedClassResult, Settings, class_share_right, closed_form_soft_gradient,
-    epochs_for, errors, few_label_students, fresh_mlp, gradient_checks, logit_matching_gaps, make_splits,
-    omitted_class_share_with, omitted_class_students, same_set_students, soft_gradient, soft_gradient_norms,
-    soft_target_student, split_data, temperature_alpha_sweep, train_teacher, train_together)
+    SEED_STRIDE, EnsembleTeacher, LessonData, OmittedClassResult, Settings, class_share_right,
+    closed_form_soft_gradient, epochs_for, errors, few_label_students, fresh_mlp, gradient_checks, logit_matching_gaps,
+    make_splits, omitted_class_share_with, omitted_class_students, same_set_students, soft_gradient,
+    soft_gradient_norms, soft_target_student, split_data, temperature_alpha_sweep, train_teacher, train_together)
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -247,7 +247,8 @@ def test_class_share_of_a_class_absent_from_the_labels_is_rejected_by_name():
 
 
 def test_more_labelled_digits_than_the_pool_holds_are_rejected_by_name():
-    teacher = EnsembleTeacher(None, [], np.arange(0), np.arange(5), torch.zeros(5, 10), torch.zeros(5, dtype=torch.long))
+    pool = np.arange(5)
+    teacher = EnsembleTeacher(None, [], np.arange(0), pool, torch.zeros(5, 10), torch.zeros(5, dtype=torch.long))
     with pytest.raises(ValueError, match=r"^settings.labelled_counts must be at most the students' pool of teacher "
                                          r"\(5 digits\), got 200"):
         few_label_students(_tiny_data(), teacher, Settings(), progress=False)

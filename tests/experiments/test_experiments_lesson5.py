@@ -226,11 +226,13 @@ def test_a_validation_set_that_is_no_pair_is_rejected_by_name():
 
 def test_a_variant_that_changes_no_setting_of_fedmd_is_rejected_by_name():
     letters, parties = tiny_parties()
-    with pytest.raises(ValueError, match=r"^changes must name digest_target or fields of FedMDSettings, got \['temp'\]"):
+    with pytest.raises(ValueError, match=r"^changes must name digest_target or fields of FedMDSettings, "
+                                         r"got \['temp'\]"):
         variant_run(parties, letters, Settings().rounds_at(0), {"temp": 4.0})
 
 
 def test_run_over_seeds_rejects_a_bad_variant_by_name_before_any_training():
     # at the lesson's settings: were anything trained first, this would take minutes
     with pytest.raises(ValueError, match=r"^first_seed_variants\['own'\] must name digest_target or fields of "):
-        run_over_seeds(Settings(), small_public(), first_seed_variants={"own": {"target": "own logits"}}, progress=False)
+        run_over_seeds(Settings(), small_public(), first_seed_variants={"own": {"target": "own logits"}},
+                       progress=False)
