@@ -8,7 +8,7 @@
    (:mod:`fedkd_lessons.flower.app.credentials`); ``FlowerSettings(secure=False)`` runs
    ``--insecure`` instead;
 2. with authentication, ``flwr supernode register`` of each party's public key (Flower's command,
-   run in this process): the SuperLink answers with the node id, which binds that node to its
+   run in this process, as is ``flwr run`` below): the SuperLink answers with the node id, which binds that node to its
    party for the whole run;
 3. one ``flower-supernode`` per party (``--root-certificates``, ``--auth-supernode-private-key``),
    told which party it is and where its disk is;
@@ -353,27 +353,33 @@ class FlowerLauncher:
             "--disable-runtime-dependency-installation"])
         wait_for_port(self.port, self.flower.connect_timeout, superlink)
 
-    def register(self, nodes: list[Node]) -> dict[int, int]:
-        """``flwr supernode register`` every node's public key; ``{node id: party id}`` as the SuperLink
-        assigned them (empty in a run without authentication). Flower's own command, run in this
-        process (its Typer app, as Typer's test runner calls it): a ``flwr`` process per key spent
-        about a second each starting Python, 3-5 s before any SuperNode could start."""
-        if not self.flower.secure:
-            return {}
-        clock = time.monotonic()
+    def flwr(self, *arguments: str) -> str:
+        """Flower's own ``flwr`` command with ``arguments``, run in this process (its Typer app, as
+        Typer's test runner calls it) with the run's Flower variables (its home folder, no telemetry,
+        no update check) set only while it runs: a ``flwr`` process spends about a second starting
+        Python, and the run calls it once per key and once to submit. Returns its plain output."""
         from flwr.cli.app import app as flwr_command  # the `flwr` command line, imported only when needed
         from typer.testing import CliRunner
 
-        # the run's Flower variables (its home folder, no telemetry, no update check), only while it runs
         flower_environment = {k: v for k, v in self.environment.items() if k.startswith("FLWR_") or k == "NO_COLOR"}
-        runner, registered = CliRunner(), {}
+        answer = CliRunner().invoke(flwr_command, list(arguments), env=flower_environment)
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", answer.output)  # colour codes, should rich add them anyway
+        if answer.exit_code != 0:
+            raise RuntimeError(f"`flwr {' '.join(arguments[:2])}` failed:\n{plain}{answer.exception or ''}")
+        return plain
+
+    def register(self, nodes: list[Node]) -> dict[int, int]:
+        """``flwr supernode register`` every node's public key; ``{node id: party id}`` as the SuperLink
+        assigned them (empty in a run without authentication)."""
+        if not self.flower.secure:
+            return {}
+        clock = time.monotonic()
+        registered = {}
         for node in nodes:
-            answer = runner.invoke(flwr_command, ["supernode", "register", str(self.credentials.nodes[node.name].public),
-                                                  CONNECTION], env=flower_environment)
-            plain = re.sub(r"\x1b\[[0-9;]*m", "", answer.output)  # colour codes, should rich add them anyway
+            plain = self.flwr("supernode", "register", str(self.credentials.nodes[node.name].public), CONNECTION)
             node_id = re.search(r"SuperNode (\d+) registered successfully", plain)
-            if answer.exit_code != 0 or node_id is None:
-                raise RuntimeError(f"`flwr supernode register` of {node.name} failed:\n{plain}{answer.exception or ''}")
+            if node_id is None:
+                raise RuntimeError(f"`flwr supernode register` of {node.name} named no node id:\n{plain}")
             registered[int(node_id.group(1))] = node.party
         self.timings["registration"] = time.monotonic() - clock
         return registered
@@ -391,12 +397,8 @@ class FlowerLauncher:
 
     def submit(self, run_config: dict) -> None:
         """``flwr run``: build the app into a FAB and submit it with ``run_config``."""
-        submitted = subprocess.run(
-            [str(_BIN / "flwr"), "run", str(APP_DIR), CONNECTION, "--run-config", _toml_pairs(run_config)],
-            env=self.environment, capture_output=True, text=True, timeout=self.flower.connect_timeout, cwd=self.root)
-        (self.paths["logs"] / "flwr-run.log").write_text(submitted.stdout + submitted.stderr)
-        if submitted.returncode != 0:
-            raise RuntimeError(f"`flwr run` failed:\n{submitted.stdout}{submitted.stderr}")
+        output = self.flwr("run", str(APP_DIR), CONNECTION, "--run-config", _toml_pairs(run_config))
+        (self.paths["logs"] / "flwr-run.log").write_text(output)
 
     def wait(self, incidents: Incidents, nodes: list[Node], deadline: float) -> dict:
         """Poll for the ServerApp's record, causing the incidents on cue: a party stopped once the
