@@ -87,9 +87,11 @@ def flower_architecture_figure(party_names=("mlp 32", "cnn 8-16", "mlp 64-32-32"
 def flower_vs_in_process_figure(flower_run, in_process):
     """Each party's test accuracy per round: lesson 5's in-process ``run_fedmd`` (lines) and the
     Flower run (markers). A stopped party's markers end where it stopped; a dotted line marks it."""
-    if flower_run.accuracy.shape != in_process.accuracy.shape:
-        raise ValueError(f"flower_run must have in_process's rounds and parties, accuracy of shape "
-                         f"{in_process.accuracy.shape}, got {flower_run.accuracy.shape}")
+    # the Flower run may hold more parties (a cheater joins as the last one): it is drawn for in_process's
+    rounds, parties = in_process.accuracy.shape
+    if len(flower_run.accuracy) != rounds or flower_run.accuracy.shape[1] < parties:
+        raise ValueError(f"flower_run must have in_process's {rounds} rows (rounds) and at least its {parties} "
+                         f"parties, got accuracy of shape {flower_run.accuracy.shape}")
     fig, ax = plt.subplots(figsize=(7.5, 4.4))
     rounds = np.arange(len(in_process.accuracy))
     for k, name in enumerate(in_process.party_names):

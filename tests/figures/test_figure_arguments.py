@@ -179,9 +179,13 @@ REJECTIONS = {
     # lesson 6
     "flower architecture: the stopped party among the parties":
         (lambda: l6.flower_architecture_figure(["a", "b"], stopped=2), r"^stopped must be a party below 2"),
-    "flower against in-process: the same rounds and parties":
+    "flower against in-process: the same rounds":
         (lambda: l6.flower_vs_in_process_figure(_flower([[0.5, 0.5]]), _history([[0.5, 0.5], [0.6, 0.6]])),
-         r"^flower_run must have in_process's rounds and parties"),
+         r"^flower_run must have in_process's 2 rows \(rounds\) and at least its 2 parties, got accuracy of shape "
+         r"\(1, 2\)"),
+    "flower against in-process: in_process's parties":
+        (lambda: l6.flower_vs_in_process_figure(_flower([[0.5], [0.6]]), _history([[0.5, 0.5], [0.6, 0.6]])),
+         r"^flower_run must have in_process's 2 rows \(rounds\) and at least its 2 parties"),
 }
 
 
