@@ -14,14 +14,15 @@ import numpy as np
 import torch
 
 from fedkd_lessons.data.digits import ImageSplit, load_digits_split
+from fedkd_lessons.data.letters import LetterData
 from fedkd_lessons.fedmd import (CONSENSUS_RULES, FedMDHistory, FedMDRun, FedMDSettings, Party, pretrain_on_public,
                                  revisit, run_fedmd, run_fedmd_together)
 from fedkd_lessons.flower.app.faults import parse_faults
 from fedkd_lessons.flower.app.settings import FlowerSettings
 from fedkd_lessons.flower.launcher import FlowerFedMDRun, Incidents, run_fedmd_on_flower
-from fedkd_lessons.data.letters import LetterData
 from fedkd_lessons.engine.seeding import seed_everything
-from fedkd_lessons.engine.validation import check_int_at_least, check_positive_finite
+from fedkd_lessons.engine.validation import (POSITIVE, Each, Instance, Integer, Optional, Real, check_fields,
+                                             checked_arguments)
 from fedkd_lessons.experiments import lesson5_fedmd
 from fedkd_lessons.experiments.claims import Claim, at_least, at_most
 from fedkd_lessons.experiments.intervals import PairedInterval, paired_interval
@@ -53,7 +54,10 @@ class Settings:
     cheater_faults: str = "nan@0 spoof@1"  # a fourth, registered party that misbehaves (empty: none)
 
     def __post_init__(self):
-        check_int_at_least(self.seed, "seed", 0)
+        check_fields(self, seed=Integer(0), subset_size=Integer(1), digest_epochs=Integer(0), revisit_epochs=Integer(0),
+                     rounds=Integer(1), stop_party=Integer(0), stop_before_message=Integer(1), min_replies=Integer(1),
+                     timeout=POSITIVE, grace=POSITIVE, secure=Instance(bool), intruder=Instance(bool),
+                     cheater_faults=Instance(str))
         if self.intruder and not self.secure:
             raise ValueError("intruder needs secure=True: without authentication any SuperNode may join")
         parse_faults(self.cheater_faults)
@@ -63,10 +67,6 @@ class Settings:
         for k in self.chosen:
             if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < everyone:
                 raise ValueError(f"chosen must hold lesson 5's party numbers in [0, {everyone - 1}], got {self.chosen!r}")
-        check_int_at_least(self.subset_size, "subset_size", 1)
-        for name in ("digest_epochs", "revisit_epochs"):
-            check_int_at_least(getattr(self, name), name, 0)
-        check_int_at_least(self.rounds, "rounds", 1)
         if not 0 <= self.stop_party < len(self.chosen):
             raise ValueError(f"stop_party must be a position in chosen, in [0, {len(self.chosen) - 1}], "
                              f"got {self.stop_party!r}")
@@ -76,8 +76,6 @@ class Settings:
         if not 1 <= self.min_replies <= len(self.chosen) - 1:
             raise ValueError(f"min_replies must be in [1, {len(self.chosen) - 1}] so that the run survives the "
                              f"stopped party, got {self.min_replies!r}")
-        check_positive_finite(self.timeout, "timeout")
-        check_positive_finite(self.grace, "grace")
 
     @property
     def lesson5(self) -> lesson5_fedmd.Settings:
@@ -96,6 +94,7 @@ class Settings:
                               secure=self.secure)
 
 
+@checked_arguments(settings=Instance(Settings), public=Instance(ImageSplit))
 def transfer_learned_parties(settings: Settings, public: ImageSplit) -> tuple[list[Party], LetterData]:
     """Lesson 5's parties ``settings.chosen``, with lesson 5's letters, initial weights and seeds,
     after lesson 5's transfer learning (public digits, then their private letters)."""
@@ -107,6 +106,7 @@ def transfer_learned_parties(settings: Settings, public: ImageSplit) -> tuple[li
     return parties, letters
 
 
+@checked_arguments(parties=Each(Instance(Party)))
 def cheating_party(parties) -> Party:
     """The misbehaving party of the lesson's run: a copy of the first party (its model, letters and
     seed), registered like the others; only its replies are spoiled."""
@@ -115,6 +115,8 @@ def cheating_party(parties) -> Party:
     return cheater
 
 
+@checked_arguments(settings=Instance(Settings), parties=Each(Instance(Party)), public=Instance(ImageSplit),
+                   letters=Instance(LetterData))
 def run_on_flower(settings: Settings, parties, public: ImageSplit, letters: LetterData) -> FlowerFedMDRun:
     """The parties as Flower SuperNodes on loopback, with TLS and SuperNode authentication unless
     ``settings.secure`` is off: party ``settings.stop_party`` is stopped; with ``cheater_faults`` a
@@ -130,6 +132,8 @@ def run_on_flower(settings: Settings, parties, public: ImageSplit, letters: Lett
                                settings.fedmd, settings.flower, incidents)
 
 
+@checked_arguments(settings=Instance(Settings), parties=Each(Instance(Party)), public=Instance(ImageSplit),
+                   letters=Instance(LetterData))
 def run_in_one_process(settings: Settings, parties, public: ImageSplit, letters: LetterData,
                        progress: bool | None = None) -> FedMDHistory:
     """Lesson 5's ``run_fedmd`` on the same parties with the same settings, nobody stopped: the reference."""
@@ -144,6 +148,7 @@ class FlowerLessonResult:
     in_process: FedMDHistory
 
 
+@checked_arguments(settings=Instance(Settings))
 def run_claims_experiment(settings: Settings) -> FlowerLessonResult:
     """Build the parties, run them on Flower and in one process."""
     public = load_digits_split()
@@ -152,10 +157,15 @@ def run_claims_experiment(settings: Settings) -> FlowerLessonResult:
     return FlowerLessonResult(settings, flower, run_in_one_process(settings, parties, public, letters, progress=False))
 
 
+@checked_arguments(settings=Instance(Settings), shape=Each(Integer(1)))
 def comparable_before_stop(settings: Settings, shape) -> np.ndarray:
     """Which ``accuracy[j, k]`` both runs computed from the same consensus: every party up to the
     stop (the consensus of round ``stop_before_message`` still holds the stopped party's logits, sent
-    with its last reply), and only the stopped party is left out from then on."""
+    with its last reply), and only the stopped party is left out from then on. ``shape`` is the
+    accuracy table's, ``(rounds + 1, parties)``."""
+    if tuple(shape) != (settings.rounds + 1, len(settings.chosen)):
+        raise ValueError(f"shape must be (rounds + 1, parties) = {(settings.rounds + 1, len(settings.chosen))}, "
+                         f"got {tuple(shape)}")
     before = np.zeros(shape, dtype=bool)
     before[: settings.stop_before_message + 1, :] = True
     before[settings.stop_before_message:, settings.stop_party] = False
@@ -192,11 +202,13 @@ def full_round_bytes_per_party(flower: FlowerFedMDRun) -> float:
     return float(np.mean([message["bytes_down"][str(p)] + message["bytes_up"][str(p)] for p in message["replied"]]))
 
 
+@checked_arguments(subset_size=Integer(1), num_classes=Integer(1))
 def full_round_overhead(flower: FlowerFedMDRun, subset_size: int, num_classes: int = NUM_CLASSES) -> float:
     """:func:`full_round_bytes_per_party` over lesson 5's formula 2 S C x 4 B per party, minus 1."""
     return full_round_bytes_per_party(flower) / (2 * subset_size * num_classes * 4) - 1
 
 
+@checked_arguments(result=Instance(FlowerLessonResult))
 def claims(result: FlowerLessonResult) -> list[Claim]:
     """What lesson 6's prose says of the run."""
     settings, flower, in_process = result.settings, result.flower, result.in_process
@@ -265,8 +277,8 @@ class PoisoningSettings:
     fedmd: lesson5_fedmd.Settings = field(default_factory=lesson5_fedmd.Settings)
 
     def __post_init__(self):
-        check_int_at_least(self.seed, "seed", 0)
-        check_int_at_least(self.seeds, "seeds", 2)
+        check_fields(self, seed=Integer(0), seeds=Integer(2), rounds=Integer(1),
+                     fedmd=Instance(lesson5_fedmd.Settings))
         everyone = self.fedmd.parties
         if len(self.chosen) < 3 or len(set(self.chosen)) != len(self.chosen) or not all(
                 isinstance(k, int) and not isinstance(k, bool) and 0 <= k < everyone for k in self.chosen):
@@ -279,7 +291,6 @@ class PoisoningSettings:
             raise ValueError(f"scale must be a finite number other than 1 (1 is honest), got {self.scale!r}")
         if self.robust_rule not in CONSENSUS_RULES or self.robust_rule == "mean":
             raise ValueError(f"robust_rule must be one of {CONSENSUS_RULES[1:]}, got {self.robust_rule!r}")
-        check_int_at_least(self.rounds, "rounds", 1)
 
     @property
     def seed_list(self) -> tuple[int, ...]:
@@ -301,6 +312,9 @@ class ScaleScores:
 
     party: int
     scale: float
+
+    def __post_init__(self):
+        check_fields(self, party=Integer(0), scale=Real())
 
     def __call__(self, scores: torch.Tensor) -> torch.Tensor:
         tampered = scores.clone()
@@ -334,6 +348,7 @@ class PoisoningResult:
         }
 
 
+@checked_arguments(settings=Instance(PoisoningSettings), public=Instance(ImageSplit))
 def transfer_learned_federations(settings: PoisoningSettings, public: ImageSplit):
     """Lesson 5's parties ``settings.chosen`` at every seed, transfer-learned as lesson 5 does:
     ``(parties [seed][party], letters [seed])``. The public half is learned once, by the first
@@ -353,6 +368,7 @@ def transfer_learned_federations(settings: PoisoningSettings, public: ImageSplit
     return parties, letters
 
 
+@checked_arguments(settings=Instance(PoisoningSettings), public=Optional(Instance(ImageSplit)))
 def run_poisoning(settings: PoisoningSettings, public: ImageSplit | None = None,
                   progress: bool | None = None) -> PoisoningResult:
     """Every seed's federation under the four :attr:`PoisoningSettings.variants`, all in lockstep
@@ -388,6 +404,7 @@ def _background_worker(seed: int) -> None:
     seed_everything(seed)  # as the notebook's first cell does: one torch thread, seeded streams
 
 
+@checked_arguments(settings=Instance(PoisoningSettings))
 def run_poisoning_in_background(settings: PoisoningSettings) -> tuple[ProcessPoolExecutor, Future]:
     """Start :func:`run_poisoning` in a separate, lower-priority process, and return the executor
     and the future of its :class:`PoisoningResult` (``future.result()`` waits for it; shut the
@@ -398,6 +415,7 @@ def run_poisoning_in_background(settings: PoisoningSettings) -> tuple[ProcessPoo
     return executor, executor.submit(run_poisoning, settings, None, False)
 
 
+@checked_arguments(result=Instance(PoisoningResult))
 def poisoning_claims(result: PoisoningResult) -> list[Claim]:
     """What lesson 6's prose says of the poisoning experiment (intervals over its seeds). Measured
     at the notebook's settings (five of lesson 5's parties, five rounds, the public pretraining

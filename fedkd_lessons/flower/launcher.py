@@ -38,7 +38,9 @@ import numpy as np
 import psutil
 import torch
 
-from fedkd_lessons.fedmd import NUM_CLASSES, FedMDSettings, Party
+from fedkd_lessons.engine.validation import (POSITIVE, Each, Instance, Integer, Optional, Tensor, check_fields,
+                                             checked_arguments)
+from fedkd_lessons.fedmd import LABELS, NUM_CLASSES, FedMDSettings, Party
 from fedkd_lessons.flower.app.credentials import Credentials, make_credentials
 from fedkd_lessons.flower.app.faults import parse_faults
 from fedkd_lessons.flower.app.party_disk import read_diary, save_party, save_shared_data
@@ -64,7 +66,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@checked_arguments(port=Integer(1, 65535), timeout=POSITIVE, process=Instance(subprocess.Popen))
 def wait_for_port(port: int, timeout: float, process: subprocess.Popen) -> None:
+    """Return once something listens on ``port``; raise if ``process`` exits first or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -76,6 +80,7 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen) -> None:
     raise TimeoutError(f"nothing listened on {HOST}:{port} within {timeout:.0f} s")
 
 
+@checked_arguments(process=Instance(psutil.Process))
 def start_mark(process: psutil.Process) -> float:
     """When ``process`` started, to tell it from a later process that gets its PID. On Linux the
     kernel's start time in clock ticks since boot (``/proc/PID/stat``, field 22): psutil's
@@ -255,6 +260,13 @@ class Incidents:
     twin_of: int | None = None
     intruder: bool = False
 
+    def __post_init__(self):
+        check_fields(self, stop_party=Optional(Each(Integer(0))), kill_mid_round=Optional(Each(Integer(0))),
+                     faults=Instance(dict), twin_of=Optional(Integer(0)), intruder=Instance(bool))
+        for name in ("stop_party", "kill_mid_round"):  # check_fields gives a list; the fields stay tuples
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+
     def check(self, parties: int, rounds: int, secure: bool) -> None:
         """Raise a ``ValueError`` naming the incident that cannot happen in this run."""
         for name in ("stop_party", "kill_mid_round"):
@@ -283,6 +295,7 @@ class Node:
     faults: str = ""
 
 
+@checked_arguments(root=Instance(Path), incidents=Instance(Incidents))
 def prepare_disks(root: Path, parties: list[Party], public_images, test_images, test_labels,
                   incidents: Incidents) -> list[Node]:
     """Write each party's state and the shared data to its own disk under ``root``; a twin gets a
@@ -451,28 +464,21 @@ class FlowerLauncher:
         return left
 
 
-def check_run_inputs(parties, public_images, settings: FedMDSettings, flower: FlowerSettings,
-                     incidents: Incidents) -> list[Party]:
-    """The parties as a list, once every argument of :func:`run_fedmd_on_flower` is known to be usable."""
-    parties = list(parties)
-    if not parties:
-        raise ValueError("parties: FedMD needs at least one party")
-    if not all(isinstance(p, Party) for p in parties):
-        raise ValueError("parties must be fedkd_lessons.fedmd.Party objects")
-    for name, value, kind in (("settings", settings, FedMDSettings), ("flower", flower, FlowerSettings),
-                              ("incidents", incidents, Incidents)):
-        if not isinstance(value, kind):
-            article = "an" if kind.__name__[0] in "AEIOU" else "a"
-            raise ValueError(f"{name} must be {article} {kind.__name__}, got {type(value).__name__}")
+def check_run_inputs(parties: list[Party], public_images, settings: FedMDSettings, flower: FlowerSettings,
+                     incidents: Incidents) -> None:
+    """What :func:`run_fedmd_on_flower`'s arguments must agree on, each checked by itself already:
+    the subset fits the public set, enough parties for the round policy, incidents that can happen."""
     if settings.subset_size > len(public_images):
         raise ValueError(f"subset_size must be at most the public set's size {len(public_images)}, "
                          f"got {settings.subset_size}")
     if flower.min_replies > len(parties):
         raise ValueError(f"min_replies must be at most the number of parties {len(parties)}, got {flower.min_replies}")
     incidents.check(len(parties), settings.rounds, flower.secure)
-    return parties
 
 
+@checked_arguments(parties=Each(Instance(Party)), public_images=Tensor(), test_images=Tensor(), test_labels=LABELS,
+                   settings=Optional(Instance(FedMDSettings)), flower=Optional(Instance(FlowerSettings)),
+                   incidents=Optional(Instance(Incidents)))
 def run_fedmd_on_flower(parties, public_images: torch.Tensor, test_images: torch.Tensor, test_labels: torch.Tensor,
                         settings: FedMDSettings | None = None, flower: FlowerSettings | None = None,
                         incidents: Incidents | None = None, *, workdir=None) -> FlowerFedMDRun:
@@ -490,7 +496,7 @@ def run_fedmd_on_flower(parties, public_images: torch.Tensor, test_images: torch
     settings = FedMDSettings() if settings is None else settings
     flower = FlowerSettings() if flower is None else flower
     incidents = Incidents() if incidents is None else incidents
-    parties = check_run_inputs(parties, public_images, settings, flower, incidents)
+    check_run_inputs(parties, public_images, settings, flower, incidents)
 
     own_workdir = workdir is None
     root = Path(tempfile.mkdtemp(prefix="fedmd-flower-") if own_workdir else workdir)

@@ -64,6 +64,8 @@ def test_comparable_cells_by_hand():
     # except that party 1 reports nothing from round 2 on; round 3's consensus lacks party 1 on Flower only
     expected = np.array([[1, 1, 1], [1, 1, 1], [1, 0, 1], [0, 0, 0]], dtype=bool)
     np.testing.assert_array_equal(comparable_before_stop(settings, (4, 3)), expected)
+    with pytest.raises(ValueError, match=r"^shape must be \(rounds \+ 1, parties\) = \(4, 3\), got \(3, 3\)"):
+        comparable_before_stop(settings, (3, 3))  # a table one round short
 
 
 def test_full_round_overhead_by_hand():

@@ -33,7 +33,12 @@ DECLARED_MODULES = ("fedkd_lessons.temperature", "fedkd_lessons.distillation", "
                     "fedkd_lessons.data.paper_scale", "fedkd_lessons.experiments.lesson4_springs",
                     "fedkd_lessons.after_fedmd", "fedkd_lessons.experiments.claims", "fedkd_lessons.experiments.intervals",
                     "fedkd_lessons.experiments.lesson1_temperature", "fedkd_lessons.experiments.lesson2_distillation",
-                    "fedkd_lessons.experiments.lesson5_fedmd", "fedkd_lessons.experiments.lesson7_after_fedmd")
+                    "fedkd_lessons.experiments.lesson5_fedmd", "fedkd_lessons.experiments.lesson7_after_fedmd",
+                    "fedkd_lessons.experiments.lesson6_flower", "fedkd_lessons.flower.launcher",
+                    "fedkd_lessons.flower.app.settings", "fedkd_lessons.flower.app.protocol",
+                    "fedkd_lessons.flower.app.party_disk", "fedkd_lessons.flower.app.faults",
+                    "fedkd_lessons.flower.app.credentials", "fedkd_lessons.flower.app.server_app",
+                    "fedkd_lessons.flower.app.client_app")
 
 NOTHING_TO_CHECK = {
     "fedkd_lessons.figures.plotting.use_course_style": "takes no argument",
@@ -62,6 +67,25 @@ NOTHING_TO_CHECK = {
     "fedkd_lessons.after_fedmd.fd_loss": "runs on every mini-batch as fd_train's loss: checks weight and temperature "
                                          "inline; fd_train declares both before training",
     "fedkd_lessons.experiments.claims.main": "argparse checks the command line (the lesson among its choices, int seeds)",
+    "fedkd_lessons.experiments.lesson6_flower.largest_consensus_error": "reads the record of a FlowerFedMDRun the "
+                                                                        "launcher built",
+    "fedkd_lessons.experiments.lesson6_flower.full_round_message": "reads the record of a FlowerFedMDRun the launcher "
+                                                                   "built; names a run without a full round",
+    "fedkd_lessons.experiments.lesson6_flower.full_round_bytes_per_party": "reads the record of a FlowerFedMDRun the "
+                                                                           "launcher built",
+    "fedkd_lessons.flower.launcher.free_port": "takes no argument",
+    "fedkd_lessons.flower.launcher.check_run_inputs": "is itself run_fedmd_on_flower's check of what its declared "
+                                                      "arguments must agree on",
+    "fedkd_lessons.flower.app.protocol.check_reply": "is itself the server's check of an untrusted reply: it returns "
+                                                     "why to drop it and never raises",
+    "fedkd_lessons.flower.app.faults.spoil_reply": "runs in a ClientApp on a fault that parse_faults accepted and on "
+                                                   "the party's own logits",
+    "fedkd_lessons.flower.app.faults.pause_if_asked": "runs in a ClientApp on a fault that parse_faults accepted",
+    "fedkd_lessons.flower.app.server_app.party_order": "a sort key over party ids and node names",
+    "fedkd_lessons.flower.app.server_app.main": "Flower calls it with its own Grid and Context; FedMDSettings, "
+                                                "FlowerSettings and RunFacts check the run-config it reads",
+    "fedkd_lessons.flower.app.client_app.fedmd_step": "Flower calls it with its own Message and Context; "
+                                                      "read_server_message reads the message",
 }
 
 

@@ -130,12 +130,12 @@ def test_party_disk_round_trip_keeps_model_data_and_random_stream(tmp_path, sett
 # ---- the launcher's argument checks (no process is started) ----
 
 @pytest.mark.parametrize("change, message", [
-    (dict(parties=[]), "parties: FedMD needs at least one party"),
-    (dict(parties=["a party"]), "parties must be fedkd_lessons.fedmd.Party objects"),
+    (dict(parties=[]), r"^parties must be a list or tuple of at least 1 item\(s\), each a Party, got \[\]"),
+    (dict(parties=["a party"]), r"^parties\[0\] must be a Party, got 'a party'"),
     (dict(settings=FedMDSettings(subset_size=5000)), "subset_size must be at most the public set's size 1437, got 5000"),
-    (dict(settings=dict(rounds=2)), "settings must be a FedMDSettings, got dict"),
-    (dict(flower=RoundPolicy()), "flower must be a FlowerSettings, got RoundPolicy"),
-    (dict(incidents={}), "incidents must be an Incidents, got dict"),
+    (dict(settings=dict(rounds=2)), r"^settings must be None or a FedMDSettings, got \{'rounds': 2\}"),
+    (dict(flower=RoundPolicy()), r"^flower must be None or a FlowerSettings, got RoundPolicy"),
+    (dict(incidents={}), r"^incidents must be None or an Incidents, got \{\}"),
     (dict(incidents=Incidents(stop_party=(3, 1))), r"stop_party must be \(party in 0..2, message in 1..2\), got \(3, 1\)"),
     (dict(incidents=Incidents(stop_party=(0, 0))), r"stop_party must be \(party in 0..2"),
     (dict(flower=FlowerSettings(min_replies=4)), "min_replies must be at most the number of parties 3, got 4"),
@@ -163,6 +163,28 @@ def test_run_rejects_bad_arguments(setting, change, message):
 def test_flower_settings_reject_bad_values_by_name(change, message):
     with pytest.raises(ValueError, match=message):
         FlowerSettings(**change)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(stop_party=(1, -1)), r"^stop_party must be None or a list or tuple .* each an integer >= 0"),
+    (dict(kill_mid_round=3), r"^kill_mid_round must be None or a list or tuple"),
+    (dict(faults=["nan@0"]), r"^faults must be a dict, got \['nan@0'\]"),
+    (dict(twin_of=-1), r"^twin_of must be None or an integer >= 0, got -1"),
+    (dict(intruder=1), r"^intruder must be a bool, got 1"),
+])
+def test_incidents_reject_bad_fields_by_name(change, message):
+    with pytest.raises(ValueError, match=message):
+        Incidents(**change)
+
+
+def test_incidents_keep_their_pairs_as_tuples():
+    assert Incidents(stop_party=[2, 1]).stop_party == (2, 1)
+
+
+def test_credentials_name_a_host_that_is_no_ip_address(tmp_path):
+    with pytest.raises(ValueError, match=r"^host must be an IP address \(the certificate names it\), got 'localhost'"):
+        make_credentials(tmp_path, ["party-0"], host="localhost")
+    assert not list(tmp_path.iterdir())  # refused before any key was made
 
 
 def test_the_apps_run_config_defaults_are_the_settings_defaults():

@@ -25,6 +25,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from fedkd_lessons.engine.validation import Each, Instance, checked_arguments
+
+DIRECTORY = Instance((str, Path))
+
 VALID_FOR = datetime.timedelta(days=1)  # a run lasts minutes; nothing here should outlive the day
 
 
@@ -67,6 +71,7 @@ def _certificate(subject: str, public_key, issuer: str, signing_key, *, is_ca: b
     return builder.sign(signing_key, hashes.SHA256())
 
 
+@checked_arguments(directory=DIRECTORY, name=Instance(str))
 def make_node_keys(directory, name: str) -> NodeKeys:
     """A fresh P-384 key pair for SuperNode ``name`` in ``directory``."""
     directory = Path(directory)
@@ -79,9 +84,14 @@ def make_node_keys(directory, name: str) -> NodeKeys:
     return keys
 
 
+@checked_arguments(directory=DIRECTORY, node_names=Each(Instance(str)), host=Instance(str))
 def make_credentials(directory, node_names, host: str = "127.0.0.1") -> Credentials:
     """A CA, the SuperLink's certificate for ``host`` signed by it, and a key pair per name in
     ``node_names``, all written to ``directory``."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"host must be an IP address (the certificate names it), got {host!r}") from None
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP384R1())

@@ -18,10 +18,13 @@ import time
 
 import torch
 
+from fedkd_lessons.engine.validation import Instance, checked_arguments
+
 FAULT_KINDS = ("nan", "shape", "spoof", "hang", "pause")
 PAUSE_SECONDS = 3.0
 
 
+@checked_arguments(text=Instance(str))
 def parse_faults(text: str) -> dict[int, str]:
     """``{message: kind}`` from ``"kind@message kind@message ..."`` (empty: an honest party)."""
     faults = {}

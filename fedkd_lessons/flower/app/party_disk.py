@@ -16,9 +16,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fedkd_lessons.fedmd import Party
+from fedkd_lessons.engine.validation import Each, Instance, Integer, OneOf, Tensor, checked_arguments
+from fedkd_lessons.fedmd import LABELS, Party
+
+DIRECTORY = Instance((str, Path))
 
 PARTY_FILE, SHARED_FILE = "party.pt", "shared.pt"
+DIARY_ENTRIES = ("sent", "received")  # the logits a party sent, the consensus it received
 
 
 # The layers our models are made of (fedkd_lessons.engine.models), and the arguments that rebuild each.
@@ -32,6 +36,7 @@ LAYERS = {
 }
 
 
+@checked_arguments(model=Instance(nn.Module))
 def architecture_of(model: nn.Module) -> list[dict]:
     """A plain description of ``model``, an ``nn.Sequential`` of :data:`LAYERS`: one dict per layer
     with its type and constructor arguments (numbers and lists only)."""
@@ -47,6 +52,7 @@ def architecture_of(model: nn.Module) -> list[dict]:
     return layers
 
 
+@checked_arguments(layers=Each(Instance(dict)))
 def build_architecture(layers: list[dict]) -> nn.Sequential:
     """The model :func:`architecture_of` described, with fresh weights."""
     modules = []
@@ -59,6 +65,7 @@ def build_architecture(layers: list[dict]) -> nn.Sequential:
     return nn.Sequential(*modules)
 
 
+@checked_arguments(directory=DIRECTORY, party=Instance(Party))
 def save_party(directory, party: Party) -> None:
     """Write ``party`` (its architecture and weights, private data, settings and batch-shuffling
     stream) to ``directory``."""
@@ -72,6 +79,7 @@ def save_party(directory, party: Party) -> None:
     temporary.replace(directory / PARTY_FILE)  # a node killed mid-write keeps its last whole state
 
 
+@checked_arguments(directory=DIRECTORY)
 def load_party(directory) -> Party:
     """The :class:`Party` saved by :func:`save_party`, its random stream where it left off."""
     state = torch.load(Path(directory) / PARTY_FILE, weights_only=True)  # data only: no code is unpickled
@@ -83,6 +91,7 @@ def load_party(directory) -> Party:
     return party
 
 
+@checked_arguments(directory=DIRECTORY, public_images=Tensor(), test_images=Tensor(), test_labels=LABELS)
 def save_shared_data(directory, public_images, test_images, test_labels) -> None:
     """The data every party holds alike: the public images, and the test letters it reports on."""
     directory = Path(directory)
@@ -91,18 +100,22 @@ def save_shared_data(directory, public_images, test_images, test_labels) -> None
                directory / SHARED_FILE)
 
 
+@checked_arguments(directory=DIRECTORY)
 def load_shared_data(directory) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(public_images, test_images, test_labels)`` saved by :func:`save_shared_data`."""
     shared = torch.load(Path(directory) / SHARED_FILE, weights_only=True)
     return shared["public_images"], shared["test_images"], shared["test_labels"]
 
 
+@checked_arguments(directory=DIRECTORY, round_number=Integer(1), what=OneOf(*DIARY_ENTRIES),
+                   tensor=Tensor(finite=False))
 def write_diary(directory, round_number: int, what: str, tensor: torch.Tensor) -> None:
     """Keep ``tensor`` (``what`` is ``"sent"`` logits or ``"received"`` consensus) of FedMD round
     ``round_number`` (1-based) in the party's diary."""
     torch.save(tensor.clone(), Path(directory) / f"{what}-round-{round_number}.pt")
 
 
+@checked_arguments(directory=DIRECTORY)
 def read_diary(directory) -> dict[tuple[str, int], torch.Tensor]:
     """Every diary entry of a party: ``{(what, round): tensor}``."""
     entries = {}

@@ -23,13 +23,18 @@ import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
 
-from fedkd_lessons.engine.validation import check_int_at_least, check_positive_finite
+from fedkd_lessons.engine.validation import (FRACTION, POSITIVE, Instance, Integer, Optional, Tensor, check_fields,
+                                             checked_arguments)
+
+INDICES = Tensor(ndim=1, dtype="integer")
 
 # record names inside a message's RecordDict
 CONFIG, CONSENSUS, LOGITS, METRICS = "config", "consensus", "logits", "metrics"
 MESSAGE_TYPE = "train"  # every FedMD message ends in training (digest, revisit) or starts it
 
 
+@checked_arguments(message_number=Integer(0), indices=Optional(INDICES), consensus=Optional(Tensor(ndim=2)),
+                   consensus_indices=Optional(INDICES))
 def server_message(message_number: int, indices=None, consensus=None, consensus_indices=None) -> RecordDict:
     """The content of the server's message ``message_number`` (``j = 0 .. R``) to one party: after
     digesting it a party has completed ``j`` FedMD rounds.
@@ -64,7 +69,9 @@ class ServerMessage:
     consensus_indices: torch.Tensor | None
 
 
+@checked_arguments(content=Instance(RecordDict))
 def read_server_message(content: RecordDict) -> ServerMessage:
+    """A party's :class:`ServerMessage` from the server's message content (:func:`server_message`)."""
     config = content[CONFIG]
     indices = torch.tensor(config["indices"], dtype=torch.long) if "indices" in config else None
     if CONSENSUS in content:
@@ -75,6 +82,8 @@ def read_server_message(content: RecordDict) -> ServerMessage:
     return ServerMessage(int(config["message"]), indices, consensus, consensus_indices)
 
 
+# logits may hold NaN: a faulty party (.faults) sends them, and the server's check_reply must see them
+@checked_arguments(party_id=Integer(0), accuracy=FRACTION, logits=Optional(Tensor(ndim=2, finite=False)))
 def party_reply(party_id: int, accuracy: float, logits=None) -> RecordDict:
     """A party's reply: its id and test accuracy, and its logits ``(S, C)`` if it was asked to score."""
     records = {METRICS: MetricRecord({"party-id": int(party_id), "accuracy": float(accuracy)})}
@@ -84,6 +93,7 @@ def party_reply(party_id: int, accuracy: float, logits=None) -> RecordDict:
     return RecordDict(records)
 
 
+@checked_arguments(content=Instance(RecordDict))
 def read_party_reply(content: RecordDict) -> tuple[int, float, torch.Tensor | None]:
     """``(party_id, accuracy, logits or None)`` from :func:`party_reply`'s content. Raises
     ``ValueError`` for content that is not a reply at all (records or fields missing)."""
@@ -141,6 +151,7 @@ def check_reply(node: int, party_id: int, accuracy: float, logits, *, party_of_n
     return None
 
 
+@checked_arguments(content=Instance(RecordDict))
 def payload_bytes(content: RecordDict) -> int:
     """Bytes of a message's content as Flower serialises it for the wire: the sum of its records'
     serialised objects (arrays, their chunks, configs, metrics and the record dict itself), the
@@ -148,6 +159,7 @@ def payload_bytes(content: RecordDict) -> int:
     return sum(len(obj.deflate()) for obj in get_all_nested_objects(content).values())
 
 
+@checked_arguments(model=Instance(torch.nn.Module))
 def weights_payload_bytes(model: torch.nn.Module) -> int:
     """What FedAvg would put on the wire for ``model`` in one direction: its weights as an
     ``ArrayRecord``, measured with :func:`payload_bytes`."""
@@ -169,9 +181,7 @@ class RoundPolicy:
     grace: float = 6.0
 
     def __post_init__(self):
-        check_int_at_least(self.min_replies, "min_replies", 1)
-        check_positive_finite(self.timeout, "timeout")
-        check_positive_finite(self.grace, "grace")
+        check_fields(self, min_replies=Integer(1), timeout=POSITIVE, grace=POSITIVE)
 
     def decide(self, addressed: int, replied: int, elapsed: float, since_minimum: float | None) -> str:
         """``"close"``, ``"wait"`` or ``"fail"`` after ``elapsed`` seconds, ``since_minimum`` seconds

@@ -20,6 +20,7 @@ import torch
 from flwr.app import Context, Message
 from flwr.serverapp import Grid, ServerApp
 
+from fedkd_lessons.engine.validation import POSITIVE, Instance, Integer, OneOf, checked_arguments
 from fedkd_lessons.fedmd import FedMDSettings, compute_consensus, draw_public_subset
 from fedkd_lessons.flower.app.protocol import (MESSAGE_TYPE, Drop, RoundPolicy, check_reply, payload_bytes,
                                                read_party_reply, server_message)
@@ -29,12 +30,15 @@ app = ServerApp()
 POLL_SECONDS = 0.2  # Grid.send_and_receive polls every 3 s; a round here takes a few seconds
 
 
+@checked_arguments(path=Instance(Path))
 def write_json(path: Path, value) -> None:
+    """``value`` as JSON at ``path``, written whole or not at all."""
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(value, indent=1))
     temporary.replace(path)  # readers never see half a file
 
 
+@checked_arguments(count=Integer(1), timeout=POSITIVE)
 def wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
     """The ids of the first ``count`` SuperNodes connected, waiting at most ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -92,6 +96,7 @@ class ReplyChecker:
         return sorted(kept, key=self.party_of_node.get)
 
 
+@checked_arguments(policy=Instance(RoundPolicy), checker=Instance(ReplyChecker))
 def collect_replies(grid: Grid, messages: list[Message], policy: RoundPolicy, checker: ReplyChecker):
     """Push ``messages``, then pull and check replies until ``policy`` closes the round: every node
     answered (well or badly), or enough good replies and the grace is over, or the time-out. Returns
@@ -125,6 +130,7 @@ def party_order(name) -> tuple:
     return (0, name, "") if isinstance(name, int) else (1, 0, str(name))
 
 
+@checked_arguments(message_number=Integer(0), checker=Instance(ReplyChecker), decision=OneOf("close", "fail"))
 def message_record(message_number: int, nodes: list[int], party_of_node: dict[int, int], content,
                    checker: ReplyChecker, replies: list[Message], arrivals: list[float], seconds: float,
                    decision: str) -> dict:
