@@ -12,7 +12,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from fedkd_lessons.engine.validation import (Constraint, Instance, Integer, Optional, Real, Tensor, checked_arguments)
+from fedkd_lessons.engine.validation import Constraint, Instance, Integer, Optional, Real, Tensor, checked_arguments
 from fedkd_lessons.experiments.intervals import PairedInterval
 
 
@@ -24,11 +24,10 @@ class Numbers(Constraint):
 
     def __init__(self, ndim: int | tuple[int, ...] = 1, *, min_length: int = 1, within: Real | None = None,
                  integer: bool = False):
-        self.ndim, self.min_length, self.within, self.integer = ndim, min_length, within, integer
-        counts = ndim if isinstance(ndim, tuple) else (ndim,)
-        self._counts = counts
+        self._counts = ndim if isinstance(ndim, tuple) else (ndim,)
+        self.min_length, self.within, self.integer = min_length, within, integer
         self.description = (f"an array of {'whole ' if integer else ''}numbers with "
-                            f"{' or '.join(str(c) for c in counts)} dimension(s) and at least {min_length} entr"
+                            f"{' or '.join(str(c) for c in self._counts)} dimension(s) and at least {min_length} entr"
                             f"{'y' if min_length == 1 else 'ies'}"
                             + (f", each {within.description}" if within is not None else ", each finite"))
 
