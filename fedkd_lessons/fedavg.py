@@ -218,8 +218,8 @@ class FedAvgSettings:
 
     def __post_init__(self):
         check_fields(self, rounds=Integer(1), client_fraction=Real(0, 1, closed="right"), local_epochs=Integer(1),
-                     lr=POSITIVE, batch_size=Integer(1), optimizer=OneOf("sgd", "adam"), momentum=FRACTION,
-                     aggregator=OneOf(*AGGREGATORS), clip_norm=Optional(POSITIVE), noise_std=Real(0))
+                     lr=POSITIVE, batch_size=Integer(1), optimizer=OneOf("sgd", "adam"),
+                     momentum=Real(0, 1, closed="left"), aggregator=OneOf(*AGGREGATORS), clip_norm=Optional(POSITIVE), noise_std=Real(0))
         if self.aggregator == "dp":
             if self.clip_norm is None:
                 raise ValueError("aggregator='dp' needs clip_norm (S), a finite number > 0")

@@ -195,6 +195,7 @@ def test_run_fedavg_other_aggregators_run(federation, aggregator, extra):
     ({"batch_size": 0}, "batch_size"),
     ({"optimizer": "rmsprop"}, "optimizer"),
     ({"momentum": 1.5}, "momentum"),
+    ({"momentum": 1.0}, r"^momentum must be a number in \[0, 1\), got 1"),  # as Training and make_optimizer: SGD never settles at 1
 ])
 def test_fedavg_settings_reject_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
