@@ -5,7 +5,10 @@ Convention (every lesson): the learner writes a function between nbgrader's
 module with that function. A checker runs the function on several inputs, edge cases included,
 against the package's reference, and returns a :class:`Feedback` that prints as one sentence:
 what is right, or exactly what is wrong and a hint. A stub that still raises
-``NotImplementedError`` gets "not solved yet", never a traceback.
+``NotImplementedError`` gets "not solved yet", never a traceback. Each checker declares its
+arguments (``@checked_arguments(softmax_fn=Callable())`` above ``@checker``): an answer that is no
+function (what calling it returned, a tensor or a number, or ``None``) is refused at once with a
+``ValueError`` that names the argument, before anything runs.
 
 Grading: under ``nbgrader autograde`` (or ``validate``), which sets the ``NBGRADER_EXECUTION``
 environment variable for the kernel, a check that does not pass raises :class:`NotPassed` with the
@@ -67,8 +70,6 @@ def checker(success: str):
             return graded(outcome(answer, *args, **kwargs))
 
         def outcome(answer, *args, **kwargs) -> Feedback:
-            if answer is None:
-                return Feedback("not solved", "⏳ Not solved yet: define your function above, then run this cell again.")
             try:
                 extra = check(answer, *args, **kwargs)
             except NotImplementedError:

@@ -1,13 +1,16 @@
 """Checkers for lesson 1's exercises: the softened softmax, entropy, and the T for a target entropy."""
 
 import math
+from collections.abc import Callable as CallableType, Mapping
 
 import torch
 
 from fedkd_lessons.temperature import entropy, softmax_with_temperature
+from fedkd_lessons.engine.validation import Callable, Instance, Optional, checked_arguments
 from fedkd_lessons.exercises.feedback import Wrong, as_tensor_answer, assert_close_answer, checker
 
 
+@checked_arguments(softmax_fn=Callable())
 @checker("Your softened softmax is right at every temperature tried and stable on logits of 1e4.")
 def check_softmax_with_temperature(softmax_fn) -> None:
     """Lesson 1: ``softmax_fn(logits (N, C), temperature) -> (N, C)`` softened along the last dim."""
@@ -30,6 +33,7 @@ def check_softmax_with_temperature(softmax_fn) -> None:
                   "exp(1e4) overflows: subtract each row's maximum before exponentiating (the log-sum-exp trick).")
 
 
+@checked_arguments(entropy_fn=Callable())
 @checker("Your entropy matches -Σ q log q, including 0 for one-hot rows (0 log 0 = 0).")
 def check_entropy(entropy_fn) -> None:
     """Lesson 1: ``entropy_fn(probs (N, C)) -> (N,)`` in nats."""
@@ -71,6 +75,7 @@ def _temperature_answer(search_fn, logits, target, case: str) -> float:
     return float(found)
 
 
+@checked_arguments(search_fn=Callable(), lesson_digits=Optional(Instance((Mapping, CallableType))))
 @checker("Your bisection finds the temperature that reaches the target entropy.")
 def check_temperature_for_entropy(search_fn, lesson_digits=None):
     """Lesson 1: ``search_fn(logits (C,), target_entropy) -> T`` such that H(softmax(z/T)) = target.

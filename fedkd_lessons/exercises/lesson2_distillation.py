@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from fedkd_lessons.distillation import choose_bias_shift, distillation_loss
+from fedkd_lessons.engine.validation import Callable, Optional, checked_arguments
 from fedkd_lessons.exercises.feedback import Wrong, as_tensor_answer, checker
 
 
@@ -26,6 +27,7 @@ def _soft_term(student, teacher, temperature, reverse=False):
     return temperature**2 * (first * (first.log() - second.log())).sum(dim=1).mean()
 
 
+@checked_arguments(loss_fn=Callable(), omitted_class_run=Optional(Callable()))
 @checker("Your loss matches alpha·T²·KL(teacher‖student) per example, averaged over the batch, plus (1−alpha)·CE, "
          "and it stays finite on logits of 1e4.")
 def check_distillation_loss(loss_fn, omitted_class_run=None):
@@ -98,6 +100,7 @@ def check_distillation_loss(loss_fn, omitted_class_run=None):
             "shift chosen on validation: section 6's effect, produced by your loss.")
 
 
+@checked_arguments(gradient_fn=Callable())
 @checker("Your gradient is Hinton's Eq. 2, (q − p)/T, and matches autograd.")
 def check_soft_gradient(gradient_fn) -> None:
     """Lesson 2: ``gradient_fn(student_logits (C,), teacher_logits (C,), temperature) -> (C,)``, the
@@ -152,6 +155,7 @@ def _reject_an_index(got, shifts, expected) -> None:
                     f"shifts[{got}] = {expected:g}.")
 
 
+@checked_arguments(choose_fn=Callable())
 @checker("You pick the bias shift with the best overall validation accuracy, the smallest one on a tie.")
 def check_bias_shift_choice(choose_fn) -> None:
     """Lesson 2: ``choose_fn(logits (N, C), labels (N,), class_index, shifts) -> best shift (float)``."""

@@ -9,6 +9,7 @@ import torch
 
 from fedkd_lessons.experiments.lesson3_client_drift import (DriftSettings, QuadraticClient, fedavg_fixed_point,
                                                             global_optimum)
+from fedkd_lessons.engine.validation import Callable, Instance, Optional, checked_arguments
 from fedkd_lessons.exercises.feedback import Wrong, as_tensor_answer, assert_close_answer, checker
 
 
@@ -20,6 +21,7 @@ def _as_state_answer(value, keys, what: str) -> dict:
     return {name: as_tensor_answer(value[name], f"{what}[{name!r}]") for name in keys}
 
 
+@checked_arguments(average_fn=Callable())
 @checker("Your weighted average is FedAvg: each client counts in proportion to its examples.")
 def check_weighted_average(average_fn) -> None:
     """Lesson 3: ``average_fn(client_states: list[dict[str, Tensor]], weights: list[float]) -> dict``
@@ -48,6 +50,7 @@ def check_weighted_average(average_fn) -> None:
                                 "Average every entry of the state dict the same way, weights normalised by their sum.")
 
 
+@checked_arguments(skew_fn=Callable())
 @checker("Your class skew measures how far each client's class mix is from the pooled one.")
 def check_class_skew(skew_fn) -> None:
     """Lesson 3: ``skew_fn(client_labels: list of label arrays, num_classes) -> float``: the mean
@@ -88,6 +91,7 @@ def check_class_skew(skew_fn) -> None:
                     f"2/3 and the skew is their mean, 1/2; got {sizes:.4f}.")
 
 
+@checked_arguments(clip_fn=Callable())
 @checker("Your clip keeps small updates as they are and shrinks large ones to norm S, direction kept.")
 def check_clip_update(clip_fn) -> None:
     """Lesson 3: ``clip_fn(update: dict[str, Tensor], clip_norm) -> dict``: the whole update times
@@ -133,6 +137,7 @@ def _round_answer(round_fn, weights, clients, steps, lr, case: str) -> np.ndarra
     return value
 
 
+@checked_arguments(round_fn=Callable(), settings=Optional(Instance(DriftSettings)))
 @checker("Your round is FedAvg: every client takes its local steps from the same global weights, and the server "
          "averages the results, each client weighted by its examples.")
 def check_fedavg_round(round_fn, settings: DriftSettings | None = None):

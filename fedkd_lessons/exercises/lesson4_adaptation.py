@@ -10,6 +10,7 @@ from torch import nn
 
 from fedkd_lessons.distillation import distillation_loss
 from fedkd_lessons.engine.models import make_mlp
+from fedkd_lessons.engine.validation import Callable, checked_arguments
 from fedkd_lessons.exercises.feedback import Wrong, as_tensor_answer, assert_close_answer, checker
 
 
@@ -26,6 +27,7 @@ def _hand_penalty(params, global_params, fisher, ewc_lambda):
     return ewc_lambda / 2 * sum((fisher[n] * (params[n] - global_params[n]) ** 2).sum() for n in params)
 
 
+@checked_arguments(penalty_fn=Callable())
 @checker("Your EWC penalty is a spring on every weight, stiffness lambda * F_i, pulling it back to the global value.")
 def check_ewc_penalty(penalty_fn) -> None:
     """Lesson 4: ``penalty_fn(params, global_params, fisher, ewc_lambda) -> scalar tensor`` with
@@ -147,6 +149,7 @@ def _check_distill_step_by_hand(step_fn) -> None:
                             "[-3/8, 3/8]; one step of lr 1 moves weight and bias to [3/8, -3/8].")
 
 
+@checked_arguments(step_fn=Callable())
 @checker("Your step moves the student along the distillation gradient and leaves the teacher frozen.")
 def check_distill_step(step_fn) -> None:
     """Lesson 4: ``step_fn(student, teacher, images, labels, temperature, alpha, lr) -> float``: one
@@ -205,6 +208,7 @@ def check_distill_step(step_fn) -> None:
                             "With alpha = 0 the step is a plain cross-entropy (fine-tuning) step.")
 
 
+@checked_arguments(lambda_fn=Callable())
 @checker("Right: past lr * lambda * max F = 2(1 + momentum) the spring throws the weights further each step.")
 def check_max_stable_lambda(lambda_fn) -> None:
     """Lesson 4: ``lambda_fn(fisher, lr, momentum) -> float``: the largest ``lambda`` for which SGD with
@@ -286,6 +290,7 @@ def _reference_best_epoch(scores) -> int:
     return best
 
 
+@checked_arguments(stop_fn=Callable())
 @checker("Your loop keeps the best epoch on the client's own validation images, the global model (epoch 0) included.")
 def check_early_stopping(stop_fn) -> None:
     """Lesson 4: ``stop_fn(model, train_one_epoch, validation_accuracy, max_epochs) -> int``: score the model

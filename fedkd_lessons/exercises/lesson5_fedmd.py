@@ -2,9 +2,11 @@
 
 import torch
 
+from fedkd_lessons.engine.validation import Callable, checked_arguments
 from fedkd_lessons.exercises.feedback import Wrong, as_tensor_answer, assert_close_answer, checker
 
 
+@checked_arguments(consensus_fn=Callable())
 @checker("Your consensus is the plain mean of the parties' logits, sample by sample and class by class.")
 def check_consensus(consensus_fn) -> None:
     """Lesson 5: ``consensus_fn(logits (m, S, C)) -> (S, C)``, the equal-weight mean over parties."""
@@ -32,6 +34,7 @@ def _reference_round_bytes(num_parties, subset_size, num_classes, bytes_per_numb
     return 2 * num_parties * subset_size * num_classes * bytes_per_number
 
 
+@checked_arguments(bytes_fn=Callable())
 @checker("You count every party's upload of its logits and its download of the consensus, in bytes.")
 def check_fedmd_round_bytes(bytes_fn) -> None:
     """Lesson 5: ``bytes_fn(num_parties, subset_size, num_classes, bytes_per_number=4) -> int``."""
@@ -103,6 +106,7 @@ def _same_weights(parties, others) -> bool:
                for a, b in zip(party.model.state_dict().values(), other.model.state_dict().values()))
 
 
+@checked_arguments(round_fn=Callable())
 @checker("Your round communicates, aggregates, digests and revisits in Algorithm 1's order, and its parties end "
          "exactly where the package's fedmd_round leaves them.")
 def check_fedmd_round(round_fn) -> str:

@@ -7,9 +7,11 @@ import numpy as np
 import torch
 
 from fedkd_lessons.flower.app.protocol import RoundPolicy
+from fedkd_lessons.engine.validation import Callable, checked_arguments
 from fedkd_lessons.exercises.feedback import Wrong, as_tensor_answer, assert_close_answer, checker
 
 
+@checked_arguments(aggregate_fn=Callable())
 @checker("Your server averages only the parties that replied, so a silent party neither counts nor drags the mean to zero.")
 def check_aggregate_replies(aggregate_fn) -> None:
     """Lesson 6: ``aggregate_fn({party_id: logits (S, C) or None}) -> (S, C)``, the mean over the
@@ -32,6 +34,7 @@ def check_aggregate_replies(aggregate_fn) -> None:
     assert_close_answer(got, b, "a single reply", "With one reply the consensus is that party's logits.")
 
 
+@checked_arguments(close_fn=Callable())
 @checker("Your server waits for stragglers, but not for ever, and gives up when too few parties answer.")
 def check_close_round(close_fn) -> None:
     """Lesson 6: ``close_fn(addressed, replied, elapsed, since_minimum, min_replies, timeout, grace)``
@@ -62,6 +65,7 @@ def check_close_round(close_fn) -> None:
         raise Wrong(f"{case} you return {got!r}, expected {expected!r}.")
 
 
+@checked_arguments(median_fn=Callable())
 @checker("Your median ignores one loud party and, with an even number of parties, takes the mean of the two middle values.")
 def check_median_consensus(median_fn) -> None:
     """Lesson 6: ``median_fn(logits (m, S, C)) -> (S, C)``, the coordinate-wise median over the

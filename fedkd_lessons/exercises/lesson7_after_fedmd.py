@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from fedkd_lessons.after_fedmd import entropy_reduction_average, fd_teachers, mean_entropy
+from fedkd_lessons.engine.validation import Callable, checked_arguments
 from fedkd_lessons.exercises.feedback import Wrong, as_tensor_answer, assert_close_answer, checker
 
 
@@ -18,6 +19,7 @@ def _majority(num_parties=10, leaning=7, num_classes=16):
     return probabilities
 
 
+@checked_arguments(era_fn=Callable())
 @checker("Your entropy-reduction average divides the parties' mean probabilities by T before the softmax, "
          "and it sharpens a majority vote as DS-FL intends.")
 def check_entropy_reduction(era_fn) -> None:
@@ -52,6 +54,7 @@ def check_entropy_reduction(era_fn) -> None:
         raise Wrong(f"on a 7-to-3 vote over 16 classes the top class should get about 0.97, you give {top:.3f}.")
 
 
+@checked_arguments(teachers_fn=Callable())
 @checker("Your teachers average, for each label, the other parties that hold it, never the party itself.")
 def check_fd_teachers(teachers_fn) -> None:
     """Lesson 7: ``teachers_fn(tables (m, L, C), counts (m, L)) -> (m, L, C)``: for party ``k`` and label

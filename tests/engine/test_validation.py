@@ -38,7 +38,12 @@ DECLARED_MODULES = ("fedkd_lessons.temperature", "fedkd_lessons.distillation", "
                     "fedkd_lessons.flower.app.settings", "fedkd_lessons.flower.app.protocol",
                     "fedkd_lessons.flower.app.party_disk", "fedkd_lessons.flower.app.faults",
                     "fedkd_lessons.flower.app.credentials", "fedkd_lessons.flower.app.server_app",
-                    "fedkd_lessons.flower.app.client_app")
+                    "fedkd_lessons.flower.app.client_app",
+                    "fedkd_lessons.exercises.feedback", "fedkd_lessons.exercises.lesson1_temperature",
+                    "fedkd_lessons.exercises.lesson2_distillation", "fedkd_lessons.exercises.lesson3_federated",
+                    "fedkd_lessons.exercises.lesson4_adaptation", "fedkd_lessons.exercises.lesson5_fedmd",
+                    "fedkd_lessons.exercises.lesson6_flower", "fedkd_lessons.exercises.lesson7_after_fedmd",
+                    )
 
 NOTHING_TO_CHECK = {
     "fedkd_lessons.figures.plotting.use_course_style": "takes no argument",
@@ -86,6 +91,14 @@ NOTHING_TO_CHECK = {
                                                 "FlowerSettings and RunFacts check the run-config it reads",
     "fedkd_lessons.flower.app.client_app.fedmd_step": "Flower calls it with its own Message and Context; "
                                                       "read_server_message reads the message",
+    "fedkd_lessons.exercises.feedback.grading": "takes no argument",
+    "fedkd_lessons.exercises.feedback.graded": "takes the Feedback a checker built",
+    "fedkd_lessons.exercises.feedback.checker": "a decorator the exercise modules give their own success sentence",
+    "fedkd_lessons.exercises.feedback.as_tensor_answer": "is itself a checker's check of what a learner's function "
+                                                         "returned: it raises Wrong, shown as feedback",
+    "fedkd_lessons.exercises.feedback.assert_close_answer": "is itself a checker's check of what a learner's function "
+                                                            "returned against the reference: it raises Wrong, shown "
+                                                            "as feedback",
 }
 
 
