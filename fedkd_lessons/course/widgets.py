@@ -17,10 +17,18 @@ from matplotlib.figure import Figure
 from fedkd_lessons.distillation import distillation_loss
 from fedkd_lessons.figures.plotting import COLOURS, COURSE_STYLE, show_digit
 from fedkd_lessons.temperature import entropy, softmax_with_temperature
-from fedkd_lessons.engine.validation import as_logits
+from fedkd_lessons.engine.validation import Each, Instance, Optional, Real, Tensor, as_logits, checked_arguments
 
 # The slider's log10 range: 10**-1.5 = 0.032 to 100, on a 0.01 grid that holds T = 1 exactly.
 LOG10_TEMPERATURE_RANGE = (-1.5, 2.0)
+DISTILLATION_TEMPERATURE_RANGE = (0.5, 50.0)
+
+# What both widgets take: digit images (N, 1, H, W) or (N, H, W), logits (N, C) (-inf masks a
+# class out: as_logits then refuses NaN and +inf), labels (N,), one name per class.
+IMAGES = Tensor(ndim=(3, 4), dtype="float")
+LOGITS = Tensor(ndim=2, finite=False)
+LABELS = Tensor(ndim=1, dtype="integer")
+CLASS_NAMES = Optional(Each(Instance(str)))
 
 
 def _render_png(fig: Figure) -> bytes:
@@ -38,6 +46,8 @@ def _readout_html(probs: torch.Tensor, temperature: float, class_names) -> str:
     )
 
 
+@checked_arguments(images=IMAGES, logits=LOGITS, labels=Optional(LABELS), class_names=CLASS_NAMES,
+                   ids=Optional(LABELS), initial_temperature=Real(10**LOG10_TEMPERATURE_RANGE[0], 10**LOG10_TEMPERATURE_RANGE[1]))
 def temperature_widget(images, logits, labels=None, class_names=None, ids=None, initial_temperature: float = 1.0):
     """A log-scale temperature slider over one chosen digit's softened class probabilities.
 
@@ -57,19 +67,14 @@ def temperature_widget(images, logits, labels=None, class_names=None, ids=None, 
         ``image`` (the figure's PNG, what the learner sees).
     """
     logits = as_logits(logits)
-    if logits.ndim != 2:
-        raise ValueError(f"logits must have shape (N, C), got {tuple(logits.shape)}")
     if len(images) != len(logits):
         raise ValueError(f"images and logits differ in length: {len(images)} vs {len(logits)}")
-    low, high = (10**bound for bound in LOG10_TEMPERATURE_RANGE)
-    if not low <= initial_temperature <= high:
-        raise ValueError(f"initial_temperature must be in [{low}, {high}], got {initial_temperature!r}")
     num_classes = logits.shape[1]
     class_names = list(class_names or [str(c) for c in range(num_classes)])
     if len(class_names) != num_classes:
         raise ValueError(f"class_names has {len(class_names)} names for {num_classes} classes")
 
-    ids = list(range(len(logits))) if ids is None else [int(i) for i in ids]
+    ids = list(range(len(logits))) if ids is None else ids.tolist()
     if len(ids) != len(logits):
         raise ValueError(f"ids has {len(ids)} entries for {len(logits)} digits")
 
@@ -121,9 +126,6 @@ def temperature_widget(images, logits, labels=None, class_names=None, ids=None, 
     return box
 
 
-DISTILLATION_TEMPERATURE_RANGE = (0.5, 50.0)
-
-
 def _distillation_readout_html(teacher_probs, student_probs, soft_term, hard_term, temperature, alpha, label, class_names) -> str:
     return (
         f"<b>T = {temperature:.3g}, alpha = {alpha:.2f}</b> &nbsp; "
@@ -134,6 +136,9 @@ def _distillation_readout_html(teacher_probs, student_probs, soft_term, hard_ter
     )
 
 
+@checked_arguments(images=IMAGES, teacher_logits=LOGITS, student_logits=LOGITS, labels=LABELS,
+                   class_names=CLASS_NAMES, initial_temperature=Real(*DISTILLATION_TEMPERATURE_RANGE),
+                   initial_alpha=Real(0, 1))
 def distillation_widget(images, teacher_logits, student_logits, labels, class_names=None,
                         initial_temperature: float = 4.0, initial_alpha: float = 0.9):
     """Sliders for ``T`` and ``alpha`` over one digit: the teacher's and the student's softened
@@ -156,21 +161,16 @@ def distillation_widget(images, teacher_logits, student_logits, labels, class_na
     """
     teacher_logits = as_logits(teacher_logits, "teacher_logits")
     student_logits = as_logits(student_logits, "student_logits")
-    if teacher_logits.ndim != 2 or teacher_logits.shape != student_logits.shape:
+    if teacher_logits.shape != student_logits.shape:
         raise ValueError(
             f"teacher_logits and student_logits must both have shape (N, C), got "
             f"{tuple(teacher_logits.shape)} and {tuple(student_logits.shape)}"
         )
-    labels = torch.as_tensor(labels)
     if len(images) != len(teacher_logits) or len(labels) != len(teacher_logits):
         raise ValueError(
             f"images, logits and labels differ in length: {len(images)}, {len(teacher_logits)}, {len(labels)}"
         )
     low, high = DISTILLATION_TEMPERATURE_RANGE
-    if not low <= initial_temperature <= high:
-        raise ValueError(f"initial_temperature must be in [{low}, {high}], got {initial_temperature!r}")
-    if not 0.0 <= initial_alpha <= 1.0:
-        raise ValueError(f"initial_alpha must be in [0, 1], got {initial_alpha!r}")
     num_classes = teacher_logits.shape[1]
     class_names = list(class_names or [str(c) for c in range(num_classes)])
     if len(class_names) != num_classes:

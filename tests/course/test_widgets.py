@@ -55,9 +55,17 @@ def test_picker_shows_the_label(widget_and_inputs, digits):
 
 
 def test_bad_inputs_are_rejected(digits):
-    with pytest.raises(ValueError, match=r"logits must have shape \(N, C\)"):
+    with pytest.raises(ValueError, match=r"^logits must have 2 dimension\(s\), got shape \(10,\)"):
         temperature_widget(digits.test_images[:2], torch.zeros(10))
     with pytest.raises(ValueError, match="differ in length"):
         temperature_widget(digits.test_images[:3], torch.zeros(2, 10))
-    with pytest.raises(ValueError, match="initial_temperature must be in"):
+    with pytest.raises(ValueError, match=r"^initial_temperature must be a number in \[0.0316228, 100\], got 1000"):
         temperature_widget(digits.test_images[:2], torch.zeros(2, 10), initial_temperature=1000)
+    with pytest.raises(ValueError, match=r"^logits contains NaN"):
+        temperature_widget(digits.test_images[:2], torch.full((2, 10), math.nan))
+    with pytest.raises(ValueError, match=r"^images must have 3 or 4 dimension\(s\)"):
+        temperature_widget(digits.test_images[0, 0], torch.zeros(8, 10))
+    with pytest.raises(ValueError, match=r"^labels must be None or a tensor .*integer entries"):
+        temperature_widget(digits.test_images[:2], torch.zeros(2, 10), torch.zeros(2))
+    with pytest.raises(ValueError, match=r"^class_names must be None or a list or tuple of at least 1 item\(s\), each a str"):
+        temperature_widget(digits.test_images[:2], torch.zeros(2, 2), class_names=["0", 1])

@@ -69,8 +69,12 @@ def test_bad_inputs_are_rejected(digits):
         distillation_widget(images, torch.zeros(3, 10), torch.zeros(3, 9), labels)
     with pytest.raises(ValueError, match="differ in length"):
         distillation_widget(images, torch.zeros(2, 10), torch.zeros(2, 10), labels[:2])
-    with pytest.raises(ValueError, match="initial_temperature must be in"):
+    with pytest.raises(ValueError, match=r"^initial_temperature must be a number in \[0.5, 50\], got 0.1"):
         distillation_widget(images, torch.zeros(3, 10), torch.zeros(3, 10), labels, initial_temperature=0.1)
-    with pytest.raises(ValueError, match=r"initial_alpha must be in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"^initial_alpha must be a number in \[0, 1\], got 1.2"):
         distillation_widget(images, torch.zeros(3, 10), torch.zeros(3, 10), labels, initial_alpha=1.2)
+    with pytest.raises(ValueError, match=r"^student_logits must have 2 dimension\(s\)"):
+        distillation_widget(images, torch.zeros(3, 10), torch.zeros(3, 10, 1), labels)
+    with pytest.raises(ValueError, match=r"^labels must hold integers"):
+        distillation_widget(images, torch.zeros(3, 10), torch.zeros(3, 10), labels.float())
     assert math.isfinite(DISTILLATION_TEMPERATURE_RANGE[1])

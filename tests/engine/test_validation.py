@@ -43,6 +43,7 @@ DECLARED_MODULES = ("fedkd_lessons.temperature", "fedkd_lessons.distillation", "
                     "fedkd_lessons.exercises.lesson2_distillation", "fedkd_lessons.exercises.lesson3_federated",
                     "fedkd_lessons.exercises.lesson4_adaptation", "fedkd_lessons.exercises.lesson5_fedmd",
                     "fedkd_lessons.exercises.lesson6_flower", "fedkd_lessons.exercises.lesson7_after_fedmd",
+                    "fedkd_lessons.course.widgets",
                     )
 
 NOTHING_TO_CHECK = {
