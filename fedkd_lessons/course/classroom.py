@@ -18,16 +18,21 @@ pass, so ``nbgrader autograde`` gives a solved exercise full points and an unsol
 
 import argparse
 import copy
+import os
 import re
 from pathlib import Path
 
 import nbformat
 from nbgrader.preprocessors import ClearOutput, ClearSolutions, LockCells
 
+from fedkd_lessons.engine.validation import Instance, checked_arguments
+
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 SOURCES = {"en": "notebooks", "zh": "notebooks/zh"}  # the reference notebooks of each language
 CHECK_CALL = re.compile(r"\bcheck_\w+\(")
 POINTS_PER_CHECK = 1  # every exercise counts alike: a lesson's total is its number of exercises
+PATH = Instance((str, os.PathLike))
+NOTEBOOK = Instance(nbformat.NotebookNode)  # as nbformat.read gives it
 
 
 def is_solution_cell(cell) -> bool:
@@ -38,6 +43,7 @@ def is_check_cell(cell) -> bool:
     return cell.cell_type == "code" and BEGIN_SOLUTION not in cell.source and bool(CHECK_CALL.search(cell.source))
 
 
+@checked_arguments(nb=NOTEBOOK, stem=Instance(str))
 def with_nbgrader_metadata(nb, stem: str):
     """A copy of ``nb`` whose exercise cells carry nbgrader metadata: answer cells are solution
     cells, check cells are read-only autograded tests worth ``POINTS_PER_CHECK`` points each.
@@ -58,6 +64,7 @@ def with_nbgrader_metadata(nb, stem: str):
     return nb
 
 
+@checked_arguments(nb=NOTEBOOK, stem=Instance(str))
 def student_version(nb, stem: str):
     """``nb`` with every solution replaced by ``raise NotImplementedError()``, all outputs and
     widget state cleared, and the check cells locked (nbgrader's preprocessors)."""
@@ -71,6 +78,7 @@ def student_version(nb, stem: str):
     return nb
 
 
+@checked_arguments(source=PATH)
 def notebooks_in(source) -> list[Path]:
     paths = sorted(Path(source).glob("[0-9][0-9]_*.ipynb"))
     if not paths:
@@ -78,6 +86,7 @@ def notebooks_in(source) -> list[Path]:
     return paths
 
 
+@checked_arguments(source=PATH, outdir=PATH)
 def write_student_edition(source, outdir) -> list[Path]:
     """Write the student edition of every notebook in ``source`` into ``outdir``; return the paths."""
     outdir = Path(outdir)
@@ -94,6 +103,7 @@ def write_student_edition(source, outdir) -> list[Path]:
     return written
 
 
+@checked_arguments(source=PATH, course_dir=PATH)
 def write_nbgrader_source(source, course_dir) -> list[Path]:
     """Lay the reference notebooks out as nbgrader expects, ``COURSEDIR/source/lessonNN/NN_name.ipynb``,
     with nbgrader cell metadata, ready for ``nbgrader generate_assignment lessonNN``."""

@@ -233,3 +233,12 @@ def test_an_unclosed_solution_is_named(tmp_path):
 def test_an_empty_source_folder_is_refused(tmp_path):
     with pytest.raises(ValueError, match="no lesson notebooks"):
         write_student_edition(tmp_path, tmp_path / "out")
+
+
+def test_a_notebook_or_folder_of_the_wrong_kind_is_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match=r"^nb must be a NotebookNode, got 'NOTEBOOKS/01_x.ipynb'"):
+        with_nbgrader_metadata("NOTEBOOKS/01_x.ipynb", "lesson")
+    with pytest.raises(ValueError, match=r"^stem must be a str, got 1"):
+        with_nbgrader_metadata(nbformat.v4.new_notebook(), 1)
+    with pytest.raises(ValueError, match=r"^outdir must be a str or a PathLike, got None"):
+        write_student_edition(tmp_path, None)

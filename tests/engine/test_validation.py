@@ -43,7 +43,7 @@ DECLARED_MODULES = ("fedkd_lessons.temperature", "fedkd_lessons.distillation", "
                     "fedkd_lessons.exercises.lesson2_distillation", "fedkd_lessons.exercises.lesson3_federated",
                     "fedkd_lessons.exercises.lesson4_adaptation", "fedkd_lessons.exercises.lesson5_fedmd",
                     "fedkd_lessons.exercises.lesson6_flower", "fedkd_lessons.exercises.lesson7_after_fedmd",
-                    "fedkd_lessons.course.widgets",
+                    "fedkd_lessons.course.widgets", "fedkd_lessons.course.classroom",
                     )
 
 NOTHING_TO_CHECK = {
@@ -100,6 +100,12 @@ NOTHING_TO_CHECK = {
     "fedkd_lessons.exercises.feedback.assert_close_answer": "is itself a checker's check of what a learner's function "
                                                             "returned against the reference: it raises Wrong, shown "
                                                             "as feedback",
+    "fedkd_lessons.course.classroom.is_solution_cell": "a predicate over the cells of a notebook that "
+                                                       "with_nbgrader_metadata or a test has already read",
+    "fedkd_lessons.course.classroom.is_check_cell": "a predicate over the cells of a notebook that "
+                                                    "with_nbgrader_metadata or a test has already read",
+    "fedkd_lessons.course.classroom.main": "argparse checks the command line (the command, the language among "
+                                           "its choices); the functions it calls declare the folders",
 }
 
 
