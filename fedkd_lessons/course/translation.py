@@ -45,11 +45,14 @@ import copy
 import difflib
 import hashlib
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+
+from fedkd_lessons.engine.validation import Constraint, Each, Instance, Optional, checked_arguments
 
 LANGUAGE = "zh"
 CATALOG_FOLDER = Path("translations") / LANGUAGE
@@ -58,12 +61,16 @@ CHINESE_NOTEBOOK_FOLDER = NOTEBOOK_FOLDER / LANGUAGE
 README = Path("README.md")
 CHINESE_README = Path(f"README.{LANGUAGE}.md")
 BUILD_COMMAND = "python -m fedkd_lessons.course.translation build"
+PATH = Instance((str, os.PathLike))
+NOTEBOOK = Instance(nbformat.NotebookNode)  # as nbformat.read gives it
+TEXT = Instance(str)
 
 
 # ---------------------------------------------------------------------------------------------
 # Sources: (id, English text) pairs in source order
 # ---------------------------------------------------------------------------------------------
 
+@checked_arguments(english_nb=NOTEBOOK)
 def markdown_cells(english_nb) -> list[tuple[str, str]]:
     """``[(cell id, source), ...]`` of the notebook's markdown cells, in order.
     Raises ``ValueError`` if a markdown cell has no id or two share one."""
@@ -82,11 +89,13 @@ def markdown_cells(english_nb) -> list[tuple[str, str]]:
     return pairs
 
 
+@checked_arguments(block=TEXT)
 def readme_block_id(block: str) -> str:
     """``"readme-"`` + the first 12 hex digits of sha256(block, UTF-8)."""
     return "readme-" + hashlib.sha256(block.encode("utf-8")).hexdigest()[:12]
 
 
+@checked_arguments(readme_text=TEXT)
 def readme_blocks(readme_text: str) -> list[tuple[str, str]]:
     """``[(block id, block text), ...]``: the README cut before every heading line (a line starting
     with ``#`` outside ``` or ~~~ fences). Joining the texts gives ``readme_text`` back."""
@@ -107,6 +116,7 @@ def readme_blocks(readme_text: str) -> list[tuple[str, str]]:
 # Catalogs
 # ---------------------------------------------------------------------------------------------
 
+@checked_arguments(repo_root=PATH, source=PATH)
 def catalog_path(repo_root, source) -> Path:
     """``translations/zh/<stem>.json`` for ``notebooks/<stem>.ipynb``; ``.../README.json`` for README.md."""
     return Path(repo_root) / CATALOG_FOLDER / f"{Path(source).stem}.json"
@@ -127,6 +137,7 @@ def validate_catalog(catalog, name: str = "catalog") -> dict:
     return catalog
 
 
+@checked_arguments(path=PATH)
 def load_catalog(path) -> dict:
     """Read and validate one catalog file (UTF-8 JSON)."""
     path = Path(path)
@@ -139,6 +150,22 @@ def load_catalog(path) -> dict:
     return validate_catalog(catalog, str(path))
 
 
+class Catalog(Constraint):
+    """A catalog of the shape :func:`validate_catalog` checks (the declared check of a catalog argument)."""
+
+    description = "a catalog {'source': ..., 'entries': [{'id', 'en', 'zh'}, ...]}"
+
+    def check(self, value, name: str):
+        return validate_catalog(value, name)
+
+    def bad_examples(self) -> list:
+        return [[], {"source": "x", "entries": [{"id": "a", "en": ""}]}]
+
+
+CATALOG = Catalog()
+
+
+@checked_arguments(path=PATH, catalog=CATALOG)
 def write_catalog(path, catalog) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,6 +176,7 @@ def write_catalog(path, catalog) -> None:
 # Comparing a catalog with its source
 # ---------------------------------------------------------------------------------------------
 
+@checked_arguments(old=TEXT, new=TEXT)
 def first_difference(old: str, new: str) -> str:
     """A one-line hint: the first line where ``old`` and ``new`` differ."""
     old_lines, new_lines = old.splitlines(), new.splitlines()
@@ -191,10 +219,12 @@ class SourceReport:
         return "\n".join(lines)
 
 
+@checked_arguments(sources=Each(Instance(tuple), min_length=0), catalog=CATALOG, source=TEXT,
+                   catalog_name=TEXT)
 def compare(sources: list[tuple[str, str]], catalog, source: str = "", catalog_name: str = "") -> SourceReport:
     """Check ``catalog`` against ``sources`` (``[(id, English text), ...]``)."""
     report = SourceReport(source, catalog_name)
-    entries = {entry["id"]: entry for entry in validate_catalog(catalog, catalog_name or "catalog")["entries"]}
+    entries = {entry["id"]: entry for entry in catalog["entries"]}
     current = dict(sources)
     for entry_id, english in sources:
         entry = entries.get(entry_id)
@@ -218,6 +248,7 @@ def compare(sources: list[tuple[str, str]], catalog, source: str = "", catalog_n
     return report
 
 
+@checked_arguments(report=Instance(SourceReport), argument=TEXT)
 def require_complete(report: SourceReport, argument: str) -> None:
     problems = [f"missing {report.missing}" if report.missing else "",
                 f"untranslated {report.untranslated}" if report.untranslated else "",
@@ -235,6 +266,7 @@ def require_complete(report: SourceReport, argument: str) -> None:
 # Building
 # ---------------------------------------------------------------------------------------------
 
+@checked_arguments(english_nb=NOTEBOOK, catalog=CATALOG, source=TEXT)
 def build_chinese_notebook(english_nb, catalog, source: str = ""):
     """A copy of ``english_nb`` (an nbformat v4 notebook) whose markdown cells carry the catalog's
     Chinese; code cells, outputs, cell ids, cell and notebook metadata and widget state are
@@ -251,6 +283,7 @@ def build_chinese_notebook(english_nb, catalog, source: str = ""):
     return nb
 
 
+@checked_arguments(readme_text=TEXT, catalog=CATALOG)
 def build_chinese_readme(readme_text: str, catalog) -> str:
     """``readme_text`` with each block replaced by its catalog Chinese. Each block keeps the English
     block's trailing blank lines, so blocks stay apart however the translator ended them.
@@ -265,16 +298,19 @@ def build_chinese_readme(readme_text: str, catalog) -> str:
     return "".join(parts)
 
 
+@checked_arguments(nb=NOTEBOOK)
 def notebook_text(nb) -> str:
     """The notebook as ``nbformat.write`` stores it."""
     text = nbformat.writes(nb)
     return text if text.endswith("\n") else text + "\n"
 
 
+@checked_arguments(repo_root=PATH)
 def english_notebooks(repo_root) -> list[Path]:
     return sorted((Path(repo_root) / NOTEBOOK_FOLDER).glob("[0-9][0-9]_*.ipynb"))
 
 
+@checked_arguments(repo_root=PATH)
 def built_files(repo_root) -> tuple[dict[Path, str], list[str]]:
     """``({output path: text}, [error, ...])``: every Chinese file the catalogs can build now, and
     for each source they cannot, why (missing, untranslated or stale ids)."""
@@ -295,6 +331,7 @@ def built_files(repo_root) -> tuple[dict[Path, str], list[str]]:
     return outputs, errors
 
 
+@checked_arguments(repo_root=PATH)
 def build(repo_root) -> tuple[list[Path], list[str]]:
     """Write ``notebooks/zh/*.ipynb`` and ``README.zh.md`` for every source whose catalog is
     complete; return the paths written and, for the others, why not."""
@@ -309,6 +346,7 @@ def build(repo_root) -> tuple[list[Path], list[str]]:
 # Checking and stubs
 # ---------------------------------------------------------------------------------------------
 
+@checked_arguments(repo_root=PATH)
 def sources_of(repo_root) -> list[tuple[str, list[tuple[str, str]], Path, Path]]:
     """``[(source name, [(id, English)], catalog path, built path), ...]`` for every notebook and README."""
     root = Path(repo_root)
@@ -321,6 +359,7 @@ def sources_of(repo_root) -> list[tuple[str, list[tuple[str, str]], Path, Path]]
     return found
 
 
+@checked_arguments(repo_root=PATH)
 def check_catalogs(repo_root) -> list[SourceReport]:
     """One ``SourceReport`` per source (the lesson notebooks, then README.md): missing,
     untranslated and stale entries, and whether the built Chinese file is what ``build`` makes now."""
@@ -344,6 +383,7 @@ def check_catalogs(repo_root) -> list[SourceReport]:
     return reports
 
 
+@checked_arguments(repo_root=PATH, only=Optional(Each(PATH, min_length=0)))
 def add_stubs(repo_root, only=None) -> list[Path]:
     """Add ``{"id", "en", "zh": ""}`` for every missing cell/block, entries in source order, stale
     entries kept as they are, entries of vanished ids moved to the end. ``only``: source paths
@@ -371,6 +411,7 @@ def add_stubs(repo_root, only=None) -> list[Path]:
     return changed
 
 
+@checked_arguments(repo_root=PATH, source=PATH, ids=Each(TEXT))
 def accept(repo_root, source, ids) -> Path:
     """Mark stale notebook entries as translated from the current English: copy the cell's current
     source into each entry's ``en``. Use it after updating their ``zh``. Returns the catalog path."""

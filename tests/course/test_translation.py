@@ -295,6 +295,18 @@ def test_a_malformed_catalog_is_refused_by_name():
         validate_catalog([])
 
 
+
+def test_arguments_of_the_wrong_kind_are_refused_by_name():
+    nb = small_notebook()
+    with pytest.raises(ValueError, match="^catalog: entry 0 needs the string fields"):
+        build_chinese_notebook(nb, {"source": "x", "entries": [{"id": "cell-00", "en": "# Lesson 9"}]})
+    with pytest.raises(ValueError, match="^catalog: expected an object"):
+        compare(markdown_cells(nb), None)
+    with pytest.raises(ValueError, match="^english_nb must be a NotebookNode, got 'notebooks/01_x.ipynb'"):
+        markdown_cells("notebooks/01_x.ipynb")
+    with pytest.raises(ValueError, match="^readme_text must be a str, got None"):
+        readme_blocks(None)
+
 README_TEXT = """# Course
 
 Intro line.

@@ -44,6 +44,7 @@ DECLARED_MODULES = ("fedkd_lessons.temperature", "fedkd_lessons.distillation", "
                     "fedkd_lessons.exercises.lesson4_adaptation", "fedkd_lessons.exercises.lesson5_fedmd",
                     "fedkd_lessons.exercises.lesson6_flower", "fedkd_lessons.exercises.lesson7_after_fedmd",
                     "fedkd_lessons.course.widgets", "fedkd_lessons.course.classroom",
+                    "fedkd_lessons.course.translation",
                     )
 
 NOTHING_TO_CHECK = {
@@ -106,6 +107,10 @@ NOTHING_TO_CHECK = {
                                                     "with_nbgrader_metadata or a test has already read",
     "fedkd_lessons.course.classroom.main": "argparse checks the command line (the command, the language among "
                                            "its choices); the functions it calls declare the folders",
+    "fedkd_lessons.course.translation.validate_catalog": "is itself the check of a catalog's shape (the Catalog "
+                                                         "constraint the other functions declare)",
+    "fedkd_lessons.course.translation.main": "argparse checks the command line (the command among its choices) and "
+                                             "main names a --root without README.md and notebooks/",
 }
 
 
