@@ -29,11 +29,17 @@ from pathlib import Path
 
 import nbformat
 
+from fedkd_lessons.engine.validation import Each, Instance, OneOf, Optional, checked_arguments
+
 REPO = Path(__file__).resolve().parents[2]
 LANGUAGES = ("en", "zh")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 LESSON_NAME = re.compile(r"^\d\d_\w+\.ipynb$")
+LANGUAGE = OneOf(*LANGUAGES)
+FOLDER = Instance(Path)  # the functions join paths onto it with /
+NOTEBOOK = Instance(nbformat.NotebookNode)  # as nbformat.read gives it
+STRING = Instance(str)
 
 TEXT = {
     "en": {
@@ -127,6 +133,7 @@ def _output_html(output: dict) -> str:
     return f'<pre>{html.escape("".join(data.get("text/plain", "")))}</pre>'
 
 
+@checked_arguments(state=Instance(dict), model_id=STRING, language=LANGUAGE)
 def widget_view_html(state: dict, model_id: str, language: str) -> str | None:
     """A static HTML picture of the widget ``model_id`` from a notebook's stored widget state,
     or ``None`` if that state is not stored."""
@@ -137,6 +144,7 @@ def widget_view_html(state: dict, model_id: str, language: str) -> str | None:
     return f'<div class="fedkd-widget-static">{body}{note}</div>'
 
 
+@checked_arguments(nb=NOTEBOOK, language=LANGUAGE)
 def with_static_widgets(nb, language: str):
     """The notebook with every widget output replaced by static HTML and its widget state removed,
     so that no page asks for ipywidgets' JavaScript."""
@@ -156,15 +164,18 @@ def with_static_widgets(nb, language: str):
 
 # --- the source tree of one language ----------------------------------------------------------
 
+@checked_arguments(repo=FOLDER, language=LANGUAGE)
 def lesson_notebooks(repo: Path, language: str) -> list[Path]:
     folder = repo / "notebooks" if language == "en" else repo / "notebooks" / "zh"
     return sorted(p for p in folder.glob("*.ipynb") if LESSON_NAME.match(p.name)) if folder.is_dir() else []
 
 
+@checked_arguments(repo=FOLDER, language=LANGUAGE)
 def readme_path(repo: Path, language: str) -> Path:
     return repo / ("README.md" if language == "en" else "README.zh.md")
 
 
+@checked_arguments(readme=Optional(STRING), lessons=Each(STRING, min_length=0), language=LANGUAGE)
 def landing_page(readme: str | None, lessons: list[str], language: str) -> str:
     """The landing page: the README (its notebook names made links to the lessons), with the lesson
     map, a table of contents of the lessons, put before its first section."""
@@ -215,6 +226,7 @@ def api_docnames() -> list[str]:
     return ["api/index", *(f"api/{name}" for name in package_modules())]
 
 
+@checked_arguments(folder=FOLDER, language=LANGUAGE)
 def api_pages(folder: Path, language: str) -> None:
     """One page per top-level module (a subpackage's modules on its page), and an index page that
     shows the package's own docstring."""
@@ -231,11 +243,13 @@ def api_pages(folder: Path, language: str) -> None:
         (folder / f"{name}.rst").write_text(text, encoding="utf-8")
 
 
+@checked_arguments(repo=FOLDER, language=LANGUAGE)
 def page_names(repo: Path, language: str) -> list[str]:
     """The Sphinx page names of one language's site."""
     return ["index", *(f"notebooks/{path.stem}" for path in lesson_notebooks(repo, language)), *api_docnames()]
 
 
+@checked_arguments(repo=FOLDER, language=LANGUAGE, folder=FOLDER)
 def prepare_source(repo: Path, language: str, folder: Path) -> None:
     """Lay out one language's Sphinx source in ``folder``."""
     shutil.copytree(repo / "website", folder, ignore=shutil.ignore_patterns("__pycache__"))
@@ -277,6 +291,7 @@ a{display:block;font-size:1.4em;margin:.5em 0}</style></head>
 """
 
 
+@checked_arguments(outdir=Instance((str, os.PathLike)), repo=FOLDER, quiet=OneOf(True, False))
 def build(outdir: Path, repo: Path = REPO, quiet: bool = True) -> Path:
     """Build both languages into ``outdir``; return the path of ``outdir/index.html``."""
     outdir = Path(outdir).resolve()

@@ -286,3 +286,14 @@ def test_the_site_is_never_written_into_the_sources():
         with pytest.raises(ValueError, match="outdir must not be inside"):
             build(inside)
         assert not inside.exists()
+
+
+def test_arguments_of_the_wrong_kind_are_refused_by_name():
+    from fedkd_lessons.course.website import build, landing_page, lesson_notebooks
+
+    with pytest.raises(ValueError, match="^language must be one of 'en', 'zh', got 'fr'"):
+        landing_page(None, [], "fr")
+    with pytest.raises(ValueError, match="^repo must be a Path, got '.'"):
+        lesson_notebooks(".", "en")
+    with pytest.raises(ValueError, match="^outdir must be a str or a PathLike, got None"):
+        build(None)

@@ -44,7 +44,7 @@ DECLARED_MODULES = ("fedkd_lessons.temperature", "fedkd_lessons.distillation", "
                     "fedkd_lessons.exercises.lesson4_adaptation", "fedkd_lessons.exercises.lesson5_fedmd",
                     "fedkd_lessons.exercises.lesson6_flower", "fedkd_lessons.exercises.lesson7_after_fedmd",
                     "fedkd_lessons.course.widgets", "fedkd_lessons.course.classroom",
-                    "fedkd_lessons.course.translation",
+                    "fedkd_lessons.course.translation", "fedkd_lessons.course.website",
                     )
 
 NOTHING_TO_CHECK = {
@@ -111,6 +111,11 @@ NOTHING_TO_CHECK = {
                                                          "constraint the other functions declare)",
     "fedkd_lessons.course.translation.main": "argparse checks the command line (the command among its choices) and "
                                              "main names a --root without README.md and notebooks/",
+    "fedkd_lessons.course.website.package_modules": "takes no argument",
+    "fedkd_lessons.course.website.api_docnames": "takes no argument",
+    "fedkd_lessons.course.website.choose_language_page": "takes no argument",
+    "fedkd_lessons.course.website.main": "argparse checks the command line (OUTDIR read as a path); build names an "
+                                         "OUTDIR inside the sources",
 }
 
 
