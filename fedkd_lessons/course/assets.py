@@ -4,6 +4,7 @@ Run from the repository root: ``python -m fedkd_lessons.course.assets`` (or give
 Each picture is made from a fixed seed, so re-running gives the same files.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from fedkd_lessons.figures.plotting import save_figure, use_course_style  # noqa
 from fedkd_lessons.engine.seeding import seed_everything  # noqa: E402
 from fedkd_lessons.figures.lesson1_temperature import temperature_figure  # noqa: E402
 from fedkd_lessons.engine.training import train  # noqa: E402
+from fedkd_lessons.engine.validation import Instance, checked_arguments  # noqa: E402
 
 
 def lesson1_temperature():
@@ -48,6 +50,7 @@ FIGURES = {
 }
 
 
+@checked_arguments(folder=Instance((str, os.PathLike)))
 def write_assets(folder) -> list[Path]:
     """Draw every figure in ``FIGURES`` into ``folder``; return the paths written."""
     folder = Path(folder)

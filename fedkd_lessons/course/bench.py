@@ -44,6 +44,7 @@ from fedkd_lessons.fedavg import FedAvgSettings, fedavg, run_fedavg
 from fedkd_lessons.engine.models import make_mlp
 from fedkd_lessons.engine.seeding import seed_everything
 from fedkd_lessons.engine.training import train
+from fedkd_lessons.engine.validation import Each, Instance, Integer, OneOf, Real, checked_arguments
 
 CASES = {
     "digits-10": dict(dataset="digits 8x8", clients=10, image_size=8, rounds=40, flower_rounds=3),
@@ -56,8 +57,11 @@ ENGINES = ("loop", "batched", "flower")
 TRAINING = FedAvgSettings(rounds=1, client_fraction=1.0, local_epochs=1, lr=0.05, batch_size=32, optimizer="sgd",
                           momentum=0.9)
 HIDDEN, CLASSES = 64, 10
+CASE = OneOf(*CASES)
+CLIENTS = Each(Instance(tuple))  # (images, labels) per client, as client_datasets gives them
 
 
+@checked_arguments(name=CASE)
 @functools.lru_cache(maxsize=1)
 def case_clients(name: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The case's clients' ``(images, labels)``, the same in every process (seeded)."""
@@ -72,10 +76,12 @@ def case_clients(name: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return client_datasets(images, labels, iid_partition(labels.numpy(), case["clients"], seed=0))
 
 
+@checked_arguments(name=CASE)
 def make_model(name: str) -> torch.nn.Module:
     return make_mlp((HIDDEN,), num_classes=CLASSES, image_size=CASES[name]["image_size"])
 
 
+@checked_arguments(name=CASE)
 def flops_per_round(name: str) -> float:
     """Multiply-adds x 2 of one round's training: per example, the forward pass ``2 (D H + H C)``,
     the weight gradients as much again, and the gradient into the hidden layer ``2 H C`` (none is
@@ -85,6 +91,7 @@ def flops_per_round(name: str) -> float:
     return float(sum(len(labels) for _, labels in case_clients(name)) * TRAINING.local_epochs * per_example)
 
 
+@checked_arguments(size=Integer(1), repeats=Integer(1))
 def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
     """The best float32 matrix-multiply rate of one thread on this machine, in GFLOP/s."""
     torch.set_num_threads(1)
@@ -126,6 +133,7 @@ class PeakMemory:
         self._thread.join()
 
 
+@checked_arguments(model=Instance(torch.nn.Module), clients=CLIENTS, rounds=Integer(0), seed=Integer(0))
 def loop_fedavg(model: torch.nn.Module, clients, rounds: int, seed: int = 0) -> torch.nn.Module:
     """FedAvg with every client trained one by one through :func:`fedkd_lessons.engine.training.train`
     (one generator, seeded ``seed``, shuffling client after client); returns the global model. The
@@ -146,11 +154,13 @@ def loop_fedavg(model: torch.nn.Module, clients, rounds: int, seed: int = 0) -> 
     return global_model
 
 
+@checked_arguments(model=Instance(torch.nn.Module), clients=CLIENTS, rounds=Integer(0), seed=Integer(0))
 def batched_fedavg(model: torch.nn.Module, clients, rounds: int, seed: int = 0) -> torch.nn.Module:
     """The same FedAvg through :func:`fedkd_lessons.fedavg.run_fedavg` (the batched engine)."""
     return run_fedavg(model, clients, dataclasses.replace(TRAINING, rounds=rounds), seed=seed, progress=False).model
 
 
+@checked_arguments(name=CASE, rounds=Integer(1))
 def flower_fedavg(name: str, rounds: int) -> float:
     """FedAvg on Flower's simulation engine; returns the seconds of the rounds alone (Ray's start-up
     and the first round's process warm-up are timed separately and not counted)."""
@@ -193,6 +203,7 @@ def flower_fedavg(name: str, rounds: int) -> float:
     return marks[-1] - marks[1]
 
 
+@checked_arguments(name=CASE, engine=OneOf(*ENGINES))
 def run_case(name: str, engine: str) -> dict:
     """One case on one engine in this process; returns its row."""
     seed_everything(0)
@@ -215,6 +226,7 @@ def run_case(name: str, engine: str) -> dict:
     return row
 
 
+@checked_arguments(rows=Each(Instance(dict)), peak_gflops=Real(0, closed="neither"))
 def format_table(rows: list[dict], peak_gflops: float) -> str:
     """The rows as a fixed-width text table, with speed-ups over the loop and the batched engine's
     rate against the measured matrix-multiply peak."""

@@ -1,5 +1,6 @@
 """The bench: its FLOP count by hand, its table, and its loop and batched engines computing one FedAvg."""
 
+import pytest
 import torch
 
 from fedkd_lessons.course import bench
@@ -40,3 +41,12 @@ def test_a_case_runs_in_this_process_and_reports_its_row():
     assert row["engine"] == "batched" and row["clients"] == 10 and row["rounds_per_second"] > 0
     assert row["achieved_gflops"] == row["gflop_per_round"] * row["rounds_per_second"]
     assert row["peak_mb"] > 50
+
+
+def test_a_case_or_engine_not_in_the_bench_is_refused_by_name():
+    with pytest.raises(ValueError, match="^name must be one of 'digits-10', 'digits-100', 'mnist-shape-1000', got 'mnist'"):
+        bench.run_case("mnist", "batched")
+    with pytest.raises(ValueError, match="^engine must be one of 'loop', 'batched', 'flower', got 'ray'"):
+        bench.run_case("digits-10", "ray")
+    with pytest.raises(ValueError, match=r"^clients\[0\] must be a tuple, got a tensor"):
+        bench.loop_fedavg(make_mlp((64,)), (torch.zeros(3, 1, 8, 8), torch.zeros(3)), rounds=1)
