@@ -47,7 +47,8 @@ def _readout_html(probs: torch.Tensor, temperature: float, class_names) -> str:
 
 
 @checked_arguments(images=IMAGES, logits=LOGITS, labels=Optional(LABELS), class_names=CLASS_NAMES,
-                   ids=Optional(LABELS), initial_temperature=Real(10**LOG10_TEMPERATURE_RANGE[0], 10**LOG10_TEMPERATURE_RANGE[1]))
+                   ids=Optional(LABELS),
+                   initial_temperature=Real(10**LOG10_TEMPERATURE_RANGE[0], 10**LOG10_TEMPERATURE_RANGE[1]))
 def temperature_widget(images, logits, labels=None, class_names=None, ids=None, initial_temperature: float = 1.0):
     """A log-scale temperature slider over one chosen digit's softened class probabilities.
 

@@ -67,5 +67,5 @@ def test_bad_inputs_are_rejected(digits):
         temperature_widget(digits.test_images[0, 0], torch.zeros(8, 10))
     with pytest.raises(ValueError, match=r"^labels must be None or a tensor .*integer entries"):
         temperature_widget(digits.test_images[:2], torch.zeros(2, 10), torch.zeros(2))
-    with pytest.raises(ValueError, match=r"^class_names must be None or a list or tuple of at least 1 item\(s\), each a str"):
+    with pytest.raises(ValueError, match=r"^class_names must be None or a list or tuple .* each a str"):
         temperature_widget(digits.test_images[:2], torch.zeros(2, 2), class_names=["0", 1])

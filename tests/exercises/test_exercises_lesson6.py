@@ -197,7 +197,8 @@ def test_median_over_the_classes_fails():
     assert "(dimension 0)" in feedback.message
 
 
-@pytest.mark.parametrize(("check", "name"), [(check_aggregate_replies, "aggregate_fn"), (check_close_round, "close_fn"), (check_median_consensus, "median_fn")])
+@pytest.mark.parametrize(("check", "name"), [(check_aggregate_replies, "aggregate_fn"),
+                                            (check_close_round, "close_fn"), (check_median_consensus, "median_fn")])
 def test_an_answer_that_is_no_function_is_refused_by_name(check, name):
     """What calling the function returned (a tensor, a number) or None: a ValueError naming the
     argument, not a TypeError from inside the checker."""
