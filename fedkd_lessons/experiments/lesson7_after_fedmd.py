@@ -4,8 +4,7 @@ and what Gaussian noise on them costs. And what the lesson claims about it.
 
 Every federation is lesson 5's (:mod:`fedkd_lessons.experiments.lesson5_fedmd`): the same letters,
 parties, transfer learning and rounds, at ``Settings.fedmd`` with its seed replaced by each of
-this lesson's seeds, except that one public pretraining (the zoo at the first seed) is shared by
-every seed (:func:`build_federations`). All seeds' parties train together
+this lesson's seeds (:func:`build_federations`). All seeds' parties train together
 (:func:`fedkd_lessons.fedmd.train_parties` groups parties of one architecture across seeds and
 methods), accuracy is measured at round 0 (once per seed) and after the last round only. The
 attack is measured at every noise level (one set of scores per party and level); what the noise
@@ -25,7 +24,7 @@ from fedkd_lessons.after_fedmd import (METHODS, MethodOptions, MethodRun, accura
                                        logits_of_many)
 from fedkd_lessons.after_fedmd import run_methods_together
 from fedkd_lessons.data.digits import ImageSplit, load_digits_split
-from fedkd_lessons.fedmd import (NUM_PRIVATE_CLASSES, NUM_PUBLIC_CLASSES, FedMDHistory, Party, make_parties,
+from fedkd_lessons.fedmd import (NUM_PRIVATE_CLASSES, NUM_PUBLIC_CLASSES, FedMDHistory, Party,
                                  pretrain_on_public, revisit)
 from fedkd_lessons.data.letters import LetterData
 from fedkd_lessons.engine.validation import (POSITIVE, Each, Instance, Integer, Optional, Real, Tensor, check_fields,
@@ -43,10 +42,10 @@ COMPARED = ("FedMD", "FD", "FedDF", "DS-FL")  # each against the same-epochs con
 @dataclass(frozen=True)
 class Settings:
     """Every constant of lesson 7. ``seed`` and ``seeds``: the federations are lesson 5's at seeds
-    ``seed, seed + 1, ..., seed + seeds - 1`` (each seed moves the letters, the mini-batches, the
-    dropout masks and the public subsets; the initial weights and public pretraining are the first
-    seed's, shared). ``fedmd`` holds lesson 5's settings for the data, parties, transfer learning and
-    rounds; its own ``seed`` is ignored."""
+    ``seed, seed + 1, ..., seed + seeds - 1`` (each seed moves the initial weights, the letters, the
+    mini-batches, the dropout masks and the public subsets, as lesson 5's seeds do). ``fedmd`` holds
+    lesson 5's settings for the data, parties, transfer learning and rounds; its own ``seed`` is
+    ignored."""
 
     seed: int = 0
     seeds: int = 5
@@ -115,7 +114,7 @@ class Federations:
     parties: list[list[Party]]  # [seed][party], after transfer learning
     leak_parties: list[list[Party]]  # [seed][party], the same start trained on a skewed class mix
     favourites: np.ndarray  # (seeds, m) each leak party's favourite letter (0-5)
-    digit_accuracy: np.ndarray  # (m,) the shared public pretraining's digit test accuracy
+    digit_accuracy: np.ndarray  # (seeds, m) each party's digit test accuracy after the public pretraining
     upper_bound: np.ndarray | None  # (m,) at the first seed; None when not asked for
 
 
@@ -149,27 +148,24 @@ def skewed_private_set(images, labels, favourite: int, favourite_letters: int, o
 
 @checked_arguments(settings=SETTINGS, with_upper_bound=Instance(bool))
 def build_federations(settings: Settings, with_upper_bound: bool = True) -> Federations:
-    """Lesson 5's federations at every seed, sharing one public pretraining.
+    """Lesson 5's federations at every seed, each with its own transfer learning.
 
-    The public half of transfer learning is the same task on the same digits for every seed and
-    every method, so it runs once: lesson 5's zoo at ``settings.seed`` (its initial weights and
-    batch order) learns the digits, and every seed's parties start from copies of it. What the
-    seeds still move: the private letters, each party's private mini-batches (party ``k`` of seed
-    ``s`` shuffles with ``s + k``), the dropout masks and the server's public subsets. (Lesson 5's
-    own seeds also move the initial weights; here the intervals leave that out, and the notebook
-    says so.) Then the pooled upper bound at the first seed only (a reference line, no paired
+    Each seed's parties are lesson 5's at that seed (the zoo's initial weights, the letters, party
+    ``k`` of seed ``s`` shuffling with ``s + k``); all seeds' parties learn the public digits at once
+    (:func:`fedkd_lessons.fedmd.pretrain_on_public` trains the parties of one architecture together).
+    Then the pooled upper bound at the first seed only (a reference line, no paired
     comparison is made with it; skipped with ``with_upper_bound=False``), per seed the leak
     experiment's skewed copies (branches that train copies under a forked random stream, so
     the parties end the same with or without them) and the private half of transfer learning."""
     public = load_digits_split()
     image_size = public.train_images.shape[-1]
     letters = [make_letters(settings.fedmd_at(s)) for s in settings.seed_list]
-    zoo = make_lesson_parties(settings.fedmd_at(settings.seed), letters[0], image_size)
-    pretrain_on_public(zoo, public.train_images, public.train_labels, epochs=settings.fedmd.public_epochs)
-    digit_accuracy = accuracies([p.model for p in zoo], [(public.test_images, public.test_labels)] * len(zoo))
-    parties = [make_parties([(p.name, copy.deepcopy(p.model)) for p in zoo], data.private, seed=seed)
+    parties = [make_lesson_parties(settings.fedmd_at(seed), data, image_size)
                for seed, data in zip(settings.seed_list, letters)]
     everyone = [p for row in parties for p in row]
+    pretrain_on_public(everyone, public.train_images, public.train_labels, epochs=settings.fedmd.public_epochs)
+    digit_accuracy = accuracies([p.model for p in everyone],
+                                [(public.test_images, public.test_labels)] * len(everyone)).reshape(settings.seeds, -1)
     upper_bound = None
     with torch.random.fork_rng(devices=[]):
         pooled = copy.deepcopy(parties[:1]) if with_upper_bound else []
@@ -278,7 +274,7 @@ class AfterFedMDResult:
     """What the lesson measured, per seed."""
 
     settings: Settings
-    digit_accuracy: np.ndarray  # (m,) after the shared public pretraining
+    digit_accuracy: np.ndarray  # (seeds, m) after each seed's public pretraining
     upper_bound: np.ndarray | None  # (m,) at the first seed
     histories: dict[str, list[FedMDHistory]]  # label -> one history per seed
     attack: np.ndarray  # (seeds, noise levels incl. 0)

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from fedkd_lessons.experiments.claims import claims_module
-from fedkd_lessons.experiments.lesson5_fedmd import Settings as FedMDSettings
+from fedkd_lessons.experiments.lesson5_fedmd import Settings as FedMDSettings, make_lesson_parties
 from fedkd_lessons.experiments.lesson7_after_fedmd import (CHANCE, COMPARED, PRIVATE_CLASSES, Federations, Settings,
-                                                           attack_success, claims, method_runs, run_claims_experiment,
-                                                           run_lesson, skewed_private_set)
+                                                           attack_success, build_federations, claims, method_runs,
+                                                           run_claims_experiment, run_lesson, skewed_private_set)
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -55,13 +55,28 @@ def test_a_skewed_private_set_keeps_the_favourite_and_a_few_of_the_others():
     assert torch.equal(labels[kept_images.flatten().long()], kept)  # images travel with their labels
 
 
+def test_each_seed_starts_from_lesson_5s_zoo_at_that_seed():
+    # with no training, the federations hold their parties' initial weights: seed s's must be lesson 5's
+    # zoo at seed s (a seed moves the initialisation, not only the letters and batches)
+    fedmd = FedMDSettings(parties=3, letters_per_class=4, evaluation_per_class=2, public_epochs=0, private_epochs=0)
+    settings = Settings(seed=4, seeds=2, fedmd=fedmd, favourite_letters=4, other_letters=1)
+    federations = build_federations(settings, with_upper_bound=False)
+    for seed, row, letters in zip(settings.seed_list, federations.parties, federations.letters):
+        expected = make_lesson_parties(settings.fedmd_at(seed), letters, image_size=8)
+        for party, reference in zip(row, expected):
+            weights, reference_weights = party.model.state_dict(), reference.model.state_dict()
+            assert all(torch.equal(weights[name], reference_weights[name]) for name in weights)
+    first, second = (row[0].model.state_dict() for row in federations.parties)
+    assert not all(torch.equal(first[name], second[name]) for name in first)
+
+
 def test_the_lesson_runs_end_to_end_at_tiny_settings():
     fedmd = FedMDSettings(parties=3, letters_per_class=4, evaluation_per_class=2, public_epochs=1, private_epochs=1,
                           pooled_epochs=1, rounds=1, subset_size=30)
     settings = Settings(seeds=2, fedmd=fedmd, favourite_letters=4, other_letters=1, noise_stds=(5.0,),
                         defended_noise_stds=(5.0,), attack_draws=2)
     federations, result = run_lesson(settings, progress=False)
-    assert result.digit_accuracy.shape == result.upper_bound.shape == (3,)
+    assert result.digit_accuracy.shape == (2, 3) and result.upper_bound.shape == (3,)  # per seed; first seed only
     assert federations.favourites.shape == (2, 3)
     assert [len(p.private_labels) for p in federations.leak_parties[0]] == [4 + 5] * 3
     assert set(result.histories) == {"FedMD", "control", "FD", "FedDF", "DS-FL", "FedMD, noise 5"}
