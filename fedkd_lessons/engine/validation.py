@@ -170,7 +170,9 @@ class Callable(Constraint):
         return callable(value)
 
     def bad_examples(self) -> list:
-        return [3, "f"]
+        # what a learner hands an exercise checker instead of a function: what calling it returned
+        # (a tensor, a number), or None (what calling a function without its return gives)
+        return [torch.zeros(2, 3), 0.5, None]
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ NOTHING_TO_CHECK = {
     (Real(0, 1, closed="left"), [0, 0.99], [1, 1.0]),
     (Real(0, 1, closed="right"), [1, 0.01], [0]),
     (OneOf("adam", "sgd"), ["adam", "sgd"], ["Adam", "", 1, None]),
-    (Callable(), [len, lambda: 0], [1, "len"]),
+    (Callable(), [len, lambda: 0], [1, "len", None, torch.zeros(2, 3)]),
     (Instance(torch.Generator), [torch.Generator()], [0, None]),
     (Optional(Integer(1)), [None, 1], [0, 1.5]),
     (Each(Integer(1)), [[1], (2, 3)], [[], [0], (1, 1.5), "12", 3]),
@@ -154,6 +154,8 @@ def test_each_constraint_accepts_and_rejects_by_hand(constraint, good, bad):
 
 
 def test_messages_say_what_the_argument_must_be():
+    with pytest.raises(ValueError, match=r"^softmax_fn must be callable, got None$"):
+        check(None, "softmax_fn", Callable())
     with pytest.raises(ValueError, match=r"^lr must be a finite number > 0, got 0$"):
         check(0, "lr", Real(0, closed="neither"))
     with pytest.raises(ValueError, match=r"^dropout must be a number in \[0, 1\), got 1$"):

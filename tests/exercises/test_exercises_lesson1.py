@@ -157,17 +157,6 @@ def test_bisection_experiment_catches_a_bracket_too_narrow_for_the_lessons_digit
     assert not feedback.passed and "search bracket" in feedback.message
 
 
-@pytest.mark.parametrize(("check", "name"), [(check_softmax_with_temperature, "softmax_fn"),
-                                            (check_entropy, "entropy_fn"),
-                                            (check_temperature_for_entropy, "search_fn")])
-def test_an_answer_that_is_no_function_is_refused_by_name(check, name):
-    """What calling the function returned (a tensor, a number) or None: a ValueError naming the
-    argument, not a TypeError from inside the checker."""
-    for answer in (torch.zeros(2, 3), 0.5, None):
-        with pytest.raises(ValueError, match=rf"^{name} must be callable, got "):
-            check(answer)
-
-
 def test_digits_that_are_neither_a_mapping_nor_a_function_are_refused_by_name():
     with pytest.raises(ValueError, match=r"^lesson_digits must be None or a Mapping or a Callable"):
         check_temperature_for_entropy(lambda logits, target: 1.0, [1.0, 2.0])
