@@ -7,9 +7,9 @@ the processes by PID."""
 import dataclasses
 
 import numpy as np
-import psutil
 import pytest
 import torch
+from process_helpers import still_running
 
 from fedkd_lessons.experiments.claims import assert_claims
 from fedkd_lessons.experiments.lesson6_flower import (PoisoningResult, PoisoningSettings, ScaleScores, Settings, claims,
@@ -48,14 +48,7 @@ def test_only_indices_and_scores_cross_the_wire(result):
 def test_no_process_is_left_behind(result):
     # SuperLink, 3 SuperNodes, their SuperExecs, the ServerApp and a ClientApp per message and party
     assert len(result.flower.pids) >= 1 + 3 + 4 + 1 + 7
-    running = []
-    for pid in result.flower.pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                running.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    assert running == []
+    assert still_running(result.flower.pids) == []
 
 
 def test_comparable_cells_by_hand():

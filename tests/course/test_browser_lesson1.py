@@ -12,12 +12,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from browser_helpers import CHROMIUM, CHROMIUM_FLAGS, free_port, require_chromium
+from browser_helpers import CHROMIUM, CHROMIUM_FLAGS, free_port, require_chromium, wait_until_answering
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = "01_temperature_softmax.ipynb"
@@ -57,15 +55,8 @@ def jupyterlab(tmp_path):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail("JupyterLab did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
-                time.sleep(0.5)
+        wait_until_answering(f"{url}/api/status?token={TOKEN}", server, 60,
+                             lambda: "JupyterLab did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
         yield url
     finally:
         os.killpg(server.pid, signal.SIGTERM)

@@ -13,13 +13,12 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from browser_helpers import CHROMIUM, CHROMIUM_FLAGS, free_port, require_chromium
+from browser_helpers import CHROMIUM, CHROMIUM_FLAGS, free_port, require_chromium, wait_until_answering
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "website"
@@ -58,15 +57,7 @@ def site(tmp_path_factory):
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/index.html", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail("the site's http.server did not start")
-                time.sleep(0.2)
+        wait_until_answering(f"{url}/index.html", server, 20, lambda: "the site's http.server did not start")
         yield index.parent, url
     finally:
         server.terminate()

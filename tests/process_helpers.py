@@ -1,4 +1,5 @@
-"""What the Flower tests share: which of the processes a run started still run."""
+"""What the tests that start Flower runs share (the Flower tests, lesson 6's claims): which of the processes a
+run started still run."""
 
 import psutil
 
